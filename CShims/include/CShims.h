@@ -1,0 +1,5 @@
+#ifndef CSHIMS_H
+#define CSHIMS_H
+#include <stdint.h>
+int cshim_placeholder(void);
+#endif

@@ -1,0 +1,1 @@
+print("IMAPFuzz: build with --sanitize=fuzzer")

@@ -1,0 +1,1 @@
+// IMAPProtocol: framing, parsers and encoders (pure Swift, no sockets, no Foundation).

@@ -1,0 +1,1 @@
+// MailStore: Maildir store, index, MIME structure, search (no sockets, no wire syntax).
