@@ -25,13 +25,13 @@ let package = Package(
             name: "CShims",
             path: "CShims",
             cSettings: [.define("_GNU_SOURCE")],
-            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("crypt")]
         ),
 
         // MARK: - Libraries
         .target(name: "Reactor", dependencies: ["CShims"], swiftSettings: hotPathSettings),
         .target(name: "IMAPProtocol", swiftSettings: hotPathSettings),
-        .target(name: "MailStore"),
+        .target(name: "MailStore", dependencies: ["CShims"]),
 
         // MARK: - Executables
         .executableTarget(name: "apus", dependencies: ["Reactor", "IMAPProtocol", "MailStore"]),

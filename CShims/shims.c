@@ -1,2 +1,0 @@
-#include "CShims.h"
-int cshim_placeholder(void) { return 0; }
