@@ -50,3 +50,22 @@ int cshim_crypt_gensalt(const char *prefix, unsigned long count, char *out, size
         return -EINVAL;
     return (int)strlen(out);
 }
+
+#include <openssl/evp.h>
+
+int cshim_pbkdf2_hmac(const char *digest_name, const void *password, size_t password_len,
+                      const void *salt, size_t salt_len, unsigned iterations,
+                      void *out, size_t out_len) {
+    const EVP_MD *md = EVP_get_digestbyname(digest_name);
+    if (md == NULL || password_len > 0x7fffffff || salt_len > 0x7fffffff || out_len > 0x7fffffff) return -EINVAL;
+    if (PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len, (int)iterations, md, (int)out_len, out) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+int cshim_digest(const char *digest_name, const void *data, size_t len, void *out) {
+    const EVP_MD *md = EVP_get_digestbyname(digest_name);
+    unsigned int n = 0;
+    if (md == NULL || EVP_Digest(data, len, out, &n, md, NULL) != 1) return -EINVAL;
+    return (int)n;
+}

@@ -38,4 +38,16 @@ int cshim_crypt(const char *phrase, const char *setting, char *out, size_t out_l
 /// Why: crypt_gensalt_rn is libcrypt-only, like cshim_crypt.
 int cshim_crypt_gensalt(const char *prefix, unsigned long count, char *out, size_t out_len);
 
+/// PBKDF2-HMAC with the named digest ("SHA512", "SHA1", "SHA256") into `out`.
+/// Returns 0, or -EINVAL for an unknown digest or a failed derivation. Why: the OpenSSL
+/// headers are included only in C files, and EVP digest lookup by name is a macro maze.
+int cshim_pbkdf2_hmac(const char *digest_name, const void *password, size_t password_len,
+                      const void *salt, size_t salt_len, unsigned iterations,
+                      void *out, size_t out_len);
+
+/// One-shot message digest ("SHA512", "SHA256", "SHA1", "MD5") of `data` into `out`, which
+/// must hold 64 bytes. Returns the digest length or -EINVAL. Why: as cshim_pbkdf2_hmac; used
+/// for Dovecot's {SHA512}/{SSHA512}-style schemes and for salted credential-cache keys.
+int cshim_digest(const char *digest_name, const void *data, size_t len, void *out);
+
 #endif
