@@ -240,3 +240,10 @@ long cshim_raise_nofile_limit(long wanted) {
     }
     return (long)lim.rlim_cur;
 }
+
+#include <pthread.h>
+void cshim_set_thread_name(const char *name) {
+    char truncated[16];
+    snprintf(truncated, sizeof truncated, "%s", name);
+    pthread_setname_np(pthread_self(), truncated);
+}

@@ -138,6 +138,10 @@ int cshim_pipe(int fds[2]);
 /// the default 1,024 descriptors.
 long cshim_raise_nofile_limit(long wanted);
 
+/// Names the calling thread (at most 15 bytes), so top, perf and gdb show which loop is busy.
+/// Why: pthread_setname_np is a GNU extension Swift's Glibc module does not export.
+void cshim_set_thread_name(const char *name);
+
 // MARK: - TLS (OpenSSL, non-blocking)
 
 /// Opaque handles: SSL_CTX and SSL and SSL_SESSION, kept opaque so OpenSSL's headers stay in C.

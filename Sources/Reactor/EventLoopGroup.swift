@@ -1,0 +1,98 @@
+//===----------------------------------------------------------------------===//
+// Apus Reactor: one event loop per core, each on its own thread.
+//===----------------------------------------------------------------------===//
+
+import CShims
+import Glibc
+import Synchronization
+
+/// A set of event loops, one per thread, sharing listeners through SO_REUSEPORT, plus a
+/// worker pool for blocking work.
+///
+/// ```swift
+/// let group = try EventLoopGroup(loopCount: 2)
+/// let port = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in MySession() })
+/// …
+/// group.shutdown(gracePeriod: .seconds(5))
+/// ```
+public final class EventLoopGroup: Sendable {
+    /// The loops' handles, by index.
+    public let loops: [EventLoopHandle]
+    /// The worker pool the loops' `runBlocking` uses.
+    public let workers: WorkerPool
+    private let threads: Mutex<[JoinableThread]>
+    private let nextLoop = Atomic<Int>(0)
+
+    /// Starts `loopCount` loops (default: one per core) and `workerCount` workers.
+    public init(loopCount: Int = EventLoopGroup.coreCount, workerCount: Int = 4, name: String = "apus") throws(IOError) {
+        _ = cshim_raise_nofile_limit(0) // as many descriptors as the hard limit allows
+        var handles: [EventLoopHandle] = []
+        for index in 0..<max(1, loopCount) { handles.append(try EventLoopHandle(index: index)) }
+        loops = handles
+        workers = WorkerPool(threadCount: workerCount, name: "\(name)-work")
+        let workers = self.workers
+        var started: [JoinableThread] = []
+        for handle in handles {
+            started.append(JoinableThread(name: "\(name)-loop-\(handle.index)") {
+                // epoll_create fails only when out of descriptors or memory at start-up; the
+                // loop then stops at once and its tasks are dropped.
+                guard let loop = try? EventLoop(handle: handle, workers: workers) else {
+                    handle.stopped.store(true, ordering: .releasing)
+                    return
+                }
+                loop.run()
+            })
+        }
+        threads = Mutex(started)
+    }
+
+    /// Online processors.
+    public static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// The next loop in turn, for spreading outbound connections.
+    public func next() -> EventLoopHandle {
+        loops[nextLoop.wrappingAdd(1, ordering: .relaxed).oldValue % loops.count]
+    }
+
+    /// Opens one listener per loop on `spec.host`:`spec.port` with SO_REUSEPORT and returns
+    /// the port (the chosen one when `spec.port` is 0). Sockets are listening when this
+    /// returns, so clients may connect at once.
+    @discardableResult
+    public func listen(_ spec: ListenerSpec) throws(IOError) -> UInt16 {
+        var port = spec.port
+        var descriptors: [Int32] = []
+        for _ in loops {
+            let result = cshim_listen_tcp(spec.host, port, spec.backlog, 1)
+            guard result >= 0 else {
+                for descriptor in descriptors { Glibc.close(descriptor) }
+                throw IOError(errno: -result, call: "listen on \(SocketAddress(host: spec.host, port: port))")
+            }
+            if port == 0 {
+                var address = cshim_address()
+                _ = cshim_local_address(result, &address)
+                port = address.port
+            }
+            descriptors.append(result)
+        }
+        for (handle, descriptor) in zip(loops, descriptors) {
+            var perLoop = spec
+            perLoop.port = port
+            let finalSpec = perLoop
+            handle.execute { loop in loop.addListener(descriptor: descriptor, spec: finalSpec) }
+        }
+        return port
+    }
+
+    /// Shuts every loop down gracefully (see ``EventLoop/beginShutdown(gracePeriod:)``), then
+    /// the workers, and returns when all threads have ended. Never call it from a loop thread.
+    public func shutdown(gracePeriod: Duration = .seconds(5)) {
+        for handle in loops { handle.execute { loop in loop.beginShutdown(gracePeriod: gracePeriod) } }
+        let started = threads.withLock { threads in
+            let all = threads
+            threads = []
+            return all
+        }
+        for thread in started { thread.join() }
+        workers.shutdown()
+    }
+}

@@ -1,0 +1,93 @@
+//===----------------------------------------------------------------------===//
+// Apus Reactor: a small pool of threads for blocking work.
+//===----------------------------------------------------------------------===//
+
+import Glibc
+import Synchronization
+
+/// Threads for work that blocks (fsync, password hashing, cold file reads), so event loops
+/// never do. Results go back to a loop with ``EventLoop/runBlocking(_:then:)``.
+public final class WorkerPool: Sendable {
+    private struct Queue {
+        var jobs: [@Sendable () -> Void] = []
+        var head = 0
+        var stopping = false
+    }
+
+    private let queue = Mutex(Queue())
+    /// Counts queued jobs; workers sleep on it.
+    private let semaphore: CountingSemaphore
+    private let threads: Mutex<[JoinableThread]> = Mutex([])
+
+    /// Starts `threadCount` workers.
+    public init(threadCount: Int, name: String = "apus-worker") {
+        semaphore = CountingSemaphore()
+        var started: [JoinableThread] = []
+        for index in 0..<max(1, threadCount) {
+            started.append(JoinableThread(name: "\(name)-\(index)") { [self] in self.work() })
+        }
+        threads.withLock { $0 = started }
+    }
+
+    /// Queues `job` for the next free worker. Ignored once the pool is shutting down.
+    public func submit(_ job: @escaping @Sendable () -> Void) {
+        let accepted = queue.withLock { queue in
+            guard !queue.stopping else { return false }
+            queue.jobs.append(job)
+            return true
+        }
+        if accepted { semaphore.signal() }
+    }
+
+    private func work() {
+        while true {
+            semaphore.wait()
+            let job: (@Sendable () -> Void)? = queue.withLock { queue in
+                guard queue.head < queue.jobs.count else { return nil }
+                let job = queue.jobs[queue.head]
+                queue.head += 1
+                if queue.head > 64, queue.head * 2 > queue.jobs.count {
+                    queue.jobs.removeFirst(queue.head)
+                    queue.head = 0
+                }
+                return job
+            }
+            guard let job else { return } // a stop token
+            job()
+        }
+    }
+
+    /// Lets queued jobs finish, then stops and joins the workers.
+    public func shutdown() {
+        let workers = threads.withLock { threads in
+            let all = threads
+            threads = []
+            return all
+        }
+        queue.withLock { $0.stopping = true }
+        for _ in workers { semaphore.signal() }
+        for worker in workers { worker.join() }
+    }
+}
+
+/// A POSIX counting semaphore. Sendable because sem_t exists to be shared between threads;
+/// the pointer itself never changes.
+final class CountingSemaphore: @unchecked Sendable {
+    private let pointer: UnsafeMutablePointer<sem_t>
+
+    init() {
+        pointer = .allocate(capacity: 1)
+        sem_init(pointer, 0, 0)
+    }
+
+    deinit {
+        sem_destroy(pointer)
+        pointer.deallocate()
+    }
+
+    func signal() { sem_post(pointer) }
+
+    func wait() {
+        while sem_wait(pointer) != 0 {} // EINTR
+    }
+}
