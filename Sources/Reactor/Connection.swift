@@ -506,7 +506,7 @@ public final class Connection {
                 }
                 consumeOutput(written)
                 if written < total { return blockWrites() }
-            } else if case .file(var region) = tail[0] {
+            } else if case .file(let region) = tail[0] {
                 var offset = region.offset
                 let sent = cshim_sendfile(descriptor, region.descriptor, &offset, min(region.remaining, 1 << 30))
                 if sent < 0 {
@@ -514,15 +514,7 @@ public final class Connection {
                     return finishClose(.ioError(IOError(errno: Int32(-sent), call: "sendfile")))
                 }
                 if sent == 0 { return dropFileRegionShortRead(region) }
-                region.offset = offset
-                region.remaining -= sent
-                queuedOutputBytes -= sent
-                if region.remaining == 0 {
-                    if region.closeWhenDone { Glibc.close(region.descriptor) }
-                    tail.removeFirst()
-                } else {
-                    tail[0] = .file(region)
-                }
+                consumeOutput(sent) // the file region is at the front: it advances or goes
             }
         }
     }
