@@ -1,1 +1,0 @@
-// IMAPProtocol: framing, parsers and encoders (pure Swift, no sockets, no Foundation).
