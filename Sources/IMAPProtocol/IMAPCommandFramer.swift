@@ -112,6 +112,8 @@ public struct IMAPCommandFramer {
     /// How far into the current frame has been scanned (may point past the end of the buffer while a
     /// literal's bytes are still arriving).
     private var scanned = 0
+    /// Where the line being scanned starts in the current frame (after the last inline literal).
+    private var lineStart = 0
     /// Whether this frame's command is APPEND (nil until a literal makes it matter).
     private var isAppend: Bool?
     /// Whether the frame continues an APPEND after a message literal (any literal now is a message).
@@ -165,6 +167,7 @@ public struct IMAPCommandFramer {
 
     private mutating func resetFrame() {
         scanned = 0
+        lineStart = 0
         isAppend = nil
         inAppendTail = false
     }
@@ -175,7 +178,6 @@ public struct IMAPCommandFramer {
         while true {
             // Inside an inline literal whose bytes have not all arrived.
             if scanned >= count { return .needMoreBytes }
-            let lineStart = scanned
             guard let lineFeed = findLineFeed(base, from: scanned, to: count) else {
                 scanned = count
                 if count > limits.maxCommandLength { return fail(buffer, .commandTooLong, .disconnect) }
@@ -215,6 +217,7 @@ public struct IMAPCommandFramer {
                         isSynchronizing: header.isSynchronizing, reason: .literalTooLarge)
                 }
                 scanned = lineEnd + Int(header.size)
+                lineStart = scanned
                 if header.isSynchronizing { return .needContinuation }
             }
         }

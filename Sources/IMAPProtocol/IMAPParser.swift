@@ -76,11 +76,13 @@ struct IMAPParser {
 
     // CRLF = CR LF  (the frame must end right after it)
     mutating func endOfLine() -> Bool? {
-        guard skip(0x0D), skip(0x0A) else {
+        guard peek() == 0x0D, peek(at: 1) == 0x0A else {
             if peek() == 0x0A { return fail("Line must end with CRLF") }
             if peek() == 0x0D { return fail("Bare CR in command") }
+            if peek() == 0 { return fail("NUL in command") }
             return fail("Unexpected characters at end of command")
         }
+        position += 2
         return position == end ? true : fail("Unexpected bytes after end of command")
     }
 
