@@ -296,7 +296,7 @@ public struct IMAPCommandFramer {
 
     // MARK: - Byte scanning
 
-    private enum LineEnding {
+    enum LineEnding {
         case none
         case literal(IMAPLiteralHeader, braceOffset: Int)
         case tooLarge(isSynchronizing: Bool)
@@ -306,7 +306,7 @@ public struct IMAPCommandFramer {
     // literal8 = "~{" number64 ["+"] "}" CRLF *OCTET     (RFC 3516)
     /// Whether the line content `lineStart..<contentEnd` ends with a literal announcement. Sizes are
     /// read overflow-safely: more than 64 bits is `.tooLarge`, never a trap.
-    private static func literalAtEnd(_ base: UnsafeRawPointer, lineStart: Int, contentEnd: Int) -> LineEnding {
+    static func literalAtEnd(_ base: UnsafeRawPointer, lineStart: Int, contentEnd: Int) -> LineEnding {
         var offset = contentEnd - 1
         guard offset > lineStart, base.load(fromByteOffset: offset, as: UInt8.self) == UInt8(ascii: "}") else {
             return .none
