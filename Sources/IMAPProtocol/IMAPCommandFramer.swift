@@ -104,8 +104,8 @@ public struct IMAPCommandFramer {
         case appendBytes(remaining: UInt64)
         /// Throwing away the bytes of a literal that belongs to a rejected command.
         case discardLiteral(remaining: UInt64)
-        /// Throwing away the rest of a rejected command's line.
-        case discardLine(seen: Int)
+        /// Throwing away the rest of a rejected command's line (searched up to `scanned`).
+        case discardLine(scanned: Int)
     }
 
     private var mode: Mode = .frame
@@ -158,10 +158,10 @@ public struct IMAPCommandFramer {
             guard buffer.count > 0 else { return .needMoreBytes }
             let count = Int(min(UInt64(buffer.count), remaining))
             let left = remaining - UInt64(count)
-            mode = left == 0 ? .discardLine(seen: 0) : .discardLiteral(remaining: left)
+            mode = left == 0 ? .discardLine(scanned: 0) : .discardLiteral(remaining: left)
             return .discard(count: count)
-        case .discardLine(let seen):
-            return scanDiscardedLine(buffer, seen: seen)
+        case .discardLine(let scanned):
+            return scanDiscardedLine(buffer, scanned: scanned)
         }
     }
 
@@ -255,7 +255,7 @@ public struct IMAPCommandFramer {
             return fail(buffer, reason, .disconnect)
         }
         let result = fail(buffer, reason, .skip(bytes: lineEnd))
-        mode = size == 0 ? .discardLine(seen: 0) : .discardLiteral(remaining: size)
+        mode = size == 0 ? .discardLine(scanned: 0) : .discardLiteral(remaining: size)
         return result
     }
 
@@ -269,16 +269,17 @@ public struct IMAPCommandFramer {
     }
 
     /// Throws away the rest of a rejected command: up to its LF, and on through any further
-    /// non-synchronizing literals it announces.
-    private mutating func scanDiscardedLine(_ buffer: UnsafeRawBufferPointer, seen: Int) -> IMAPFrameResult {
+    /// non-synchronizing literals it announces. The line is held until its LF arrives (so an
+    /// announcement split across reads is still seen); `scanned` says how much was already searched.
+    private mutating func scanDiscardedLine(_ buffer: UnsafeRawBufferPointer, scanned: Int) -> IMAPFrameResult {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return .needMoreBytes }
-        guard let lineFeed = findLineFeed(base, from: 0, to: buffer.count) else {
-            if seen + buffer.count > limits.maxCommandLength {
+        guard let lineFeed = findLineFeed(base, from: min(scanned, buffer.count), to: buffer.count) else {
+            if buffer.count > limits.maxCommandLength {
                 mode = .frame
                 return .bad(IMAPFrameError(tag: nil, reason: .commandTooLong, recovery: .disconnect))
             }
-            mode = .discardLine(seen: seen + buffer.count)
-            return .discard(count: buffer.count)
+            mode = .discardLine(scanned: buffer.count)
+            return .needMoreBytes
         }
         let contentEnd = lineFeed > 0 && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
             ? lineFeed - 1 : lineFeed
@@ -289,7 +290,7 @@ public struct IMAPCommandFramer {
             guard header.size <= limits.maxDiscardableLiteralSize else {
                 return .bad(IMAPFrameError(tag: nil, reason: .literalTooLarge, recovery: .disconnect))
             }
-            mode = header.size == 0 ? .discardLine(seen: 0) : .discardLiteral(remaining: header.size)
+            mode = header.size == 0 ? .discardLine(scanned: 0) : .discardLiteral(remaining: header.size)
         }
         return .discard(count: lineFeed + 1)
     }
