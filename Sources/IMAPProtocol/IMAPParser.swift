@@ -22,6 +22,8 @@ struct IMAPParser {
     let limits: IMAPLimits
     /// Current nesting of parentheses (bounded by `limits.maxNestingDepth`).
     var depth = 0
+    /// Whether search keys build their trees (NOT/OR/lists) or are only validated (no allocation).
+    var buildsSearchTrees = true
 
     init(_ frame: UnsafeRawBufferPointer, limits: IMAPLimits) {
         // An empty frame never reaches a parser from the framer; a dummy base keeps loads well defined.

@@ -3,7 +3,7 @@
 
 /// One search key, as a tree (RFC 9051 "search-key"; RFC 3501's NEW/OLD/RECENT; RFC 7162's MODSEQ).
 /// Building a tree allocates only for `NOT`, `OR` and parenthesised lists.
-public indirect enum IMAPSearchKey: Equatable {
+public enum IMAPSearchKey: Equatable {
     case all, answered, deleted, draft, flagged, seen, new, old, recent
     case unanswered, undeleted, undraft, unflagged, unseen
     case bcc(IMAPString), body(IMAPString), cc(IMAPString), from(IMAPString), subject(IMAPString)
@@ -17,8 +17,8 @@ public indirect enum IMAPSearchKey: Equatable {
     case sequenceNumbers(IMAPSequenceSet)
     /// `MODSEQ ["/flags/\Seen" all] 620162338` (RFC 7162 section 3.1.5); the entry is kept as sent.
     case modificationSequence(entry: IMAPString?, entryType: IMAPBytes?, value: UInt64)
-    case not(IMAPSearchKey)
-    case or(IMAPSearchKey, IMAPSearchKey)
+    indirect case not(IMAPSearchKey)
+    indirect case or(IMAPSearchKey, IMAPSearchKey)
     /// A parenthesised list: every key must match.
     case and([IMAPSearchKey])
 }
@@ -92,8 +92,12 @@ extension IMAPParser {
     mutating func searchKeys(charset: IMAPString?) -> IMAPSearchProgram? {
         let start = position
         var count = 0
+        // Validate without building trees, so NOT, OR and lists cost nothing; ``IMAPSearchProgram/keys``
+        // builds them on demand.
+        let wasBuilding = buildsSearchTrees
+        buildsSearchTrees = false
+        defer { buildsSearchTrees = wasBuilding }
         while true {
-            // Validate without building: the built key is dropped at once (and flat keys do not allocate).
             guard searchKey() != nil else { return nil }
             count += 1
             guard peek() == 0x20 else { break }
@@ -117,8 +121,8 @@ extension IMAPParser {
                 var keys: [IMAPSearchKey] = []
                 while true {
                     guard let key = parser.searchKey() else { return nil }
-                    keys.append(key)
-                    if parser.skip(UInt8(ascii: ")")) { return .and(keys) }
+                    if parser.buildsSearchTrees { keys.append(key) }
+                    if parser.skip(UInt8(ascii: ")")) { return parser.buildsSearchTrees ? .and(keys) : .all }
                     guard parser.space() != nil else { return nil }
                 }
             }
@@ -135,7 +139,7 @@ extension IMAPParser {
                 return nested { parser in
                     guard parser.space() != nil, let left = parser.searchKey(), parser.space() != nil,
                         let right = parser.searchKey() else { return nil }
-                    return .or(left, right)
+                    return parser.buildsSearchTrees ? .or(left, right) : .all
                 }
             }
             if name.equalsCaseInsensitive("ON") { return dateArgument(IMAPSearchKey.on) }
@@ -153,7 +157,7 @@ extension IMAPParser {
             if name.equalsCaseInsensitive("NOT") {
                 return nested { parser in
                     guard parser.space() != nil, let key = parser.searchKey() else { return nil }
-                    return .not(key)
+                    return parser.buildsSearchTrees ? .not(key) : .all
                 }
             }
         case 4:
