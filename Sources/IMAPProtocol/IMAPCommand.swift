@@ -134,11 +134,27 @@ public struct IMAPSelectParameters: Equatable {
     /// `(CONDSTORE)`
     public var condStore: Bool
     /// `(QRESYNC (uidvalidity modseq [known-uids] [(seqs uids)]))`
-    public var qresync: IMAPQResyncParameters?
+    public var qresync: IMAPQResyncParameters? {
+        get { qresyncBox?.value }
+        set { qresyncBox = newValue.map(QResyncBox.init) }
+    }
+
+    /// QRESYNC is rare and large; boxing it keeps every parsed command small, which matters because
+    /// commands are returned by value on the hot path.
+    private var qresyncBox: QResyncBox?
+
+    private final class QResyncBox {
+        let value: IMAPQResyncParameters
+        init(_ value: IMAPQResyncParameters) { self.value = value }
+    }
 
     public init(condStore: Bool = false, qresync: IMAPQResyncParameters? = nil) {
         self.condStore = condStore
         self.qresync = qresync
+    }
+
+    public static func == (lhs: IMAPSelectParameters, rhs: IMAPSelectParameters) -> Bool {
+        lhs.condStore == rhs.condStore && lhs.qresync == rhs.qresync
     }
 }
 

@@ -2,14 +2,21 @@
 
 /// A calendar date as IMAP writes it: `1-Feb-1994` (RFC 9051 section 9, "date").
 public struct IMAPDate: Equatable, Sendable {
-    public var year: Int
-    public var month: Int
-    public var day: Int
+    // Narrow storage keeps parsed commands small (they are returned by value on the hot path).
+    private var storedYear: UInt16
+    private var storedMonth: UInt8
+    private var storedDay: UInt8
+
+    public var year: Int { Int(storedYear) }
+    /// 1 to 12.
+    public var month: Int { Int(storedMonth) }
+    /// 1 to 31.
+    public var day: Int { Int(storedDay) }
 
     public init(year: Int, month: Int, day: Int) {
-        self.year = year
-        self.month = month
-        self.day = day
+        storedYear = UInt16(clamping: year)
+        storedMonth = UInt8(clamping: month)
+        storedDay = UInt8(clamping: day)
     }
 
     static let monthNames: [StaticString] = [
@@ -23,18 +30,23 @@ public struct IMAPDate: Equatable, Sendable {
 /// A date and time with zone: `"17-Jul-1996 02:44:25 -0700"` (RFC 9051 section 9, "date-time").
 public struct IMAPDateTime: Equatable, Sendable {
     public var date: IMAPDate
-    public var hour: Int
-    public var minute: Int
-    public var second: Int
+    private var storedHour: UInt8
+    private var storedMinute: UInt8
+    private var storedSecond: UInt8
+    private var storedZone: Int16
+
+    public var hour: Int { Int(storedHour) }
+    public var minute: Int { Int(storedMinute) }
+    public var second: Int { Int(storedSecond) }
     /// Offset from UTC in minutes (`-0700` is -420).
-    public var zoneMinutes: Int
+    public var zoneMinutes: Int { Int(storedZone) }
 
     public init(date: IMAPDate, hour: Int, minute: Int, second: Int, zoneMinutes: Int) {
         self.date = date
-        self.hour = hour
-        self.minute = minute
-        self.second = second
-        self.zoneMinutes = zoneMinutes
+        storedHour = UInt8(clamping: hour)
+        storedMinute = UInt8(clamping: minute)
+        storedSecond = UInt8(clamping: second)
+        storedZone = Int16(clamping: zoneMinutes)
     }
 }
 

@@ -19,7 +19,10 @@ struct IMAPParser {
     let end: Int
     var position: Int
     var failure: IMAPParseFailure?
-    let limits: IMAPLimits
+    /// The limits this parser enforces, copied out of `IMAPLimits` (the rest concern the framer).
+    let maxNestingDepth: Int
+    let maxTagLength: Int
+    let maxSequenceSetRanges: Int
     /// Current nesting of parentheses (bounded by `limits.maxNestingDepth`).
     var depth = 0
     /// Whether search keys build their trees (NOT/OR/lists) or are only validated (no allocation).
@@ -30,7 +33,9 @@ struct IMAPParser {
         base = frame.baseAddress ?? UnsafeRawPointer(bitPattern: 1).unsafelyUnwrapped
         end = frame.count
         position = 0
-        self.limits = limits
+        maxNestingDepth = limits.maxNestingDepth
+        maxTagLength = limits.maxTagLength
+        maxSequenceSetRanges = limits.maxSequenceSetRanges
     }
 
     init(_ bytes: IMAPBytes, limits: IMAPLimits) { self.init(bytes.buffer, limits: limits) }
@@ -101,7 +106,7 @@ struct IMAPParser {
 
     /// Runs `body` one level deeper, refusing past the nesting limit.
     mutating func nested<T>(_ body: (inout IMAPParser) -> T?) -> T? {
-        guard depth < limits.maxNestingDepth else { return fail("Too deeply nested") }
+        guard depth < maxNestingDepth else { return fail("Too deeply nested") }
         depth += 1
         defer { depth -= 1 }
         return body(&self)
@@ -123,7 +128,7 @@ struct IMAPParser {
     // tag = 1*<any ASTRING-CHAR except "+">
     mutating func tag() -> IMAPBytes? {
         guard let tag = run(IMAPByteClass.isTagChar, "Missing or invalid tag") else { return nil }
-        return tag.count <= limits.maxTagLength ? tag : fail("Tag too long")
+        return tag.count <= maxTagLength ? tag : fail("Tag too long")
     }
 
     // number = 1*DIGIT  (32-bit unsigned)

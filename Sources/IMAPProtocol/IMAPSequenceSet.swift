@@ -123,7 +123,7 @@ extension IMAPParser {
             guard sequenceNumber() != nil else { return nil }
             if skip(UInt8(ascii: ":")) { guard sequenceNumber() != nil else { return nil } }
             ranges += 1
-            guard ranges <= limits.maxSequenceSetRanges else { return fail("Sequence set too large") }
+            guard ranges <= maxSequenceSetRanges else { return fail("Sequence set too large") }
             if !skip(UInt8(ascii: ",")) { break }
         }
         return IMAPSequenceSet(validatedText: view(start, position), rangeCount: ranges)

@@ -150,6 +150,7 @@ func run(_ corpus: [UInt8], countAllocations: Bool) -> Outcome {
             }
             if countAllocations {
                 let spent = cmalloc_counter_allocations() - before
+                // PARSEBENCH_DEBUG=1 shows the first common commands that allocated, to find a regression.
                 if common && spent > 0 && getenv("PARSEBENCH_DEBUG") != nil && outcome.commonAllocations < 20 {
                     print("allocated \(spent):", String(decoding: buffer.prefix(100), as: UTF8.self))
                 }
