@@ -61,3 +61,26 @@ public struct IMAPLimits: Sendable, Equatable {
         self.nonSynchronizingLiterals = nonSynchronizingLiterals
     }
 }
+
+/// Counts bad commands in a row against ``IMAPLimits/maxBadCommands``; a good command resets it. A
+/// client that keeps sending garbage is disconnected instead of being answered forever.
+public struct IMAPBadCommandCounter: Sendable {
+    /// Bad commands in a row after which the session should close.
+    public let limit: Int
+    /// Bad commands since the last good one.
+    public private(set) var consecutive = 0
+
+    public init(limits: IMAPLimits = IMAPLimits()) {
+        limit = limits.maxBadCommands
+    }
+
+    /// Records a command answered with `BAD`; returns true when the session should now send
+    /// `* BYE Too many invalid commands` and close.
+    public mutating func recordBadCommand() -> Bool {
+        consecutive += 1
+        return consecutive >= limit
+    }
+
+    /// Records a command that parsed.
+    public mutating func recordGoodCommand() { consecutive = 0 }
+}

@@ -111,6 +111,29 @@ let commandFixtures: [CommandFixture] = [
         .search(IMAPSearchCommand(returnOptions: [.save],
             program: program("MODSEQ \"/flags/\\\\draft\" all 620162338 UID $ OR 1:5 (SEEN LARGER 5)")), uid: true)
     },
+    CommandFixture(line: "A1 SEARCH CHARSET \"UTF-8\" ALL ANSWERED BCC b BEFORE 1-Feb-1994 BODY x CC c DELETED DRAFT FLAGGED "
+        + "FROM f HEADER X-H v KEYWORD $k LARGER 10 NEW NOT SEEN OLD ON 2-Mar-2000 OR RECENT SEEN SENTBEFORE 3-Apr-2001 "
+        + "SENTON 4-May-2002 SENTSINCE 5-Jun-2003 SINCE 6-Jul-2004 SMALLER 20 SUBJECT s TEXT t TO o UID 1:* UNANSWERED "
+        + "UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $u UNSEEN 1,3:5 $ (SEEN FLAGGED) MODSEQ 5\r\n") {
+        .search(IMAPSearchCommand(program: program("""
+            ALL ANSWERED BCC b BEFORE 1-Feb-1994 BODY x CC c DELETED DRAFT FLAGGED \
+            FROM f HEADER X-H v KEYWORD $k LARGER 10 NEW NOT SEEN OLD ON 2-Mar-2000 OR RECENT SEEN SENTBEFORE 3-Apr-2001 \
+            SENTON 4-May-2002 SENTSINCE 5-Jun-2003 SINCE 6-Jul-2004 SMALLER 20 SUBJECT s TEXT t TO o UID 1:* UNANSWERED \
+            UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $u UNSEEN 1,3:5 $ (SEEN FLAGGED) MODSEQ 5
+            """, charset: IMAPString("UTF-8"))), uid: false)
+    },
+    CommandFixture(line: "A2 FETCH 1:3 (ENVELOPE FLAGS INTERNALDATE RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ RFC822 "
+        + "RFC822.HEADER RFC822.TEXT BODY[] BODY[TEXT] BODY[HEADER]<10.20> BODY.PEEK[HEADER.FIELDS.NOT (Received)] "
+        + "BODY[1.2] BODY[2.TEXT] BINARY[] BINARY.PEEK[1]<0.5> BINARY.SIZE[3])\r\n") {
+        .fetch(set("1:3"), fetchList("""
+            ENVELOPE FLAGS INTERNALDATE RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ RFC822 \
+            RFC822.HEADER RFC822.TEXT BODY[] BODY[TEXT] BODY[HEADER]<10.20> BODY.PEEK[HEADER.FIELDS.NOT (Received)] \
+            BODY[1.2] BODY[2.TEXT] BINARY[] BINARY.PEEK[1]<0.5> BINARY.SIZE[3]
+            """), IMAPFetchModifiers(), uid: false)
+    },
+    CommandFixture(line: "A3 FETCH 1 FAST\r\n") { .fetch(set("1"), IMAPFetchAttributeList(macro: .fast), IMAPFetchModifiers(), uid: false) },
+    CommandFixture(line: "A4 FETCH 1 FULL\r\n") { .fetch(set("1"), IMAPFetchAttributeList(macro: .full), IMAPFetchModifiers(), uid: false) },
+    CommandFixture(line: "A5 UID COPY $ Trash\r\n") { .copy(set("$"), mailbox("Trash"), uid: true) },
     CommandFixture(line: "A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])\r\n") {
         .fetch(set("2:4"), fetchList("FLAGS BODY[HEADER.FIELDS (DATE FROM)]"), IMAPFetchModifiers(), uid: false)
     },

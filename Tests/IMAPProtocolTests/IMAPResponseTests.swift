@@ -110,6 +110,12 @@ let sampleResponses: [IMAPResponse] = [
 
 /// Runs the response parser over `input` in pieces of `chunk` bytes, copying events out.
 func parseResponses(_ input: [UInt8], chunk: Int, threshold: Int = 16 * 1024) -> [String] {
+    parseResponses(input, chunkSizes: [chunk], threshold: threshold)
+}
+
+/// Runs the response parser over `input` in pieces of the given sizes (the last one repeats).
+func parseResponses(_ input: [UInt8], chunkSizes: [Int], threshold: Int = 16 * 1024) -> [String] {
+    var chunkIndex = 0
     var parser = IMAPResponseParser(streamingThreshold: threshold)
     var pending: [UInt8] = []
     var events: [String] = []
@@ -117,6 +123,8 @@ func parseResponses(_ input: [UInt8], chunk: Int, threshold: Int = 16 * 1024) ->
     var streamed: [UInt8] = []
     while true {
         if fed < input.count {
+            let chunk = max(1, chunkSizes[min(chunkIndex, chunkSizes.count - 1)])
+            chunkIndex += 1
             let end = min(input.count, fed + chunk)
             pending.append(contentsOf: input[fed..<end])
             fed = end
@@ -156,8 +164,34 @@ struct IMAPResponseTests {
         let wire = String(decoding: output.bytes, as: UTF8.self)
         let events = parseResponses(output.bytes, chunk: output.bytes.count)
         #expect(events == ["\(response)"], "wire: \(wire.replacingCRLF)")
-        // Drip-fed, the same.
+        // Drip-fed, and split at every index, the same.
         #expect(parseResponses(output.bytes, chunk: 1) == events)
+        for split in 1..<output.bytes.count {
+            let chunked = parseResponses(output.bytes, chunkSizes: [split, output.bytes.count])
+            if chunked != events {
+                Issue.record("split at \(split): \(chunked)")
+                break
+            }
+        }
+    }
+
+    static let everyCode: [IMAPResponseCode] = [
+        .alert, .parse, .readOnly, .readWrite, .tryCreate, .uidNotSticky, .noModificationSequence, .closed,
+        .badCharset([]), .badCharset([owned("UTF-8")]), .capability([owned("IMAP4rev2")]), .permanentFlags([]),
+        .uidNext(1), .uidValidity(2), .unseen(3), .appendUID(uidValidity: 4, uids: owned("5:6")),
+        .copyUID(uidValidity: 7, source: owned("1,3"), destination: owned("10:11")), .highestModificationSequence(9),
+        .modified(owned("1:2")), .unavailable, .authenticationFailed, .authorizationFailed, .expired, .privacyRequired,
+        .contactAdmin, .noPermission, .inUse, .expungeIssued, .corruption, .serverBug, .clientBug, .cannotDo, .limit,
+        .overQuota, .alreadyExists, .nonExistent, .tooBig, .notSaved, .compressionActive, .useAttribute, .unknownCTE,
+        .hasChildren, .other(name: owned("X-ONE"), text: nil), .other(name: owned("X-TWO"), text: owned("a b")),
+    ]
+
+    @Test("Every response code round-trips in a tagged response", arguments: everyCode)
+    func responseCodeRoundTrip(_ code: IMAPResponseCode) {
+        let response = IMAPResponse.tagged(tag: owned("t"), IMAPStatusResponse(.no, code: code, text: owned("text")))
+        var output = IMAPOutputBuffer()
+        output.write(response: response)
+        #expect(parseResponses(output.bytes, chunk: output.bytes.count) == ["\(response)"])
     }
 
     @Test("Encoders write the RFC's wire forms")
