@@ -111,17 +111,7 @@ public struct IMAPAtomList: Equatable, Sequence {
         self = list
     }
 
-    public func makeIterator() -> AnyIterator<IMAPBytes> {
-        var offset = 0
-        let text = self.text
-        return AnyIterator {
-            guard offset < text.count else { return nil }
-            let start = offset
-            while offset < text.count, text[offset] != 0x20 { offset += 1 }
-            defer { offset += 1 }
-            return text.slice(start..<offset)
-        }
-    }
+    public func makeIterator() -> IMAPElementIterator<IMAPBytes> { IMAPElementIterator(text) { $0.atom() } }
 
     /// Capability names compare case-insensitively.
     public static func == (lhs: IMAPAtomList, rhs: IMAPAtomList) -> Bool {
@@ -239,15 +229,7 @@ public struct IMAPPatternList: Equatable, Sequence {
     /// A single pattern of static text.
     public init(_ pattern: StaticString) { self.init(text: IMAPBytes(pattern), count: 1, isList: false) }
 
-    public func makeIterator() -> AnyIterator<IMAPString> {
-        var parser = IMAPParser(text, limits: IMAPLimits())
-        return AnyIterator {
-            guard !parser.isAtEnd else { return nil }
-            let pattern = parser.listMailbox()
-            _ = parser.skip(0x20)
-            return pattern
-        }
-    }
+    public func makeIterator() -> IMAPElementIterator<IMAPString> { IMAPElementIterator(text) { $0.listMailbox() } }
 
     public static func == (lhs: IMAPPatternList, rhs: IMAPPatternList) -> Bool {
         lhs.count == rhs.count && lhs.elementsEqual(rhs)
@@ -337,12 +319,9 @@ public struct IMAPIDParameters: Equatable, Sequence {
         self.count = count
     }
 
-    public func makeIterator() -> AnyIterator<(field: IMAPString, value: IMAPString?)> {
-        var parser = IMAPParser(text, limits: IMAPLimits())
-        return AnyIterator {
-            guard !parser.isAtEnd, let field = parser.string(), parser.space() != nil,
-                let value = parser.nstring() else { return nil }
-            _ = parser.skip(0x20)
+    public func makeIterator() -> IMAPElementIterator<(field: IMAPString, value: IMAPString?)> {
+        IMAPElementIterator(text) { parser in
+            guard let field = parser.string(), parser.space() != nil, let value = parser.nstring() else { return nil }
             return (field, value)
         }
     }
@@ -374,13 +353,8 @@ public struct IMAPSortCriteria: Equatable, Sequence {
         self.count = count
     }
 
-    public func makeIterator() -> AnyIterator<(reverse: Bool, key: Key)> {
-        var parser = IMAPParser(text, limits: IMAPLimits())
-        return AnyIterator {
-            guard !parser.isAtEnd, let criterion = parser.sortCriterion() else { return nil }
-            _ = parser.skip(0x20)
-            return criterion
-        }
+    public func makeIterator() -> IMAPElementIterator<(reverse: Bool, key: Key)> {
+        IMAPElementIterator(text) { $0.sortCriterion() }
     }
 
     public static func == (lhs: IMAPSortCriteria, rhs: IMAPSortCriteria) -> Bool {

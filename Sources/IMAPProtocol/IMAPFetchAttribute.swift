@@ -31,13 +31,18 @@ public struct IMAPSectionPart: Equatable, Sequence {
     /// The whole message.
     public static var whole: IMAPSectionPart { IMAPSectionPart(.empty) }
 
-    public func makeIterator() -> AnyIterator<UInt32> {
+    public func makeIterator() -> Iterator { Iterator(text: text) }
+
+    /// Walks the numbers of a validated part.
+    public struct Iterator: IteratorProtocol {
+        let text: IMAPBytes
         var offset = 0
-        let text = self.text
-        return AnyIterator {
+
+        public mutating func next() -> UInt32? {
             guard offset < text.count else { return nil }
             var value: UInt32 = 0
             while offset < text.count, text[offset] != UInt8(ascii: ".") {
+                // Validation has already checked each number fits.
                 value = value &* 10 &+ UInt32(text[offset] &- 0x30)
                 offset += 1
             }
@@ -53,15 +58,7 @@ public struct IMAPHeaderList: Equatable, Sequence {
     public let text: IMAPBytes
     public let count: Int
 
-    public func makeIterator() -> AnyIterator<IMAPString> {
-        var parser = IMAPParser(text, limits: IMAPLimits())
-        return AnyIterator {
-            guard !parser.isAtEnd else { return nil }
-            let name = parser.astring()
-            _ = parser.skip(0x20)
-            return name
-        }
-    }
+    public func makeIterator() -> IMAPElementIterator<IMAPString> { IMAPElementIterator(text) { $0.astring() } }
 
     /// Header names compare case-insensitively.
     public static func == (lhs: IMAPHeaderList, rhs: IMAPHeaderList) -> Bool {
@@ -187,19 +184,31 @@ public struct IMAPFetchAttributeList: Equatable, Sequence {
         self.init(simple: simple, macro: nil, text: text)
     }
 
-    public func makeIterator() -> AnyIterator<IMAPFetchAttribute> {
-        if let macro {
-            var expansion: [IMAPFetchAttribute] = [.flags, .internalDate, .rfc822Size]
-            if macro != .fast { expansion.append(.envelope) }
-            if macro == .full { expansion.append(.body) }
-            return AnyIterator(expansion.makeIterator())
+    public func makeIterator() -> Iterator { Iterator(macro: macro, text: text) }
+
+    /// Walks the attributes: a macro's expansion, or the validated text.
+    public struct Iterator: IteratorProtocol {
+        let macro: Macro?
+        var expanded = 0
+        var elements: IMAPElementIterator<IMAPFetchAttribute>
+
+        init(macro: Macro?, text: IMAPBytes) {
+            self.macro = macro
+            elements = IMAPElementIterator(text) { $0.fetchAttribute() }
         }
-        var parser = IMAPParser(text, limits: IMAPLimits())
-        return AnyIterator {
-            guard !parser.isAtEnd else { return nil }
-            let attribute = parser.fetchAttribute()
-            _ = parser.skip(0x20)
-            return attribute
+
+        public mutating func next() -> IMAPFetchAttribute? {
+            guard let macro else { return elements.next() }
+            // RFC 9051 6.4.5: FAST, then ALL adds ENVELOPE, then FULL adds BODY.
+            defer { expanded += 1 }
+            switch (expanded, macro) {
+            case (0, _): return .flags
+            case (1, _): return .internalDate
+            case (2, _): return .rfc822Size
+            case (3, .all), (3, .full): return .envelope
+            case (4, .full): return .body
+            default: return nil
+            }
         }
     }
 

@@ -462,10 +462,13 @@ extension IMAPOutputBuffer {
         write(nstring: envelope.date)
         write(byte: 0x20)
         write(nstring: envelope.subject)
-        for list in [envelope.from, envelope.sender, envelope.replyTo, envelope.to, envelope.cc, envelope.bcc] {
-            write(byte: 0x20)
-            write(addresses: list)
-        }
+        // One call per list (not a loop over an array literal, which would allocate).
+        write(addresses: envelope.from)
+        write(addresses: envelope.sender)
+        write(addresses: envelope.replyTo)
+        write(addresses: envelope.to)
+        write(addresses: envelope.cc)
+        write(addresses: envelope.bcc)
         write(byte: 0x20)
         write(nstring: envelope.inReplyTo)
         write(byte: 0x20)
@@ -474,7 +477,9 @@ extension IMAPOutputBuffer {
     }
 
     // env-from = "(" 1*address ")" / nil;  address = "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"
+    /// Writes SP and an address list.
     private mutating func write(addresses: [IMAPAddress]) {
+        write(byte: 0x20)
         guard !addresses.isEmpty else {
             write("NIL")
             return
