@@ -69,7 +69,8 @@ func parseAsResponses(_ input: UnsafeRawBufferPointer) {
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
     // Small limits so the fuzzer reaches every limit quickly.
-    let limits = IMAPLimits(maxCommandLength: 2048, maxAppendLiteralSize: 4096, maxDiscardableLiteralSize: 1024,
+    let limits = IMAPLimits(
+        maxCommandLength: 2048, maxAppendLiteralSize: 4096, maxDiscardableLiteralSize: 1024,
         maxNestingDepth: 20, maxTagLength: 16, maxSequenceSetRanges: 50)
     let whole = frameAndParse(input, firstChunk: size, limits: limits)
     // The result must not depend on how the bytes arrive: split at a point the input chooses.

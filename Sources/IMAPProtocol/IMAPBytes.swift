@@ -103,7 +103,10 @@ func memoryEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer, _ count: Int)
     var index = 0
     while index + 8 <= count {
         if lhs.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            != rhs.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
+            != rhs.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+        {
+            return false
+        }
         index += 8
     }
     while index < count {

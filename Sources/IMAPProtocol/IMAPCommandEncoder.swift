@@ -97,7 +97,11 @@ private struct CommandWriter {
             buffer.write(bytes: mechanism)
             if let initialResponse {
                 space()
-                if initialResponse.isEmpty { buffer.write(byte: UInt8(ascii: "=")) } else { buffer.write(bytes: initialResponse) }
+                if initialResponse.isEmpty {
+                    buffer.write(byte: UInt8(ascii: "="))
+                } else {
+                    buffer.write(bytes: initialResponse)
+                }
             }
         case .login(let user, let password):
             buffer.write("LOGIN ")

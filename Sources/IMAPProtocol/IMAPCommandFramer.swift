@@ -185,7 +185,8 @@ public struct IMAPCommandFramer {
             }
             let lineEnd = lineFeed + 1
             if lineEnd > limits.maxCommandLength { return fail(buffer, .commandTooLong, .disconnect) }
-            let contentEnd = lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
+            let contentEnd =
+                lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
                 ? lineFeed - 1 : lineFeed
             switch IMAPCommandFramer.literalAtEnd(base, lineStart: lineStart, contentEnd: contentEnd) {
             case .none:
@@ -193,16 +194,19 @@ public struct IMAPCommandFramer {
                 resetFrame()
                 return endsAppend ? .appendEnd(length: lineEnd) : .complete(length: lineEnd)
             case .tooLarge(let isSynchronizing):
-                return refuseLiteral(buffer, lineEnd: lineEnd, size: nil, isSynchronizing: isSynchronizing,
+                return refuseLiteral(
+                    buffer, lineEnd: lineEnd, size: nil, isSynchronizing: isSynchronizing,
                     reason: .literalTooLarge)
             case .literal(let header, let braceOffset):
                 if !header.isSynchronizing && header.size > limits.nonSynchronizingLiterals.maximum {
-                    return refuseLiteral(buffer, lineEnd: lineEnd, size: header.size, isSynchronizing: false,
+                    return refuseLiteral(
+                        buffer, lineEnd: lineEnd, size: header.size, isSynchronizing: false,
                         reason: .nonSynchronizingLiteralRefused)
                 }
                 if isMessageLiteral(base, braceOffset: braceOffset) {
                     if header.size > limits.maxAppendLiteralSize {
-                        return refuseLiteral(buffer, lineEnd: lineEnd, size: header.size,
+                        return refuseLiteral(
+                            buffer, lineEnd: lineEnd, size: header.size,
                             isSynchronizing: header.isSynchronizing, reason: .literalTooLarge)
                     }
                     let isFirst = !inAppendTail
@@ -213,7 +217,8 @@ public struct IMAPCommandFramer {
                     return .appendMessage(length: lineEnd, literal: header, isFirst: isFirst)
                 }
                 guard header.size <= UInt64(limits.maxCommandLength - lineEnd) else {
-                    return refuseLiteral(buffer, lineEnd: lineEnd, size: header.size,
+                    return refuseLiteral(
+                        buffer, lineEnd: lineEnd, size: header.size,
                         isSynchronizing: header.isSynchronizing, reason: .literalTooLarge)
                 }
                 scanned = lineEnd + Int(header.size)
@@ -239,7 +244,8 @@ public struct IMAPCommandFramer {
         guard offset > 0, offset + 8 <= limit else { return nil }
         let name = IMAPBytes(base: base + offset + 1, count: 6)
         guard name.equalsCaseInsensitive("APPEND"),
-            base.load(fromByteOffset: offset + 7, as: UInt8.self) == 0x20 else { return nil }
+            base.load(fromByteOffset: offset + 7, as: UInt8.self) == 0x20
+        else { return nil }
         return offset + 8
     }
 
@@ -281,7 +287,8 @@ public struct IMAPCommandFramer {
             mode = .discardLine(scanned: buffer.count)
             return .needMoreBytes
         }
-        let contentEnd = lineFeed > 0 && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
+        let contentEnd =
+            lineFeed > 0 && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
             ? lineFeed - 1 : lineFeed
         mode = .frame
         if case .literal(let header, _) = IMAPCommandFramer.literalAtEnd(base, lineStart: 0, contentEnd: contentEnd),
@@ -324,7 +331,8 @@ public struct IMAPCommandFramer {
         }
         let digitsStart = offset + 1
         guard digitsStart < digitsEnd, offset >= lineStart,
-            base.load(fromByteOffset: offset, as: UInt8.self) == UInt8(ascii: "{") else { return .none }
+            base.load(fromByteOffset: offset, as: UInt8.self) == UInt8(ascii: "{")
+        else { return .none }
         let braceOffset = offset
         let isBinary = offset > lineStart && base.load(fromByteOffset: offset - 1, as: UInt8.self) == UInt8(ascii: "~")
         var size: UInt64 = 0

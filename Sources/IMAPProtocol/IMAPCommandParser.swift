@@ -63,7 +63,8 @@ public struct IMAPCommandParser {
 
     // authenticate response line = base64 CRLF / "*" CRLF
     /// Parses a continuation line of AUTHENTICATE.
-    public func parseAuthenticationResponse(_ frame: UnsafeRawBufferPointer) -> IMAPParseResult<AuthenticationResponse> {
+    public func parseAuthenticationResponse(_ frame: UnsafeRawBufferPointer) -> IMAPParseResult<AuthenticationResponse>
+    {
         var parser = IMAPParser(frame, limits: limits)
         if parser.skip(UInt8(ascii: "*")) {
             guard parser.endOfLine() != nil else { return .failure(tag: nil, reason: "Invalid cancel line") }
@@ -203,16 +204,20 @@ extension IMAPParser {
         guard space() != nil, let mailbox = mailbox() else { return nil }
         var parameters = IMAPSelectParameters()
         if skip(0x20) {
-            guard parenthesizedList(allowEmpty: false, { parser in
-                if parser.skipKeyword("CONDSTORE") {
-                    parameters.condStore = true
-                    return true
-                }
-                guard parser.skipKeyword("QRESYNC") else { return parser.fail("Unknown SELECT parameter") }
-                guard parser.space() != nil, let qresync = parser.qresyncParameters() else { return nil }
-                parameters.qresync = qresync
-                return true
-            }) != nil else { return nil }
+            guard
+                parenthesizedList(
+                    allowEmpty: false,
+                    { parser in
+                        if parser.skipKeyword("CONDSTORE") {
+                            parameters.condStore = true
+                            return true
+                        }
+                        guard parser.skipKeyword("QRESYNC") else { return parser.fail("Unknown SELECT parameter") }
+                        guard parser.space() != nil, let qresync = parser.qresyncParameters() else { return nil }
+                        parameters.qresync = qresync
+                        return true
+                    }) != nil
+            else { return nil }
         }
         return examine ? .examine(mailbox, parameters) : .select(mailbox, parameters)
     }
@@ -229,7 +234,8 @@ extension IMAPParser {
             }
             if skip(UInt8(ascii: "(")) {
                 guard let sequences = sequenceSet(), space() != nil, let uids = sequenceSet(),
-                    skip(UInt8(ascii: ")")) else { return fail("Invalid QRESYNC match data") }
+                    skip(UInt8(ascii: ")"))
+                else { return fail("Invalid QRESYNC match data") }
                 result.knownSequenceSet = sequences
                 result.knownUIDSet = uids
             }
@@ -244,13 +250,17 @@ extension IMAPParser {
         guard space() != nil, let mailbox = mailbox() else { return nil }
         guard skip(0x20) else { return .create(mailbox, specialUse: nil) }
         var use: IMAPFlagList?
-        guard parenthesizedList(allowEmpty: false, { parser in
-            guard parser.skipKeyword("USE"), parser.space() != nil, let list = parser.flagList() else {
-                return parser.fail("Unknown CREATE parameter")
-            }
-            use = list
-            return true
-        }) != nil else { return nil }
+        guard
+            parenthesizedList(
+                allowEmpty: false,
+                { parser in
+                    guard parser.skipKeyword("USE"), parser.space() != nil, let list = parser.flagList() else {
+                        return parser.fail("Unknown CREATE parameter")
+                    }
+                    use = list
+                    return true
+                }) != nil
+        else { return nil }
         return .create(mailbox, specialUse: use)
     }
 
@@ -262,14 +272,24 @@ extension IMAPParser {
         guard space() != nil else { return nil }
         var selectOptions: IMAPListSelectOptions = []
         if peek() == UInt8(ascii: "(") {
-            guard parenthesizedList(allowEmpty: true, { parser in
-                if parser.skipKeyword("SUBSCRIBED") { selectOptions.insert(.subscribed) } else if parser.skipKeyword("REMOTE") {
-                    selectOptions.insert(.remote)
-                } else if parser.skipKeyword("RECURSIVEMATCH") { selectOptions.insert(.recursiveMatch) } else if parser.skipKeyword("SPECIAL-USE") {
-                    selectOptions.insert(.specialUse)
-                } else { return parser.fail("Unknown LIST selection option") }
-                return true
-            }) != nil, space() != nil else { return nil }
+            guard
+                parenthesizedList(
+                    allowEmpty: true,
+                    { parser in
+                        if parser.skipKeyword("SUBSCRIBED") {
+                            selectOptions.insert(.subscribed)
+                        } else if parser.skipKeyword("REMOTE") {
+                            selectOptions.insert(.remote)
+                        } else if parser.skipKeyword("RECURSIVEMATCH") {
+                            selectOptions.insert(.recursiveMatch)
+                        } else if parser.skipKeyword("SPECIAL-USE") {
+                            selectOptions.insert(.specialUse)
+                        } else {
+                            return parser.fail("Unknown LIST selection option")
+                        }
+                        return true
+                    }) != nil, space() != nil
+            else { return nil }
         }
         guard let reference = mailbox(), space() != nil else { return nil }
         let patterns: IMAPPatternList
@@ -286,16 +306,26 @@ extension IMAPParser {
         var command = IMAPListCommand(selectOptions: selectOptions, reference: reference, patterns: patterns)
         if skip(0x20) {
             guard skipKeyword("RETURN"), space() != nil else { return fail("Expected RETURN") }
-            guard parenthesizedList(allowEmpty: true, { parser in
-                if parser.skipKeyword("SUBSCRIBED") { command.returnOptions.insert(.subscribed) } else if parser.skipKeyword("CHILDREN") {
-                    command.returnOptions.insert(.children)
-                } else if parser.skipKeyword("SPECIAL-USE") { command.returnOptions.insert(.specialUse) } else if parser.skipKeyword("STATUS") {
-                    guard parser.space() != nil, let attributes = parser.statusAttributes() else { return nil }
-                    command.returnOptions.insert(.status)
-                    command.statusAttributes = attributes
-                } else { return parser.fail("Unknown LIST return option") }
-                return true
-            }) != nil else { return nil }
+            guard
+                parenthesizedList(
+                    allowEmpty: true,
+                    { parser in
+                        if parser.skipKeyword("SUBSCRIBED") {
+                            command.returnOptions.insert(.subscribed)
+                        } else if parser.skipKeyword("CHILDREN") {
+                            command.returnOptions.insert(.children)
+                        } else if parser.skipKeyword("SPECIAL-USE") {
+                            command.returnOptions.insert(.specialUse)
+                        } else if parser.skipKeyword("STATUS") {
+                            guard parser.space() != nil, let attributes = parser.statusAttributes() else { return nil }
+                            command.returnOptions.insert(.status)
+                            command.statusAttributes = attributes
+                        } else {
+                            return parser.fail("Unknown LIST return option")
+                        }
+                        return true
+                    }) != nil
+            else { return nil }
         }
         return .list(command)
     }
@@ -312,13 +342,17 @@ extension IMAPParser {
     //              "HIGHESTMODSEQ" / "APPENDLIMIT"
     mutating func statusAttributes() -> IMAPStatusAttributes? {
         var attributes: IMAPStatusAttributes = []
-        guard parenthesizedList(allowEmpty: false, { parser in
-            for (attribute, name) in IMAPStatusAttributes.names where parser.skipKeyword(name) {
-                attributes.insert(attribute)
-                return true
-            }
-            return parser.fail("Unknown STATUS attribute")
-        }) != nil else { return nil }
+        guard
+            parenthesizedList(
+                allowEmpty: false,
+                { parser in
+                    for (attribute, name) in IMAPStatusAttributes.names where parser.skipKeyword(name) {
+                        attributes.insert(attribute)
+                        return true
+                    }
+                    return parser.fail("Unknown STATUS attribute")
+                }) != nil
+        else { return nil }
         return attributes
     }
 
@@ -390,19 +424,32 @@ extension IMAPParser {
         guard space() != nil, let set = sequenceSet(), space() != nil else { return nil }
         var unchangedSince: UInt64?
         if peek() == UInt8(ascii: "(") {
-            guard parenthesizedList(allowEmpty: false, { parser in
-                guard parser.skipKeyword("UNCHANGEDSINCE"), parser.space() != nil, let value = parser.modSequence()
-                else { return parser.fail("Unknown STORE modifier") }
-                unchangedSince = value
-                return true
-            }) != nil, space() != nil else { return nil }
+            guard
+                parenthesizedList(
+                    allowEmpty: false,
+                    { parser in
+                        guard parser.skipKeyword("UNCHANGEDSINCE"), parser.space() != nil,
+                            let value = parser.modSequence()
+                        else { return parser.fail("Unknown STORE modifier") }
+                        unchangedSince = value
+                        return true
+                    }) != nil, space() != nil
+            else { return nil }
         }
         let kind: IMAPStoreAction.Kind
-        if skip(UInt8(ascii: "+")) { kind = .add } else if skip(UInt8(ascii: "-")) { kind = .remove } else {
+        if skip(UInt8(ascii: "+")) {
+            kind = .add
+        } else if skip(UInt8(ascii: "-")) {
+            kind = .remove
+        } else {
             kind = .replace
         }
         let silent: Bool
-        if skipKeyword("FLAGS") { silent = false } else if skipKeyword("FLAGS.SILENT") { silent = true } else {
+        if skipKeyword("FLAGS") {
+            silent = false
+        } else if skipKeyword("FLAGS.SILENT") {
+            silent = true
+        } else {
             return fail("Expected FLAGS")
         }
         guard space() != nil else { return nil }
@@ -419,7 +466,8 @@ extension IMAPParser {
             } while skip(0x20)
             flags = IMAPFlagList(validatedText: view(start, position), count: count)
         }
-        return .store(set, IMAPStoreAction(kind: kind, silent: silent, flags: flags), unchangedSince: unchangedSince,
+        return .store(
+            set, IMAPStoreAction(kind: kind, silent: silent, flags: flags), unchangedSince: unchangedSince,
             uid: uid)
     }
 
@@ -433,10 +481,14 @@ extension IMAPParser {
     private mutating func idCommand() -> IMAPCommand? {
         guard space() != nil else { return nil }
         if skipKeyword("NIL") { return .id(nil) }
-        guard let list = parenthesizedList(allowEmpty: true, { parser in
-            guard parser.string() != nil, parser.space() != nil, parser.nstring() != nil else { return nil }
-            return true
-        }) else { return nil }
+        guard
+            let list = parenthesizedList(
+                allowEmpty: true,
+                { parser in
+                    guard parser.string() != nil, parser.space() != nil, parser.nstring() != nil else { return nil }
+                    return true
+                })
+        else { return nil }
         return .id(IMAPIDParameters(text: list.text, count: list.count))
     }
 

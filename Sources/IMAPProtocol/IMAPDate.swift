@@ -126,14 +126,19 @@ extension IMAPParser {
             let second = digits(minimum: 2, maximum: 2), skip(0x20)
         else { return fail("Invalid date-time") }
         let sign: Int
-        if skip(UInt8(ascii: "+")) { sign = 1 } else if skip(UInt8(ascii: "-")) { sign = -1 } else {
+        if skip(UInt8(ascii: "+")) {
+            sign = 1
+        } else if skip(UInt8(ascii: "-")) {
+            sign = -1
+        } else {
             return fail("Invalid zone in date-time")
         }
         guard let zone = digits(minimum: 4, maximum: 4), skip(UInt8(ascii: "\"")) else {
             return fail("Invalid date-time")
         }
         guard hour < 24, minute < 60, second < 61, zone % 100 < 60 else { return fail("Invalid time in date-time") }
-        return IMAPDateTime(date: date, hour: hour, minute: minute, second: second,
+        return IMAPDateTime(
+            date: date, hour: hour, minute: minute, second: second,
             zoneMinutes: sign * (zone / 100 * 60 + zone % 100))
     }
 

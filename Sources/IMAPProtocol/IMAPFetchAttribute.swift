@@ -62,11 +62,12 @@ public struct IMAPHeaderList: Equatable, Sequence {
 
     /// Header names compare case-insensitively.
     public static func == (lhs: IMAPHeaderList, rhs: IMAPHeaderList) -> Bool {
-        lhs.count == rhs.count && lhs.elementsEqual(rhs) { left, right in
-            left.copyBytes().withUnsafeBytes { leftBytes in
-                right.copyBytes().withUnsafeBytes { IMAPBytes(leftBytes).equalsCaseInsensitive(IMAPBytes($0)) }
+        lhs.count == rhs.count
+            && lhs.elementsEqual(rhs) { left, right in
+                left.copyBytes().withUnsafeBytes { leftBytes in
+                    right.copyBytes().withUnsafeBytes { IMAPBytes(leftBytes).equalsCaseInsensitive(IMAPBytes($0)) }
+                }
             }
-        }
     }
 }
 
@@ -319,7 +320,11 @@ extension IMAPParser {
         if skipKeyword("TEXT") { return .text }
         if allowMIME && skipKeyword("MIME") { return .mime }
         let isNot: Bool
-        if skipKeyword("HEADER.FIELDS.NOT") { isNot = true } else if skipKeyword("HEADER.FIELDS") { isNot = false } else {
+        if skipKeyword("HEADER.FIELDS.NOT") {
+            isNot = true
+        } else if skipKeyword("HEADER.FIELDS") {
+            isNot = false
+        } else {
             return fail("Invalid section")
         }
         guard space() != nil, let list = headerList() else { return nil }
@@ -353,11 +358,15 @@ extension IMAPParser {
             guard let attribute = fetchAttribute() else { return nil }
             return IMAPFetchAttributeList(simple: attribute.setMember, macro: nil, text: view(start, position))
         }
-        guard let list = parenthesizedList(allowEmpty: false, { parser in
-            guard let attribute = parser.fetchAttribute() else { return nil }
-            simple.insert(attribute.setMember)
-            return true
-        }) else { return nil }
+        guard
+            let list = parenthesizedList(
+                allowEmpty: false,
+                { parser in
+                    guard let attribute = parser.fetchAttribute() else { return nil }
+                    simple.insert(attribute.setMember)
+                    return true
+                })
+        else { return nil }
         return IMAPFetchAttributeList(simple: simple, macro: nil, text: list.text)
     }
 
@@ -365,18 +374,22 @@ extension IMAPParser {
     // fetch-modifier = "CHANGEDSINCE" SP mod-sequence-valzer / "VANISHED"
     mutating func fetchModifiers() -> IMAPFetchModifiers? {
         var modifiers = IMAPFetchModifiers()
-        guard parenthesizedList(allowEmpty: false, { parser in
-            if parser.skipKeyword("CHANGEDSINCE") {
-                guard parser.space() != nil, let value = parser.modSequence() else { return nil }
-                modifiers.changedSince = value
-                return true
-            }
-            if parser.skipKeyword("VANISHED") {
-                modifiers.vanished = true
-                return true
-            }
-            return parser.fail("Unknown FETCH modifier")
-        }) != nil else { return nil }
+        guard
+            parenthesizedList(
+                allowEmpty: false,
+                { parser in
+                    if parser.skipKeyword("CHANGEDSINCE") {
+                        guard parser.space() != nil, let value = parser.modSequence() else { return nil }
+                        modifiers.changedSince = value
+                        return true
+                    }
+                    if parser.skipKeyword("VANISHED") {
+                        modifiers.vanished = true
+                        return true
+                    }
+                    return parser.fail("Unknown FETCH modifier")
+                }) != nil
+        else { return nil }
         return modifiers
     }
 }

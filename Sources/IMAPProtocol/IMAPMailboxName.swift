@@ -44,7 +44,8 @@ public struct IMAPMailboxName: Equatable, CustomStringConvertible {
 /// Modified UTF-7 (RFC 3501 section 5.1.3): printable ASCII stands for itself, `&` is `&-`, and other
 /// characters are UTF-16 in modified base64 (`,` for `/`) between `&` and `-`.
 public enum IMAPModifiedUTF7 {
-    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,".utf8)
+    private static let alphabet: [UInt8] = Array(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,".utf8)
 
     /// Encodes a Unicode name.
     public static func encode(_ name: String) -> [UInt8] {

@@ -365,6 +365,7 @@ public struct IMAPBodyPart: Equatable, Sendable {
 public indirect enum IMAPBodyStructure: Equatable, Sendable {
     case singlePart(IMAPBodyPart)
     /// Parts, subtype (`MIXED`), and extension data: parameters then the shared extension.
-    case multipart(parts: [IMAPBodyStructure], subtype: [UInt8], parameters: [IMAPBodyParameter],
+    case multipart(
+        parts: [IMAPBodyStructure], subtype: [UInt8], parameters: [IMAPBodyParameter],
         extensionData: IMAPBodyExtension?)
 }

@@ -339,7 +339,8 @@ extension IMAPOutputBuffer {
         }
     }
 
-    // Namespace = nil / "(" 1*Namespace-Descr ")";  Namespace-Descr = "(" string SP (DQUOTE QUOTED-CHAR DQUOTE / nil) ")"
+    // Namespace = nil / "(" 1*Namespace-Descr ")"
+    // Namespace-Descr = "(" string SP (DQUOTE QUOTED-CHAR DQUOTE / nil) ")"
     private mutating func write(namespaces: [IMAPNamespace]) {
         guard !namespaces.isEmpty else {
             write("NIL")

@@ -78,7 +78,8 @@ public struct IMAPResponseParser {
             }
             let lineEnd = lineFeed + 1
             if lineEnd > limits.maxCommandLength { return (.error("Response too long"), 0) }
-            let contentEnd = lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
+            let contentEnd =
+                lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
                 ? lineFeed - 1 : lineFeed
             switch IMAPCommandFramer.literalAtEnd(base, lineStart: lineStart, contentEnd: contentEnd) {
             case .none:
@@ -95,7 +96,8 @@ public struct IMAPResponseParser {
                     resetFrame()
                     inFetchTail = true
                     mode = .streaming(remaining: header.size)
-                    let event = wasTail ? parseFetchTail(frame, streamed: header.size) : parseFetchStart(frame, header.size)
+                    let event =
+                        wasTail ? parseFetchTail(frame, streamed: header.size) : parseFetchStart(frame, header.size)
                     return (event, lineEnd)
                 }
                 guard header.size <= UInt64(limits.maxCommandLength - lineEnd) else {
@@ -204,9 +206,17 @@ extension IMAPParser {
     // resp-cond-state = ("OK" / "NO" / "BAD") SP resp-text;  resp-text = ["[" resp-text-code "]" SP] [text]
     mutating func statusResponse() -> IMAPStatusResponse? {
         let kind: IMAPStatusResponse.Kind
-        if skipKeyword("OK") { kind = .ok } else if skipKeyword("NO") { kind = .no } else if skipKeyword("BAD") {
+        if skipKeyword("OK") {
+            kind = .ok
+        } else if skipKeyword("NO") {
+            kind = .no
+        } else if skipKeyword("BAD") {
             kind = .bad
-        } else if skipKeyword("PREAUTH") { kind = .preauth } else if skipKeyword("BYE") { kind = .bye } else {
+        } else if skipKeyword("PREAUTH") {
+            kind = .preauth
+        } else if skipKeyword("BYE") {
+            kind = .bye
+        } else {
             return fail("Expected a status")
         }
         var status = IMAPStatusResponse(kind, text: [])
@@ -253,7 +263,8 @@ extension IMAPParser {
 
     // resp-text-code = "ALERT" / "BADCHARSET" [SP "(" charset *(SP charset) ")"] / capability-data / "PARSE" /
     //   "PERMANENTFLAGS" SP "(" [flag-perm *(SP flag-perm)] ")" / "READ-ONLY" / "READ-WRITE" / "TRYCREATE" /
-    //   "UIDNEXT" SP nz-number / "UIDVALIDITY" SP nz-number / "UNSEEN" SP nz-number / ... / atom [SP 1*<any TEXT-CHAR except "]">]
+    //   "UIDNEXT" SP nz-number / "UIDVALIDITY" SP nz-number / "UNSEEN" SP nz-number / ... /
+    //   atom [SP 1*<any TEXT-CHAR except "]">]
     mutating func responseCode() -> IMAPResponseCode? {
         let start = position
         while let byte = peek(), IMAPByteClass.isAtomChar(byte) { position += 1 }
@@ -294,12 +305,15 @@ extension IMAPParser {
         if name.equalsCaseInsensitive("UIDVALIDITY") { return numberCode(IMAPResponseCode.uidValidity) }
         if name.equalsCaseInsensitive("UNSEEN") { return numberCode(IMAPResponseCode.unseen) }
         if name.equalsCaseInsensitive("APPENDUID") {
-            guard space() != nil, let validity = nzNumber(), space() != nil, let uids = sequenceSetText() else { return nil }
+            guard space() != nil, let validity = nzNumber(), space() != nil, let uids = sequenceSetText() else {
+                return nil
+            }
             return .appendUID(uidValidity: validity, uids: uids)
         }
         if name.equalsCaseInsensitive("COPYUID") {
             guard space() != nil, let validity = nzNumber(), space() != nil, let source = sequenceSetText(),
-                space() != nil, let destination = sequenceSetText() else { return nil }
+                space() != nil, let destination = sequenceSetText()
+            else { return nil }
             return .copyUID(uidValidity: validity, source: source, destination: destination)
         }
         if name.equalsCaseInsensitive("HIGHESTMODSEQ") {
@@ -371,7 +385,8 @@ extension IMAPParser {
             var modSeq: UInt64?
             if skip(0x20) {
                 guard skip(UInt8(ascii: "(")), skipKeyword("MODSEQ"), space() != nil, let value = modSequence(),
-                    skip(UInt8(ascii: ")")) else { return fail("Invalid SEARCH MODSEQ") }
+                    skip(UInt8(ascii: ")"))
+                else { return fail("Invalid SEARCH MODSEQ") }
                 modSeq = value
             }
             return .search(list, modificationSequence: modSeq)
@@ -382,7 +397,9 @@ extension IMAPParser {
             guard space() != nil else { return nil }
             var earlier = false
             if skip(UInt8(ascii: "(")) {
-                guard skipKeyword("EARLIER"), skip(UInt8(ascii: ")")), space() != nil else { return fail("Invalid VANISHED") }
+                guard skipKeyword("EARLIER"), skip(UInt8(ascii: ")")), space() != nil else {
+                    return fail("Invalid VANISHED")
+                }
                 earlier = true
             }
             guard let uids = sequenceSetText() else { return nil }
@@ -390,7 +407,8 @@ extension IMAPParser {
         }
         if skipKeyword("NAMESPACE") {
             guard space() != nil, let personal = namespaces(), space() != nil, let other = namespaces(),
-                space() != nil, let shared = namespaces() else { return nil }
+                space() != nil, let shared = namespaces()
+            else { return nil }
             return .namespace(personal: personal, otherUsers: other, shared: shared)
         }
         if skipKeyword("ID") { return idResponse() }
@@ -418,14 +436,17 @@ extension IMAPParser {
         guard space() != nil, let mailbox = ownedAString() else { return nil }
         var extended: [UInt8]?
         if skip(0x20) { extended = restOfLine() }
-        return .list(IMAPListResponse(isLSUB: isLSUB, attributes: attributes, delimiter: delimiter, mailbox: mailbox,
-            extendedData: extended))
+        return .list(
+            IMAPListResponse(
+                isLSUB: isLSUB, attributes: attributes, delimiter: delimiter, mailbox: mailbox,
+                extendedData: extended))
     }
 
     // "STATUS" SP mailbox SP "(" [status-att-list] ")"
     private mutating func mailboxStatusResponse() -> IMAPUntaggedResponse? {
         guard space() != nil, let mailbox = ownedAString(), space() != nil,
-            expect(UInt8(ascii: "("), "Expected (") != nil else { return nil }
+            expect(UInt8(ascii: "("), "Expected (") != nil
+        else { return nil }
         var status = IMAPMailboxStatus()
         while !skip(UInt8(ascii: ")")) {
             if position > 0, byte(at: position - 1) != UInt8(ascii: "(") { guard space() != nil else { return nil } }
@@ -520,14 +541,17 @@ extension IMAPParser {
         return .id(pairs)
     }
 
-    // quota-response = "QUOTA" SP quota-root-name SP quota-list;  quota-list = "(" quota-resource *(SP quota-resource) ")"
+    // quota-response = "QUOTA" SP quota-root-name SP quota-list
+    // quota-list = "(" quota-resource *(SP quota-resource) ")"
     private mutating func quotaResponse() -> IMAPUntaggedResponse? {
         guard space() != nil, let root = ownedAString(), space() != nil,
-            expect(UInt8(ascii: "("), "Expected (") != nil else { return nil }
+            expect(UInt8(ascii: "("), "Expected (") != nil
+        else { return nil }
         var resources: [IMAPQuotaResource] = []
         while !skip(UInt8(ascii: ")")) {
             if !resources.isEmpty { guard space() != nil else { return nil } }
-            guard let name = atom(), space() != nil, let usage = number64(), space() != nil, let limit = number64() else {
+            guard let name = atom(), space() != nil, let usage = number64(), space() != nil, let limit = number64()
+            else {
                 return nil
             }
             resources.append(IMAPQuotaResource(name: name.copyBytes(), usage: usage, limit: limit))
@@ -543,7 +567,8 @@ extension IMAPParser {
         var probe = self
         _ = probe.skip(UInt8(ascii: "~"))
         guard probe.skip(UInt8(ascii: "{")), probe.number64() != nil, probe.skip(UInt8(ascii: "}")),
-            probe.skip(0x0D), probe.skip(0x0A), probe.isAtEnd else { return false }
+            probe.skip(0x0D), probe.skip(0x0A), probe.isAtEnd
+        else { return false }
         self = probe
         return true
     }
@@ -620,11 +645,13 @@ extension IMAPParser {
             }
             guard space() != nil else { return nil }
             if let size = streamedSize, streamedLiteralFollows(size) {
-                let item: IMAPStreamedBody.Item = isBinary ? .binary(section: section) : .body(section: section, origin: origin)
+                let item: IMAPStreamedBody.Item =
+                    isBinary ? .binary(section: section) : .body(section: section, origin: origin)
                 return .streamed(IMAPStreamedBody(item: item, size: size))
             }
             guard let data = ownedNStringOrBinary() else { return nil }
-            return .item(isBinary ? .binary(section: section, data: data) : .body(section: section, origin: origin, data: data))
+            return .item(
+                isBinary ? .binary(section: section, data: data) : .body(section: section, origin: origin, data: data))
         }
         let rfc822: [(StaticString, IMAPStreamedBody.Item, ([UInt8]?) -> IMAPFetchItem)] = [
             ("RFC822", .rfc822, { .rfc822(data: $0) }), ("RFC822.HEADER", .rfc822Header, { .rfc822Header(data: $0) }),
@@ -651,7 +678,8 @@ extension IMAPParser {
             let inReplyTo = ownedNString(), space() != nil, let messageID = ownedNString(),
             expect(UInt8(ascii: ")"), "Expected )") != nil
         else { return nil }
-        return IMAPEnvelope(date: date, subject: subject, from: from, sender: sender, replyTo: replyTo, to: to, cc: cc,
+        return IMAPEnvelope(
+            date: date, subject: subject, from: from, sender: sender, replyTo: replyTo, to: to, cc: cc,
             bcc: bcc, inReplyTo: inReplyTo, messageID: messageID)
     }
 
@@ -663,7 +691,8 @@ extension IMAPParser {
         while skip(UInt8(ascii: "(")) {
             guard let name = ownedNString(), space() != nil, let adl = ownedNString(), space() != nil,
                 let mailbox = ownedNString(), space() != nil, let host = ownedNString(),
-                expect(UInt8(ascii: ")"), "Expected )") != nil else { return nil }
+                expect(UInt8(ascii: ")"), "Expected )") != nil
+            else { return nil }
             list.append(IMAPAddress(name: name, adl: adl, mailbox: mailbox, host: host))
         }
         guard !list.isEmpty, expect(UInt8(ascii: ")"), "Expected )") != nil else { return fail("Invalid address list") }
@@ -700,7 +729,8 @@ extension IMAPParser {
                 parser.space() != nil, let encoding = parser.ownedString(), parser.space() != nil,
                 let size = parser.number()
             else { return nil }
-            var part = IMAPBodyPart(type: type, subtype: subtype, parameters: parameters, id: id,
+            var part = IMAPBodyPart(
+                type: type, subtype: subtype, parameters: parameters, id: id,
                 description: description, encoding: encoding, size: size, kind: .basic)
             let upperType = type.map(IMAPByteClass.upper)
             let upperSubtype = subtype.map(IMAPByteClass.upper)
@@ -745,7 +775,8 @@ extension IMAPParser {
         if skip(0x20) {
             if !skipKeyword("NIL") {
                 guard expect(UInt8(ascii: "("), "Expected (") != nil, let kind = ownedString(), space() != nil,
-                    let parameters = bodyParameters(), expect(UInt8(ascii: ")"), "Expected )") != nil else { return nil }
+                    let parameters = bodyParameters(), expect(UInt8(ascii: ")"), "Expected )") != nil
+                else { return nil }
                 ext.disposition = IMAPBodyDisposition(kind: kind, parameters: parameters)
             }
             if skip(0x20) {

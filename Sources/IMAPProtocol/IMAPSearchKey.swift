@@ -138,7 +138,8 @@ extension IMAPParser {
             if name.equalsCaseInsensitive("OR") {
                 return nested { parser in
                     guard parser.space() != nil, let left = parser.searchKey(), parser.space() != nil,
-                        let right = parser.searchKey() else { return nil }
+                        let right = parser.searchKey()
+                    else { return nil }
                     return parser.buildsSearchTrees ? .or(left, right) : .all
                 }
             }
@@ -232,8 +233,10 @@ extension IMAPParser {
         var entryType: IMAPBytes?
         if peek() == UInt8(ascii: "\"") {
             guard let name = quoted(), space() != nil, let type = atom() else { return nil }
-            guard type.equalsCaseInsensitive("PRIV") || type.equalsCaseInsensitive("SHARED")
-                || type.equalsCaseInsensitive("ALL") else { return fail("Invalid MODSEQ entry type") }
+            guard
+                type.equalsCaseInsensitive("PRIV") || type.equalsCaseInsensitive("SHARED")
+                    || type.equalsCaseInsensitive("ALL")
+            else { return fail("Invalid MODSEQ entry type") }
             guard space() != nil else { return nil }
             entry = name
             entryType = type
@@ -246,16 +249,26 @@ extension IMAPParser {
     // search-return-opt = "MIN" / "MAX" / "ALL" / "COUNT" / "SAVE"
     mutating func searchReturnOptions() -> IMAPSearchReturnOptions? {
         var options: IMAPSearchReturnOptions = []
-        guard parenthesizedList(allowEmpty: true, { parser in
-            if parser.skipKeyword("MIN") { options.insert(.min) } else if parser.skipKeyword("MAX") {
-                options.insert(.max)
-            } else if parser.skipKeyword("ALL") { options.insert(.all) } else if parser.skipKeyword("COUNT") {
-                options.insert(.count)
-            } else if parser.skipKeyword("SAVE") { options.insert(.save) } else {
-                return parser.fail("Unknown SEARCH return option")
-            }
-            return true
-        }) != nil else { return nil }
+        guard
+            parenthesizedList(
+                allowEmpty: true,
+                { parser in
+                    if parser.skipKeyword("MIN") {
+                        options.insert(.min)
+                    } else if parser.skipKeyword("MAX") {
+                        options.insert(.max)
+                    } else if parser.skipKeyword("ALL") {
+                        options.insert(.all)
+                    } else if parser.skipKeyword("COUNT") {
+                        options.insert(.count)
+                    } else if parser.skipKeyword("SAVE") {
+                        options.insert(.save)
+                    } else {
+                        return parser.fail("Unknown SEARCH return option")
+                    }
+                    return true
+                }) != nil
+        else { return nil }
         return options
     }
 }

@@ -1,19 +1,22 @@
 // IMAPProtocolTests: inputs the fuzzer found, kept so they stay fixed.
 
 import Testing
+
 @testable import IMAPProtocol
 
 @Suite("Fuzz regressions")
 struct FuzzRegressionTests {
     /// Base64 of each input found by perf/fuzz/run-fuzz.sh.
     static let inputs: [String] = [
-        "YSU3IEFQUEVORCAxOTk2IDAyOjQ0OjI1oP7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v4tMDcwMCIgezUrfQ0KaGVsbG8gezMrfQ0KYnllDQo=",
+        "YSU3IEFQUEVORCAxOTk2IDAyOjQ0OjI1oP7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+"
+            + "/v7+/v7+/v7+/v7+/v4tMDcwMCIgezUrfQ0KaGVsbG8gezMrfQ0KYnllDQo="
     ]
 
     @Test("Each input frames the same whole and split at every index", arguments: inputs)
     func regression(_ encoded: String) {
         let input = decodeBase64(encoded)
-        let limits = IMAPLimits(maxCommandLength: 2048, maxAppendLiteralSize: 4096, maxDiscardableLiteralSize: 1024,
+        let limits = IMAPLimits(
+            maxCommandLength: 2048, maxAppendLiteralSize: 4096, maxDiscardableLiteralSize: 1024,
             maxNestingDepth: 20, maxTagLength: 16, maxSequenceSetRanges: 50)
         let (independent, whole) = framingIsChunkingIndependent(input, limits: limits)
         #expect(independent)

@@ -1,6 +1,7 @@
 // IMAPProtocolTests: framing, drip-fed and split at every index, and its limits.
 
 import Testing
+
 @testable import IMAPProtocol
 
 @Suite("Framing")
@@ -8,51 +9,75 @@ struct IMAPCommandFramerTests {
     /// Inputs a session meets, each checked whole, byte by byte and split at every index.
     static let scripts: [(String, [FramingEvent])] = [
         ("a1 NOOP\r\n", [.command("IMAPTaggedCommand(tag: a1, command: IMAPProtocol.IMAPCommand.noop)")]),
-        ("a1 NOOP\r\na2 CHECK\r\n", [
-            .command("IMAPTaggedCommand(tag: a1, command: IMAPProtocol.IMAPCommand.noop)"),
-            .command("IMAPTaggedCommand(tag: a2, command: IMAPProtocol.IMAPCommand.check)"),
-        ]),
+        (
+            "a1 NOOP\r\na2 CHECK\r\n",
+            [
+                .command("IMAPTaggedCommand(tag: a1, command: IMAPProtocol.IMAPCommand.noop)"),
+                .command("IMAPTaggedCommand(tag: a2, command: IMAPProtocol.IMAPCommand.check)"),
+            ]
+        ),
         // IDLE's DONE and a pipelined command in one packet: both seen.
-        ("DONE\r\na3 NOOP\r\n", [
-            .badCommand(tag: nil, reason: "Expected a space"),
-            .command("IMAPTaggedCommand(tag: a3, command: IMAPProtocol.IMAPCommand.noop)"),
-        ]),
+        (
+            "DONE\r\na3 NOOP\r\n",
+            [
+                .badCommand(tag: nil, reason: "Expected a space"),
+                .command("IMAPTaggedCommand(tag: a3, command: IMAPProtocol.IMAPCommand.noop)"),
+            ]
+        ),
         // A synchronizing literal asks for a continuation once, then completes.
-        ("a4 LOGIN {4}\r\nuser {4+}\r\npass\r\n", [
-            .continuation,
-            .command("IMAPTaggedCommand(tag: a4, command: IMAPProtocol.IMAPCommand.login(user: user, password: pass))"),
-        ]),
+        (
+            "a4 LOGIN {4}\r\nuser {4+}\r\npass\r\n",
+            [
+                .continuation,
+                .command(
+                    "IMAPTaggedCommand(tag: a4, command: IMAPProtocol.IMAPCommand.login(user: user, password: pass))"),
+            ]
+        ),
         // An APPEND streams its message, then ends with CRLF.
-        ("a5 APPEND INBOX (\\Seen) {5+}\r\nhello\r\n", [
-            .appendStart("IMAPTaggedCommand(tag: a5, command: IMAPProtocol.IMAPCommand.append(INBOX, "
-                + "IMAPProtocol.IMAPAppendMessage(flags: Optional(IMAPProtocol.IMAPFlagList(text: \\Seen, count: 1)), "
-                + "internalDate: nil, literal: IMAPProtocol.IMAPLiteralHeader(size: 5, isSynchronizing: false, "
-                + "isBinary: false))))"),
-            .appendBytes(bytes("hello")),
-            .appendNext("end"),
-        ]),
+        (
+            "a5 APPEND INBOX (\\Seen) {5+}\r\nhello\r\n",
+            [
+                .appendStart(
+                    "IMAPTaggedCommand(tag: a5, command: IMAPProtocol.IMAPCommand.append(INBOX, "
+                        + "IMAPProtocol.IMAPAppendMessage(flags: "
+                        + "Optional(IMAPProtocol.IMAPFlagList(text: \\Seen, count: 1)), "
+                        + "internalDate: nil, literal: IMAPProtocol.IMAPLiteralHeader(size: 5, isSynchronizing: false, "
+                        + "isBinary: false))))"),
+                .appendBytes(bytes("hello")),
+                .appendNext("end"),
+            ]
+        ),
         // MULTIAPPEND with a mailbox given as a literal.
-        ("a6 APPEND {3+}\r\nBox {2+}\r\nhi {3+}\r\nyou\r\n", [
-            .appendStart("IMAPTaggedCommand(tag: a6, command: IMAPProtocol.IMAPCommand.append(Box, "
-                + "IMAPProtocol.IMAPAppendMessage(flags: nil, internalDate: nil, literal: "
-                + "IMAPProtocol.IMAPLiteralHeader(size: 2, isSynchronizing: false, isBinary: false))))"),
-            .appendBytes(bytes("hi")),
-            .appendNext("message(IMAPProtocol.IMAPAppendMessage(flags: nil, internalDate: nil, literal: "
-                + "IMAPProtocol.IMAPLiteralHeader(size: 3, isSynchronizing: false, isBinary: false)))"),
-            .appendBytes(bytes("you")),
-            .appendNext("end"),
-        ]),
+        (
+            "a6 APPEND {3+}\r\nBox {2+}\r\nhi {3+}\r\nyou\r\n",
+            [
+                .appendStart(
+                    "IMAPTaggedCommand(tag: a6, command: IMAPProtocol.IMAPCommand.append(Box, "
+                        + "IMAPProtocol.IMAPAppendMessage(flags: nil, internalDate: nil, literal: "
+                        + "IMAPProtocol.IMAPLiteralHeader(size: 2, isSynchronizing: false, isBinary: false))))"),
+                .appendBytes(bytes("hi")),
+                .appendNext(
+                    "message(IMAPProtocol.IMAPAppendMessage(flags: nil, internalDate: nil, literal: "
+                        + "IMAPProtocol.IMAPLiteralHeader(size: 3, isSynchronizing: false, isBinary: false)))"),
+                .appendBytes(bytes("you")),
+                .appendNext("end"),
+            ]
+        ),
         // A bare LF ends a frame that the parser then refuses; the next command still works.
-        ("a7 NOOP\na8 NOOP\r\n", [
-            .badCommand(tag: "a7", reason: "Line must end with CRLF"),
-            .command("IMAPTaggedCommand(tag: a8, command: IMAPProtocol.IMAPCommand.noop)"),
-        ]),
+        (
+            "a7 NOOP\na8 NOOP\r\n",
+            [
+                .badCommand(tag: "a7", reason: "Line must end with CRLF"),
+                .command("IMAPTaggedCommand(tag: a8, command: IMAPProtocol.IMAPCommand.noop)"),
+            ]
+        ),
         // A NUL byte and a bare CR are refused with the tag.
         ("a9 LOGIN \"a\u{0}b\" c\r\n", [.badCommand(tag: "a9", reason: "NUL in quoted string")]),
         ("b1 NOOP\rx\r\n", [.badCommand(tag: "b1", reason: "Bare CR in command")]),
     ]
 
-    @Test("Each script gives the same events whole, drip-fed and split at every index",
+    @Test(
+        "Each script gives the same events whole, drip-fed and split at every index",
         arguments: scripts.indices)
     func script(index: Int) {
         let (input, expected) = IMAPCommandFramerTests.scripts[index]
@@ -75,7 +100,11 @@ struct IMAPCommandFramerTests {
         let input = bytes("t1 SELECT " + atom + "\r\n")
         let events = runFraming(input, chunkSizes: [4096])
         #expect(events.count == 1)
-        if case .command(let text) = events.first { #expect(text.contains("select")) } else { Issue.record("\(events)") }
+        if case .command(let text) = events.first {
+            #expect(text.contains("select"))
+        } else {
+            Issue.record("\(events)")
+        }
         let small = runFraming(input, chunkSizes: [4096], limits: IMAPLimits(maxCommandLength: 32 * 1024))
         #expect(small == [.frameError(tag: "t1", reason: .commandTooLong, recovery: .disconnect)])
     }
@@ -97,21 +126,23 @@ struct IMAPCommandFramerTests {
         let input = bytes("t1 LOGIN {100+}\r\n" + String(repeating: "z", count: 100) + " x\r\nt2 NOOP\r\n")
         let (independent, events) = framingIsChunkingIndependent(input, limits: limits)
         #expect(independent)
-        #expect(events == [
-            .frameError(tag: "t1", reason: .literalTooLarge, recovery: .skip(bytes: 17)),
-            .discarded(104),
-            .command("IMAPTaggedCommand(tag: t2, command: IMAPProtocol.IMAPCommand.noop)"),
-        ])
+        #expect(
+            events == [
+                .frameError(tag: "t1", reason: .literalTooLarge, recovery: .skip(bytes: 17)),
+                .discarded(104),
+                .command("IMAPTaggedCommand(tag: t2, command: IMAPProtocol.IMAPCommand.noop)"),
+            ])
     }
 
     @Test("APPENDLIMIT: a larger APPEND literal is refused; a synchronizing one costs only its line")
     func appendLimit() {
         let limits = IMAPLimits(maxAppendLiteralSize: 10)
         let events = runFraming(bytes("t1 APPEND INBOX {11}\r\nt2 NOOP\r\n"), chunkSizes: [5], limits: limits)
-        #expect(events == [
-            .frameError(tag: "t1", reason: .literalTooLarge, recovery: .skip(bytes: 22)),
-            .command("IMAPTaggedCommand(tag: t2, command: IMAPProtocol.IMAPCommand.noop)"),
-        ])
+        #expect(
+            events == [
+                .frameError(tag: "t1", reason: .literalTooLarge, recovery: .skip(bytes: 22)),
+                .command("IMAPTaggedCommand(tag: t2, command: IMAPProtocol.IMAPCommand.noop)"),
+            ])
     }
 
     @Test("LITERAL-: {N+} above 4096 is refused; without LITERAL+ any {N+} is")
@@ -120,10 +151,12 @@ struct IMAPCommandFramerTests {
         let ok = runFraming(bytes("t1 LOGIN {4+}\r\nuser pass\r\n"), chunkSizes: [100], limits: minus)
         #expect(ok.count == 1)
         let refused = runFraming(bytes("t1 APPEND INBOX {4097+}\r\n"), chunkSizes: [100], limits: minus)
-        #expect(refused == [.frameError(tag: "t1", reason: .nonSynchronizingLiteralRefused, recovery: .skip(bytes: 25))])
+        #expect(
+            refused == [.frameError(tag: "t1", reason: .nonSynchronizingLiteralRefused, recovery: .skip(bytes: 25))])
         let none = IMAPLimits(nonSynchronizingLiterals: .none)
         let noPlus = runFraming(bytes("t1 LOGIN {4+}\r\nuser pass\r\nt2 NOOP\r\n"), chunkSizes: [100], limits: none)
-        #expect(noPlus.first == .frameError(tag: "t1", reason: .nonSynchronizingLiteralRefused, recovery: .skip(bytes: 15)))
+        #expect(
+            noPlus.first == .frameError(tag: "t1", reason: .nonSynchronizingLiteralRefused, recovery: .skip(bytes: 15)))
         #expect(noPlus.last == .command("IMAPTaggedCommand(tag: t2, command: IMAPProtocol.IMAPCommand.noop)"))
     }
 

@@ -1,6 +1,7 @@
 // IMAPProtocolTests: the command parser over fixtures from the RFCs, and its limits.
 
 import Testing
+
 @testable import IMAPProtocol
 
 /// Parses one command line (which must end in CRLF) and hands the result to `body` while the views live.
@@ -35,29 +36,47 @@ let commandFixtures: [CommandFixture] = [
     CommandFixture(line: "a002 NOOP\r\n") { .noop },
     CommandFixture(line: "A023 LOGOUT\r\n") { .logout },
     CommandFixture(line: "a001 starttls\r\n") { .startTLS },
-    CommandFixture(line: "a001 AUTHENTICATE GSSAPI\r\n") { .authenticate(mechanism: IMAPBytes("GSSAPI"), initialResponse: nil) },
+    CommandFixture(line: "a001 AUTHENTICATE GSSAPI\r\n") {
+        .authenticate(mechanism: IMAPBytes("GSSAPI"), initialResponse: nil)
+    },
     CommandFixture(line: "A01 AUTHENTICATE PLAIN dGVzdAB0ZXN0AHRlc3Q=\r\n") {
         .authenticate(mechanism: IMAPBytes("PLAIN"), initialResponse: IMAPBytes("dGVzdAB0ZXN0AHRlc3Q="))
     },
     CommandFixture(line: "A01 AUTHENTICATE EXTERNAL =\r\n") {
         .authenticate(mechanism: IMAPBytes("EXTERNAL"), initialResponse: .empty)
     },
-    CommandFixture(line: "a001 LOGIN SMITH SESAME\r\n") { .login(user: IMAPString("SMITH"), password: IMAPString("SESAME")) },
+    CommandFixture(line: "a001 LOGIN SMITH SESAME\r\n") {
+        .login(user: IMAPString("SMITH"), password: IMAPString("SESAME"))
+    },
     CommandFixture(line: "a001 LOGIN \"fred\" \"a\\\"b\\\\c\"\r\n") {
         .login(user: IMAPString("fred"), password: IMAPString(raw: IMAPBytes("a\\\"b\\\\c"), hasEscapes: true))
     },
-    CommandFixture(line: "a LOGIN {4+}\r\nfred {3+}\r\nx y\r\n") { .login(user: IMAPString("fred"), password: IMAPString("x y")) },
+    CommandFixture(line: "a LOGIN {4+}\r\nfred {3+}\r\nx y\r\n") {
+        .login(user: IMAPString("fred"), password: IMAPString("x y"))
+    },
     CommandFixture(line: "t2 ENABLE CONDSTORE QRESYNC\r\n") { .enable(IMAPAtomList(IMAPBytes("CONDSTORE QRESYNC"))!) },
     CommandFixture(line: "A142 SELECT INBOX\r\n") { .select(mailbox("INBOX"), IMAPSelectParameters()) },
-    CommandFixture(line: "A142 SELECT inbox (CONDSTORE)\r\n") { .select(mailbox("INBOX"), IMAPSelectParameters(condStore: true)) },
-    CommandFixture(line: "A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n") {
-        .select(mailbox("INBOX"), IMAPSelectParameters(qresync: IMAPQResyncParameters(
-            uidValidity: 67_890_007, modificationSequence: 20_050_715_194_045_000, knownUIDs: set("41,43:211,214:541"))))
+    CommandFixture(line: "A142 SELECT inbox (CONDSTORE)\r\n") {
+        .select(mailbox("INBOX"), IMAPSelectParameters(condStore: true))
     },
-    CommandFixture(line: "B04 SELECT INBOX (QRESYNC (67890007 90060115194045000 41:211,214:541 (1:15,19 41:55,77)))\r\n") {
-        .select(mailbox("INBOX"), IMAPSelectParameters(qresync: IMAPQResyncParameters(
-            uidValidity: 67_890_007, modificationSequence: 90_060_115_194_045_000, knownUIDs: set("41:211,214:541"),
-            knownSequenceSet: set("1:15,19"), knownUIDSet: set("41:55,77"))))
+    CommandFixture(line: "A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n") {
+        .select(
+            mailbox("INBOX"),
+            IMAPSelectParameters(
+                qresync: IMAPQResyncParameters(
+                    uidValidity: 67_890_007, modificationSequence: 20_050_715_194_045_000,
+                    knownUIDs: set("41,43:211,214:541"))))
+    },
+    CommandFixture(
+        line: "B04 SELECT INBOX (QRESYNC (67890007 90060115194045000 41:211,214:541 (1:15,19 41:55,77)))\r\n"
+    ) {
+        .select(
+            mailbox("INBOX"),
+            IMAPSelectParameters(
+                qresync: IMAPQResyncParameters(
+                    uidValidity: 67_890_007, modificationSequence: 90_060_115_194_045_000,
+                    knownUIDs: set("41:211,214:541"),
+                    knownSequenceSet: set("1:15,19"), knownUIDSet: set("41:55,77"))))
     },
     CommandFixture(line: "A932 EXAMINE blurdybloop\r\n") { .examine(mailbox("blurdybloop"), IMAPSelectParameters()) },
     CommandFixture(line: "A003 CREATE owatagusiam/\r\n") { .create(mailbox("owatagusiam/"), specialUse: nil) },
@@ -65,18 +84,27 @@ let commandFixtures: [CommandFixture] = [
         .create(mailbox("Important Messages"), specialUse: flags("\\Important"))
     },
     CommandFixture(line: "A683 DELETE blurdybloop\r\n") { .delete(mailbox("blurdybloop")) },
-    CommandFixture(line: "A683 RENAME blurdybloop sarasoop\r\n") { .rename(from: mailbox("blurdybloop"), to: mailbox("sarasoop")) },
+    CommandFixture(line: "A683 RENAME blurdybloop sarasoop\r\n") {
+        .rename(from: mailbox("blurdybloop"), to: mailbox("sarasoop"))
+    },
     CommandFixture(line: "A002 SUBSCRIBE #news.comp.mail.mime\r\n") { .subscribe(mailbox("#news.comp.mail.mime")) },
     CommandFixture(line: "A002 UNSUBSCRIBE #news.comp.mail.mime\r\n") { .unsubscribe(mailbox("#news.comp.mail.mime")) },
     CommandFixture(line: "A101 LIST \"\" \"\"\r\n") {
         .list(IMAPListCommand(reference: mailbox(""), patterns: IMAPPatternList("\"\"")))
     },
-    CommandFixture(line: "A202 LIST ~/Mail/ %\r\n") { .list(IMAPListCommand(reference: mailbox("~/Mail/"), patterns: IMAPPatternList("%"))) },
-    CommandFixture(line: "A02 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"%\" \"Other/%\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n") {
-        .list(IMAPListCommand(
-            selectOptions: [.subscribed, .recursiveMatch], reference: mailbox(""),
-            patterns: IMAPPatternList(text: IMAPBytes("\"%\" \"Other/%\""), count: 2, isList: true),
-            returnOptions: [.children, .status], statusAttributes: [.messages, .unseen]))
+    CommandFixture(line: "A202 LIST ~/Mail/ %\r\n") {
+        .list(IMAPListCommand(reference: mailbox("~/Mail/"), patterns: IMAPPatternList("%")))
+    },
+    CommandFixture(
+        line:
+            "A02 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"%\" \"Other/%\") "
+                + "RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n"
+    ) {
+        .list(
+            IMAPListCommand(
+                selectOptions: [.subscribed, .recursiveMatch], reference: mailbox(""),
+                patterns: IMAPPatternList(text: IMAPBytes("\"%\" \"Other/%\""), count: 2, isList: true),
+                returnOptions: [.children, .status], statusAttributes: [.messages, .unseen]))
     },
     CommandFixture(line: "A002 LSUB \"#news.\" \"comp.mail.*\"\r\n") {
         .lsub(reference: mailbox("#news."), pattern: IMAPString("comp.mail.*"))
@@ -86,11 +114,14 @@ let commandFixtures: [CommandFixture] = [
         .status(mailbox("blurdybloop"), [.uidNext, .messages, .size, .highestModificationSequence, .deleted])
     },
     CommandFixture(line: "A003 APPEND saved-messages (\\Seen) \" 7-Feb-1994 21:52:25 -0800\" {310}\r\n") {
-        .append(mailbox("saved-messages"), IMAPAppendMessage(
-            flags: flags("\\Seen"),
-            internalDate: IMAPDateTime(date: IMAPDate(year: 1994, month: 2, day: 7), hour: 21, minute: 52, second: 25,
-                zoneMinutes: -480),
-            literal: IMAPLiteralHeader(size: 310, isSynchronizing: true, isBinary: false)))
+        .append(
+            mailbox("saved-messages"),
+            IMAPAppendMessage(
+                flags: flags("\\Seen"),
+                internalDate: IMAPDateTime(
+                    date: IMAPDate(year: 1994, month: 2, day: 7), hour: 21, minute: 52, second: 25,
+                    zoneMinutes: -480),
+                literal: IMAPLiteralHeader(size: 310, isSynchronizing: true, isBinary: false)))
     },
     CommandFixture(line: "A002 IDLE\r\n") { .idle },
     CommandFixture(line: "FXXZ CHECK\r\n") { .check },
@@ -105,34 +136,57 @@ let commandFixtures: [CommandFixture] = [
         .search(IMAPSearchCommand(program: program("TEXT XXXXXXXXXXXX", charset: IMAPString("UTF-8"))), uid: false)
     },
     CommandFixture(line: "A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994\r\n") {
-        .search(IMAPSearchCommand(returnOptions: [.min, .count], program: program("FLAGGED SINCE 1-Feb-1994")), uid: false)
+        .search(
+            IMAPSearchCommand(returnOptions: [.min, .count], program: program("FLAGGED SINCE 1-Feb-1994")), uid: false)
     },
-    CommandFixture(line: "A1 UID SEARCH RETURN (SAVE) MODSEQ \"/flags/\\\\draft\" all 620162338 UID $ OR 1:5 (SEEN LARGER 5)\r\n") {
-        .search(IMAPSearchCommand(returnOptions: [.save],
-            program: program("MODSEQ \"/flags/\\\\draft\" all 620162338 UID $ OR 1:5 (SEEN LARGER 5)")), uid: true)
+    CommandFixture(
+        line: "A1 UID SEARCH RETURN (SAVE) MODSEQ \"/flags/\\\\draft\" all 620162338 UID $ OR 1:5 (SEEN LARGER 5)\r\n"
+    ) {
+        .search(
+            IMAPSearchCommand(
+                returnOptions: [.save],
+                program: program("MODSEQ \"/flags/\\\\draft\" all 620162338 UID $ OR 1:5 (SEEN LARGER 5)")), uid: true)
     },
-    CommandFixture(line: "A1 SEARCH CHARSET \"UTF-8\" ALL ANSWERED BCC b BEFORE 1-Feb-1994 BODY x CC c DELETED DRAFT FLAGGED "
-        + "FROM f HEADER X-H v KEYWORD $k LARGER 10 NEW NOT SEEN OLD ON 2-Mar-2000 OR RECENT SEEN SENTBEFORE 3-Apr-2001 "
-        + "SENTON 4-May-2002 SENTSINCE 5-Jun-2003 SINCE 6-Jul-2004 SMALLER 20 SUBJECT s TEXT t TO o UID 1:* UNANSWERED "
-        + "UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $u UNSEEN 1,3:5 $ (SEEN FLAGGED) MODSEQ 5\r\n") {
-        .search(IMAPSearchCommand(program: program("""
-            ALL ANSWERED BCC b BEFORE 1-Feb-1994 BODY x CC c DELETED DRAFT FLAGGED \
-            FROM f HEADER X-H v KEYWORD $k LARGER 10 NEW NOT SEEN OLD ON 2-Mar-2000 OR RECENT SEEN SENTBEFORE 3-Apr-2001 \
-            SENTON 4-May-2002 SENTSINCE 5-Jun-2003 SINCE 6-Jul-2004 SMALLER 20 SUBJECT s TEXT t TO o UID 1:* UNANSWERED \
-            UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $u UNSEEN 1,3:5 $ (SEEN FLAGGED) MODSEQ 5
-            """, charset: IMAPString("UTF-8"))), uid: false)
+    CommandFixture(
+        line: "A1 SEARCH CHARSET \"UTF-8\" ALL ANSWERED BCC b BEFORE 1-Feb-1994 BODY x CC c DELETED DRAFT FLAGGED "
+            + "FROM f HEADER X-H v KEYWORD $k LARGER 10 NEW NOT SEEN OLD ON 2-Mar-2000 OR RECENT SEEN "
+            + "SENTBEFORE 3-Apr-2001 SENTON 4-May-2002 SENTSINCE 5-Jun-2003 SINCE 6-Jul-2004 SMALLER 20 "
+            + "SUBJECT s TEXT t TO o UID 1:* UNANSWERED "
+            + "UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $u UNSEEN 1,3:5 $ (SEEN FLAGGED) MODSEQ 5\r\n"
+    ) {
+        .search(
+            IMAPSearchCommand(
+                program: program(
+                    """
+                    ALL ANSWERED BCC b BEFORE 1-Feb-1994 BODY x CC c DELETED DRAFT FLAGGED \
+                    FROM f HEADER X-H v KEYWORD $k LARGER 10 NEW NOT SEEN OLD ON 2-Mar-2000 OR RECENT SEEN \
+                    SENTBEFORE 3-Apr-2001 \
+                    SENTON 4-May-2002 SENTSINCE 5-Jun-2003 SINCE 6-Jul-2004 SMALLER 20 \
+                    SUBJECT s TEXT t TO o UID 1:* UNANSWERED \
+                    UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $u UNSEEN 1,3:5 $ (SEEN FLAGGED) MODSEQ 5
+                    """, charset: IMAPString("UTF-8"))), uid: false)
     },
-    CommandFixture(line: "A2 FETCH 1:3 (ENVELOPE FLAGS INTERNALDATE RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ RFC822 "
-        + "RFC822.HEADER RFC822.TEXT BODY[] BODY[TEXT] BODY[HEADER]<10.20> BODY.PEEK[HEADER.FIELDS.NOT (Received)] "
-        + "BODY[1.2] BODY[2.TEXT] BINARY[] BINARY.PEEK[1]<0.5> BINARY.SIZE[3])\r\n") {
-        .fetch(set("1:3"), fetchList("""
-            ENVELOPE FLAGS INTERNALDATE RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ RFC822 \
-            RFC822.HEADER RFC822.TEXT BODY[] BODY[TEXT] BODY[HEADER]<10.20> BODY.PEEK[HEADER.FIELDS.NOT (Received)] \
-            BODY[1.2] BODY[2.TEXT] BINARY[] BINARY.PEEK[1]<0.5> BINARY.SIZE[3]
-            """), IMAPFetchModifiers(), uid: false)
+    CommandFixture(
+        line: "A2 FETCH 1:3 (ENVELOPE FLAGS INTERNALDATE RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ RFC822 "
+            + "RFC822.HEADER RFC822.TEXT BODY[] BODY[TEXT] BODY[HEADER]<10.20> BODY.PEEK[HEADER.FIELDS.NOT (Received)] "
+            + "BODY[1.2] BODY[2.TEXT] BINARY[] BINARY.PEEK[1]<0.5> BINARY.SIZE[3])\r\n"
+    ) {
+        .fetch(
+            set("1:3"),
+            fetchList(
+                """
+                ENVELOPE FLAGS INTERNALDATE RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ RFC822 \
+                RFC822.HEADER RFC822.TEXT BODY[] BODY[TEXT] BODY[HEADER]<10.20> \
+                BODY.PEEK[HEADER.FIELDS.NOT (Received)] \
+                BODY[1.2] BODY[2.TEXT] BINARY[] BINARY.PEEK[1]<0.5> BINARY.SIZE[3]
+                """), IMAPFetchModifiers(), uid: false)
     },
-    CommandFixture(line: "A3 FETCH 1 FAST\r\n") { .fetch(set("1"), IMAPFetchAttributeList(macro: .fast), IMAPFetchModifiers(), uid: false) },
-    CommandFixture(line: "A4 FETCH 1 FULL\r\n") { .fetch(set("1"), IMAPFetchAttributeList(macro: .full), IMAPFetchModifiers(), uid: false) },
+    CommandFixture(line: "A3 FETCH 1 FAST\r\n") {
+        .fetch(set("1"), IMAPFetchAttributeList(macro: .fast), IMAPFetchModifiers(), uid: false)
+    },
+    CommandFixture(line: "A4 FETCH 1 FULL\r\n") {
+        .fetch(set("1"), IMAPFetchAttributeList(macro: .full), IMAPFetchModifiers(), uid: false)
+    },
     CommandFixture(line: "A5 UID COPY $ Trash\r\n") { .copy(set("$"), mailbox("Trash"), uid: true) },
     CommandFixture(line: "A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])\r\n") {
         .fetch(set("2:4"), fetchList("FLAGS BODY[HEADER.FIELDS (DATE FROM)]"), IMAPFetchModifiers(), uid: false)
@@ -140,18 +194,23 @@ let commandFixtures: [CommandFixture] = [
     CommandFixture(line: "a FETCH 1:* ALL\r\n") {
         .fetch(set("1:*"), IMAPFetchAttributeList(macro: .all), IMAPFetchModifiers(), uid: false)
     },
-    CommandFixture(line: "a FETCH 1 (BODY.PEEK[1.2.MIME]<0.2048> BINARY[1] BINARY.SIZE[2] RFC822.SIZE UID MODSEQ)\r\n") {
-        .fetch(set("1"), fetchList("BODY.PEEK[1.2.MIME]<0.2048> BINARY[1] BINARY.SIZE[2] RFC822.SIZE UID MODSEQ"),
+    CommandFixture(line: "a FETCH 1 (BODY.PEEK[1.2.MIME]<0.2048> BINARY[1] BINARY.SIZE[2] RFC822.SIZE UID MODSEQ)\r\n")
+    {
+        .fetch(
+            set("1"), fetchList("BODY.PEEK[1.2.MIME]<0.2048> BINARY[1] BINARY.SIZE[2] RFC822.SIZE UID MODSEQ"),
             IMAPFetchModifiers(), uid: false)
     },
     CommandFixture(line: "s100 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\n") {
         .fetch(set("300:500"), fetchList("FLAGS"), IMAPFetchModifiers(changedSince: 12345, vanished: true), uid: true)
     },
     CommandFixture(line: "A003 STORE 2:4 +FLAGS (\\Deleted)\r\n") {
-        .store(set("2:4"), IMAPStoreAction(kind: .add, silent: false, flags: flags("\\Deleted")), unchangedSince: nil, uid: false)
+        .store(
+            set("2:4"), IMAPStoreAction(kind: .add, silent: false, flags: flags("\\Deleted")), unchangedSince: nil,
+            uid: false)
     },
     CommandFixture(line: "d105 STORE 7,5,9 (UNCHANGEDSINCE 320162338) -FLAGS.SILENT \\Deleted $Junk\r\n") {
-        .store(set("7,5,9"), IMAPStoreAction(kind: .remove, silent: true, flags: flags("\\Deleted $Junk")),
+        .store(
+            set("7,5,9"), IMAPStoreAction(kind: .remove, silent: true, flags: flags("\\Deleted $Junk")),
             unchangedSince: 320_162_338, uid: false)
     },
     CommandFixture(line: "A003 COPY 2:4 MEETING\r\n") { .copy(set("2:4"), mailbox("MEETING"), uid: false) },
@@ -165,11 +224,15 @@ let commandFixtures: [CommandFixture] = [
     CommandFixture(line: "G0001 GETQUOTA \"!partition.sda4\"\r\n") { .getQuota(root: IMAPString("!partition.sda4")) },
     CommandFixture(line: "G0002 GETQUOTAROOT INBOX\r\n") { .getQuotaRoot(mailbox("INBOX")) },
     CommandFixture(line: "A283 SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n") {
-        .sort(IMAPSortCriteria(text: IMAPBytes("SUBJECT REVERSE DATE"), count: 2), program("ALL", charset: IMAPString("UTF-8")),
+        .sort(
+            IMAPSortCriteria(text: IMAPBytes("SUBJECT REVERSE DATE"), count: 2),
+            program("ALL", charset: IMAPString("UTF-8")),
             uid: false)
     },
     CommandFixture(line: "A284 UID THREAD ORDEREDSUBJECT UTF-8 SINCE 5-MAR-2000\r\n") {
-        .thread(algorithm: IMAPBytes("ORDEREDSUBJECT"), program("SINCE 5-MAR-2000", charset: IMAPString("UTF-8")), uid: true)
+        .thread(
+            algorithm: IMAPBytes("ORDEREDSUBJECT"), program("SINCE 5-MAR-2000", charset: IMAPString("UTF-8")), uid: true
+        )
     },
 ]
 
@@ -259,7 +322,8 @@ struct IMAPCommandParserTests {
     @Test("3,000-deep parentheses are refused at the nesting limit, without recursion overflow")
     func deepNesting() {
         let depth = 3000
-        let line = "a1 SEARCH " + String(repeating: "(", count: depth) + "ALL" + String(repeating: ")", count: depth) + "\r\n"
+        let line =
+            "a1 SEARCH " + String(repeating: "(", count: depth) + "ALL" + String(repeating: ")", count: depth) + "\r\n"
         withParsedCommand(line) { result in
             guard case .failure("a1"?, let reason) = result.tagText else {
                 Issue.record("parsed")
@@ -275,7 +339,9 @@ struct IMAPCommandParserTests {
             }
             #expect("\(reason)" == "Too deeply nested")
         }
-        let fetch = "a1 FETCH 1 " + String(repeating: "(", count: depth) + "FLAGS" + String(repeating: ")", count: depth) + "\r\n"
+        let fetch =
+            "a1 FETCH 1 " + String(repeating: "(", count: depth) + "FLAGS" + String(repeating: ")", count: depth)
+            + "\r\n"
         withParsedCommand(fetch) { result in
             guard case .failure("a1"?, _) = result.tagText else {
                 Issue.record("parsed")
@@ -292,11 +358,12 @@ struct IMAPCommandParserTests {
                 return
             }
             let keys = Array(search.program.keys)
-            #expect(keys == [
-                .or(.and([.seen, .undeleted]), .not(.uid(set("1:*")))),
-                .header(name: IMAPString("X-Y"), value: IMAPString("z")),
-                .sequenceNumbers(set("5")),
-            ])
+            #expect(
+                keys == [
+                    .or(.and([.seen, .undeleted]), .not(.uid(set("1:*")))),
+                    .header(name: IMAPString("X-Y"), value: IMAPString("z")),
+                    .sequenceNumbers(set("5")),
+                ])
         }
     }
 
@@ -311,7 +378,8 @@ struct IMAPCommandParserTests {
             let all = Array(list)
             #expect(all.count == 3)
             guard case .bodySection(let section, let partial, true) = all[2],
-                case .headerFields(let names) = section.text else {
+                case .headerFields(let names) = section.text
+            else {
                 Issue.record("\(all)")
                 return
             }

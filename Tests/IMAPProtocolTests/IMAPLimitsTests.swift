@@ -1,6 +1,7 @@
 // IMAPProtocolTests: the limits' defaults and the bad-command counter.
 
 import Testing
+
 @testable import IMAPProtocol
 
 @Suite("Limits")

@@ -1,6 +1,7 @@
 // IMAPProtocolTests: encode then parse gives the same value, for commands and responses.
 
 import Testing
+
 @testable import IMAPProtocol
 
 /// Frames and parses `input` (a single command or APPEND start) and hands the command to `body`.
@@ -25,7 +26,8 @@ func withFramedCommand(_ input: [UInt8], _ body: (IMAPCommand?) -> Void) {
 
 @Suite("Round trips")
 struct RoundTripTests {
-    @Test("Every command fixture encodes and parses back to the same value, with either literal style",
+    @Test(
+        "Every command fixture encodes and parses back to the same value, with either literal style",
         arguments: commandFixtures, [IMAPLiteralStyle.nonSynchronizing, .synchronizing])
     func commandRoundTrip(_ fixture: CommandFixture, style: IMAPLiteralStyle) {
         var expected = fixture.expected()
@@ -48,7 +50,8 @@ struct RoundTripTests {
         password.withUnsafeBytes { raw in
             let command = IMAPCommand.login(user: IMAPString("u"), password: IMAPString(raw: IMAPBytes(raw)))
             var output = IMAPOutputBuffer()
-            let waits = output.write(command: IMAPTaggedCommand(tag: IMAPBytes("a"), command: command), literals: .synchronizing)
+            let waits = output.write(
+                command: IMAPTaggedCommand(tag: IMAPBytes("a"), command: command), literals: .synchronizing)
             #expect(String(decoding: output.bytes, as: UTF8.self) == "a LOGIN u {4}\r\na\r\nb\r\n")
             #expect(waits == [15])
             withFramedCommand(output.bytes) { #expect($0 == command) }
