@@ -12,6 +12,7 @@ extension IMAPOutputBuffer {
         write(bytes: tag)
         write(byte: 0x20)
         writeStatusBody(kind, code: code) { $0.write(text) }
+        write("\r\n")
     }
 
     // message-data = nz-number SP ("EXPUNGE" / ("FETCH" SP msg-att));  mailbox-data =/ number SP "EXISTS"
@@ -41,6 +42,7 @@ extension IMAPOutputBuffer {
             write(contentsOf: tag)
             write(byte: 0x20)
             writeStatusBody(status.kind, code: status.code) { $0.write(contentsOf: status.text) }
+            write("\r\n")
         case .continuation(let text):
             write("+ ")
             write(contentsOf: text)
@@ -52,6 +54,7 @@ extension IMAPOutputBuffer {
         }
     }
 
+    // resp-cond-state / resp-cond-auth / resp-cond-bye, without the CRLF
     private mutating func writeStatusBody(
         _ kind: IMAPStatusResponse.Kind, code: IMAPResponseCode?, text: (inout IMAPOutputBuffer) -> Void
     ) {
@@ -68,14 +71,12 @@ extension IMAPOutputBuffer {
             write("] ")
         }
         text(&self)
-        write("\r\n")
     }
 
     private mutating func write(untagged: IMAPUntaggedResponse) {
         switch untagged {
         case .condition(let status):
             writeStatusBody(status.kind, code: status.code) { $0.write(contentsOf: status.text) }
-            bytes.removeLast(2)  // the caller ends the line
         case .capability(let names):
             write("CAPABILITY")
             writeAtoms(names, leadingSpace: true)
