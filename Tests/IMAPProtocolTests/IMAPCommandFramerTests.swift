@@ -223,4 +223,37 @@ struct IMAPCommandFramerTests {
         #expect(error.reason == .commandTooLong)
         #expect(error.recovery == .disconnect)
     }
+
+    @Test("IDLE's DONE and a command in the same read: DONE ends IDLE and the command is framed next")
+    func doneThenCommand() {
+        var framer = IMAPCommandFramer()
+        let parser = IMAPCommandParser()
+        let idle = bytes("a1 IDLE\r\n")
+        idle.withUnsafeBytes { buffer in
+            guard case .complete(let length) = framer.scan(buffer),
+                case .success(let tagged) = parser.parseCommand(UnsafeRawBufferPointer(rebasing: buffer[0..<length]))
+            else {
+                Issue.record("IDLE did not parse")
+                return
+            }
+            #expect(tagged.command == .idle)
+        }
+        var packet = bytes("DONE\r\na2 UID FETCH 1:* FLAGS\r\n")
+        var seen: [String] = []
+        while !packet.isEmpty {
+            let consumed: Int = packet.withUnsafeBytes { buffer in
+                guard case .complete(let length) = framer.scan(buffer) else { return 0 }
+                let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+                if seen.isEmpty {
+                    if case .success = parser.parseIdleDone(frame) { seen.append("DONE") }
+                } else if case .success(let tagged) = parser.parseCommand(frame) {
+                    seen.append(tagged.tag.string)
+                }
+                return length
+            }
+            guard consumed > 0 else { break }
+            packet.removeFirst(consumed)
+        }
+        #expect(seen == ["DONE", "a2"])
+    }
 }
