@@ -24,5 +24,6 @@
 // Responses are written into an IMAPOutputBuffer (writeTagged, writeUntagged, beginFetch/write(fetchItem:)/
 // endFetch, write(response:)); CAPABILITY lists are rendered once in IMAPCapabilitySet.
 //
-// Client side (proxy, load generator): IMAPOutputBuffer.write(command:literals:) and IMAPResponseParser,
-// which streams FETCH body literals above a threshold.
+// Client side (proxy, load generator): IMAPOutputBuffer.write(command:literals:); IMAPResponseFramer to
+// follow response boundaries only (the proxy relay); IMAPResponseParser, built on it, to get typed
+// responses with FETCH body literals above a threshold streamed.

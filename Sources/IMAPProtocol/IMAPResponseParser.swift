@@ -37,82 +37,32 @@ public enum IMAPResponseEvent {
 /// call returns one event and how many bytes it consumed; FETCH body literals larger than
 /// `streamingThreshold` come as a stream of slices, so a large message never sits whole in memory.
 public struct IMAPResponseParser {
-    public let limits: IMAPLimits
-    public let streamingThreshold: Int
+    public var limits: IMAPLimits { framer.limits }
+    public var streamingThreshold: Int { framer.streamingThreshold }
 
-    private enum Mode {
-        case frame
-        case streaming(remaining: UInt64)
-    }
-
-    private var mode: Mode = .frame
-    private var scanned = 0
-    private var lineStart = 0
-    /// After a streamed literal: the next frame continues a FETCH.
-    private var inFetchTail = false
+    private var framer: IMAPResponseFramer
 
     public init(limits: IMAPLimits = IMAPLimits(), streamingThreshold: Int = 16 * 1024) {
-        self.limits = limits
-        self.streamingThreshold = streamingThreshold
+        framer = IMAPResponseFramer(limits: limits, streamingThreshold: streamingThreshold)
     }
 
     /// Examines the unconsumed bytes and returns the next event and how many bytes it used.
     public mutating func parse(_ buffer: UnsafeRawBufferPointer) -> (event: IMAPResponseEvent, consumed: Int) {
-        if case .streaming(let remaining) = mode {
-            if remaining == 0 {
-                mode = .frame
-            } else {
-                guard buffer.count > 0 else { return (.needMoreBytes, 0) }
-                let count = Int(min(UInt64(buffer.count), remaining))
-                mode = .streaming(remaining: remaining - UInt64(count))
-                return (.streamBytes(IMAPBytes(base: buffer.baseAddress, count: count)), count)
-            }
+        switch framer.scan(buffer) {
+        case .needMoreBytes:
+            return (.needMoreBytes, 0)
+        case .tooLarge:
+            return (.error("Response too large"), 0)
+        case .streamBytes(let count):
+            return (.streamBytes(IMAPBytes(base: buffer.baseAddress, count: count)), count)
+        case .complete(let length, let continuesStream):
+            let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+            return (continuesStream ? parseFetchTail(frame, streamed: nil) : parseWhole(frame), length)
+        case .streamStart(let length, let size, let continuesStream):
+            let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+            let event = continuesStream ? parseFetchTail(frame, streamed: size) : parseFetchStart(frame, size)
+            return (event, length)
         }
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return (.needMoreBytes, 0) }
-        while true {
-            if scanned >= buffer.count { return (.needMoreBytes, 0) }
-            guard let lineFeed = findLineFeed(base, from: scanned, to: buffer.count) else {
-                scanned = buffer.count
-                if buffer.count > limits.maxCommandLength { return (.error("Response too long"), 0) }
-                return (.needMoreBytes, 0)
-            }
-            let lineEnd = lineFeed + 1
-            if lineEnd > limits.maxCommandLength { return (.error("Response too long"), 0) }
-            let contentEnd =
-                lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
-                ? lineFeed - 1 : lineFeed
-            switch IMAPCommandFramer.literalAtEnd(base, lineStart: lineStart, contentEnd: contentEnd) {
-            case .none:
-                let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<lineEnd])
-                let wasTail = inFetchTail
-                resetFrame()
-                return (wasTail ? parseFetchTail(frame, streamed: nil) : parseWhole(frame), lineEnd)
-            case .tooLarge:
-                return (.error("Literal too large"), 0)
-            case .literal(let header, _):
-                if header.size > UInt64(streamingThreshold) {
-                    let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<lineEnd])
-                    let wasTail = inFetchTail
-                    resetFrame()
-                    inFetchTail = true
-                    mode = .streaming(remaining: header.size)
-                    let event =
-                        wasTail ? parseFetchTail(frame, streamed: header.size) : parseFetchStart(frame, header.size)
-                    return (event, lineEnd)
-                }
-                guard header.size <= UInt64(limits.maxCommandLength - lineEnd) else {
-                    return (.error("Literal too large"), 0)
-                }
-                scanned = lineEnd + Int(header.size)
-                lineStart = scanned
-            }
-        }
-    }
-
-    private mutating func resetFrame() {
-        scanned = 0
-        lineStart = 0
-        inFetchTail = false
     }
 
     // response = *(continue-req / response-data) response-done

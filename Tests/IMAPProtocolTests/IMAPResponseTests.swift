@@ -343,6 +343,6 @@ struct IMAPResponseTests {
         #expect(parseResponses(owned("* OK [BADCHARSET (\r\n"), chunk: 100).first?.hasPrefix("error") == true)
         let deep = "* 1 FETCH (BODY " + String(repeating: "(", count: 3000) + "\r\n"
         #expect(parseResponses(owned(deep), chunk: 100) == ["error Too deeply nested"])
-        #expect(parseResponses(owned("* OK x {18446744073709551616}\r\n"), chunk: 100) == ["error Literal too large"])
+        #expect(parseResponses(owned("* OK x {18446744073709551616}\r\n"), chunk: 100) == ["error Response too large"])
     }
 }
