@@ -109,11 +109,8 @@ public struct IMAPCommandFramer {
     }
 
     private var mode: Mode = .frame
-    /// How far into the current frame has been scanned (may point past the end of the buffer while a
-    /// literal's bytes are still arriving).
-    private var scanned = 0
-    /// Where the line being scanned starts in the current frame (after the last inline literal).
-    private var lineStart = 0
+    /// Where the current frame's lines and inline literals have been scanned up to.
+    private var lines = IMAPLineScanner()
     /// Whether this frame's command is APPEND (nil until a literal makes it matter).
     private var isAppend: Bool?
     /// Whether the frame continues an APPEND after a message literal (any literal now is a message).
@@ -127,7 +124,7 @@ public struct IMAPCommandFramer {
 
     /// Whether the framer is between commands (nothing of a command has been scanned yet).
     public var isIdle: Bool {
-        if case .frame = mode { return scanned == 0 && !inAppendTail }
+        if case .frame = mode { return lines.isAtStart && !inAppendTail }
         return false
     }
 
@@ -166,29 +163,23 @@ public struct IMAPCommandFramer {
     }
 
     private mutating func resetFrame() {
-        scanned = 0
-        lineStart = 0
+        lines.reset()
         isAppend = nil
         inAppendTail = false
     }
 
     private mutating func scanFrame(_ buffer: UnsafeRawBufferPointer) -> IMAPFrameResult {
-        let count = buffer.count
-        guard let base = buffer.baseAddress, count > 0 else { return .needMoreBytes }
         while true {
-            // Inside an inline literal whose bytes have not all arrived.
-            if scanned >= count { return .needMoreBytes }
-            guard let lineFeed = findLineFeed(base, from: scanned, to: count) else {
-                scanned = count
-                if count > limits.maxCommandLength { return fail(buffer, .commandTooLong, .disconnect) }
-                return .needMoreBytes
+            let lineEnd: Int
+            let ending: IMAPLineScanner.LineEnding
+            switch lines.nextLine(buffer, maxLength: limits.maxCommandLength) {
+            case .needMoreBytes: return .needMoreBytes
+            case .tooLong: return fail(buffer, .commandTooLong, .disconnect)
+            case .line(let end, let lineEnding):
+                lineEnd = end
+                ending = lineEnding
             }
-            let lineEnd = lineFeed + 1
-            if lineEnd > limits.maxCommandLength { return fail(buffer, .commandTooLong, .disconnect) }
-            let contentEnd =
-                lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
-                ? lineFeed - 1 : lineFeed
-            switch IMAPCommandFramer.literalAtEnd(base, lineStart: lineStart, contentEnd: contentEnd) {
+            switch ending {
             case .none:
                 let endsAppend = inAppendTail
                 resetFrame()
@@ -203,7 +194,7 @@ public struct IMAPCommandFramer {
                         buffer, lineEnd: lineEnd, size: header.size, isSynchronizing: false,
                         reason: .nonSynchronizingLiteralRefused)
                 }
-                if isMessageLiteral(base, braceOffset: braceOffset) {
+                if isMessageLiteral(buffer.baseAddress.unsafelyUnwrapped, braceOffset: braceOffset) {
                     if header.size > limits.maxAppendLiteralSize {
                         return refuseLiteral(
                             buffer, lineEnd: lineEnd, size: header.size,
@@ -221,8 +212,7 @@ public struct IMAPCommandFramer {
                         buffer, lineEnd: lineEnd, size: header.size,
                         isSynchronizing: header.isSynchronizing, reason: .literalTooLarge)
                 }
-                scanned = lineEnd + Int(header.size)
-                lineStart = scanned
+                lines.skipLiteral(lineEnd: lineEnd, size: Int(header.size))
                 if header.isSynchronizing { return .needContinuation }
             }
         }
@@ -291,7 +281,7 @@ public struct IMAPCommandFramer {
             lineFeed > 0 && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
             ? lineFeed - 1 : lineFeed
         mode = .frame
-        if case .literal(let header, _) = IMAPCommandFramer.literalAtEnd(base, lineStart: 0, contentEnd: contentEnd),
+        if case .literal(let header, _) = IMAPLineScanner.literalAtEnd(base, lineStart: 0, contentEnd: contentEnd),
             !header.isSynchronizing
         {
             guard header.size <= limits.maxDiscardableLiteralSize else {
@@ -302,53 +292,6 @@ public struct IMAPCommandFramer {
         return .discard(count: lineFeed + 1)
     }
 
-    // MARK: - Byte scanning
-
-    enum LineEnding {
-        case none
-        case literal(IMAPLiteralHeader, braceOffset: Int)
-        case tooLarge(isSynchronizing: Bool)
-    }
-
-    // literal = "{" number64 ["+"] "}" CRLF *CHAR8      (RFC 9051, RFC 7888)
-    // literal8 = "~{" number64 ["+"] "}" CRLF *OCTET     (RFC 3516)
-    /// Whether the line content `lineStart..<contentEnd` ends with a literal announcement. Sizes are
-    /// read overflow-safely: more than 64 bits is `.tooLarge`, never a trap.
-    static func literalAtEnd(_ base: UnsafeRawPointer, lineStart: Int, contentEnd: Int) -> LineEnding {
-        var offset = contentEnd - 1
-        guard offset > lineStart, base.load(fromByteOffset: offset, as: UInt8.self) == UInt8(ascii: "}") else {
-            return .none
-        }
-        offset -= 1
-        var isSynchronizing = true
-        if base.load(fromByteOffset: offset, as: UInt8.self) == UInt8(ascii: "+") {
-            isSynchronizing = false
-            offset -= 1
-        }
-        let digitsEnd = offset + 1
-        while offset >= lineStart, IMAPByteClass.isDigit(base.load(fromByteOffset: offset, as: UInt8.self)) {
-            offset -= 1
-        }
-        let digitsStart = offset + 1
-        guard digitsStart < digitsEnd, offset >= lineStart,
-            base.load(fromByteOffset: offset, as: UInt8.self) == UInt8(ascii: "{")
-        else { return .none }
-        let braceOffset = offset
-        let isBinary = offset > lineStart && base.load(fromByteOffset: offset - 1, as: UInt8.self) == UInt8(ascii: "~")
-        var size: UInt64 = 0
-        for index in digitsStart..<digitsEnd {
-            let digit = UInt64(base.load(fromByteOffset: index, as: UInt8.self) - UInt8(ascii: "0"))
-            let (times10, overflow1) = size.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times10.addingReportingOverflow(digit)
-            if overflow1 || overflow2 {
-                return .tooLarge(isSynchronizing: isSynchronizing)
-            }
-            size = sum
-        }
-        let header = IMAPLiteralHeader(size: size, isSynchronizing: isSynchronizing, isBinary: isBinary)
-        return .literal(header, braceOffset: isBinary ? braceOffset - 1 : braceOffset)
-    }
-
     /// The first tag-shaped token of the buffer, for error replies.
     static func tag(in buffer: UnsafeRawBufferPointer, maxLength: Int) -> IMAPBytes? {
         var length = 0
@@ -356,24 +299,4 @@ public struct IMAPCommandFramer {
         guard length > 0, length <= maxLength, length < buffer.count, buffer[length] == 0x20 else { return nil }
         return IMAPBytes(base: buffer.baseAddress, count: length)
     }
-}
-
-/// The offset of the first LF in `from..<to`, eight bytes at a time.
-@inline(__always)
-func findLineFeed(_ base: UnsafeRawPointer, from start: Int, to end: Int) -> Int? {
-    var offset = start
-    let ones: UInt64 = 0x0101_0101_0101_0101
-    let highs: UInt64 = 0x8080_8080_8080_8080
-    let lineFeeds: UInt64 = 0x0A0A_0A0A_0A0A_0A0A
-    while offset + 8 <= end {
-        let word = base.loadUnaligned(fromByteOffset: offset, as: UInt64.self) ^ lineFeeds
-        // A zero byte in `word` is a LF in the input (the classic has-zero-byte test).
-        if (word &- ones) & ~word & highs != 0 { break }
-        offset += 8
-    }
-    while offset < end {
-        if base.load(fromByteOffset: offset, as: UInt8.self) == 0x0A { return offset }
-        offset += 1
-    }
-    return nil
 }

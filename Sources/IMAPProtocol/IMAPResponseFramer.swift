@@ -28,8 +28,7 @@ public struct IMAPResponseFramer {
     public let streamingThreshold: Int
 
     private var streamRemaining: UInt64 = 0
-    private var scanned = 0
-    private var lineStart = 0
+    private var lines = IMAPLineScanner()
     /// After a streamed literal, the next frame continues the same response.
     private var continuesStream = false
 
@@ -46,19 +45,17 @@ public struct IMAPResponseFramer {
             streamRemaining -= UInt64(count)
             return .streamBytes(count: count)
         }
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return .needMoreBytes }
         while true {
-            if scanned >= buffer.count { return .needMoreBytes }
-            guard let lineFeed = findLineFeed(base, from: scanned, to: buffer.count) else {
-                scanned = buffer.count
-                return buffer.count > limits.maxCommandLength ? .tooLarge : .needMoreBytes
+            let lineEnd: Int
+            let ending: IMAPLineScanner.LineEnding
+            switch lines.nextLine(buffer, maxLength: limits.maxCommandLength) {
+            case .needMoreBytes: return .needMoreBytes
+            case .tooLong: return .tooLarge
+            case .line(let end, let lineEnding):
+                lineEnd = end
+                ending = lineEnding
             }
-            let lineEnd = lineFeed + 1
-            if lineEnd > limits.maxCommandLength { return .tooLarge }
-            let contentEnd =
-                lineFeed > lineStart && base.load(fromByteOffset: lineFeed - 1, as: UInt8.self) == 0x0D
-                ? lineFeed - 1 : lineFeed
-            switch IMAPCommandFramer.literalAtEnd(base, lineStart: lineStart, contentEnd: contentEnd) {
+            switch ending {
             case .none:
                 let continues = continuesStream
                 resetFrame()
@@ -74,15 +71,13 @@ public struct IMAPResponseFramer {
                     return .streamStart(length: lineEnd, size: header.size, continuesStream: continues)
                 }
                 guard header.size <= UInt64(limits.maxCommandLength - lineEnd) else { return .tooLarge }
-                scanned = lineEnd + Int(header.size)
-                lineStart = scanned
+                lines.skipLiteral(lineEnd: lineEnd, size: Int(header.size))
             }
         }
     }
 
     private mutating func resetFrame() {
-        scanned = 0
-        lineStart = 0
+        lines.reset()
         continuesStream = false
     }
 }
