@@ -103,6 +103,21 @@ public enum IMAPUntaggedResponse: Equatable, Sendable {
     case quotaRoot(mailbox: [UInt8], roots: [[UInt8]])
     /// `* SORT 2 84 882` (RFC 5256)
     case sort([UInt32])
+    /// `* THREAD (2)(3 6 (4 23)(44 7 96))` (RFC 5256)
+    case thread([IMAPThread])
+}
+
+/// One thread of a THREAD reply (RFC 5256 "thread-list"): messages in a chain, then the branches that
+/// follow the last of them. A single branch is written as a longer chain, so values round-trip when
+/// `children` is empty or has at least two threads.
+public struct IMAPThread: Equatable, Sendable {
+    public var members: [UInt32]
+    public var children: [IMAPThread]
+
+    public init(members: [UInt32], children: [IMAPThread] = []) {
+        self.members = members
+        self.children = children
+    }
 }
 
 /// A field and value of ID (RFC 2971).

@@ -175,7 +175,34 @@ extension IMAPOutputBuffer {
                 write(byte: 0x20)
                 write(number: number)
             }
+        case .thread(let threads):
+            write("THREAD")
+            if !threads.isEmpty { write(byte: 0x20) }
+            for thread in threads { write(thread: thread) }
         }
+    }
+
+    // thread-list = "(" (thread-members / thread-nested) ")"
+    // thread-members = nz-number *(SP nz-number) [SP thread-nested];  thread-nested = 2*thread-list
+    private mutating func write(thread: IMAPThread) {
+        write(byte: UInt8(ascii: "("))
+        writeThreadContent(thread)
+        write(byte: UInt8(ascii: ")"))
+    }
+
+    private mutating func writeThreadContent(_ thread: IMAPThread) {
+        for (index, member) in thread.members.enumerated() {
+            if index > 0 { write(byte: 0x20) }
+            write(number: member)
+        }
+        if thread.children.count == 1 {
+            // One branch is no branch: it continues the chain.
+            if !thread.members.isEmpty { write(byte: 0x20) }
+            writeThreadContent(thread.children[0])
+            return
+        }
+        if !thread.children.isEmpty && !thread.members.isEmpty { write(byte: 0x20) }
+        for child in thread.children { write(thread: child) }
     }
 
     private mutating func writeAtoms(_ atoms: [[UInt8]], leadingSpace: Bool) {

@@ -342,6 +342,16 @@ extension IMAPParser {
             return .search(list, modificationSequence: modSeq)
         }
         if skipKeyword("SORT") { return numbers().map { .sort($0) } }
+        if skipKeyword("THREAD") {
+            var threads: [IMAPThread] = []
+            if skip(0x20) {
+                while peek() == UInt8(ascii: "(") {
+                    guard let thread = threadList() else { return nil }
+                    threads.append(thread)
+                }
+            }
+            return .thread(threads)
+        }
         if skipKeyword("ESEARCH") { return extendedSearchResponse() }
         if skipKeyword("VANISHED") {
             guard space() != nil else { return nil }
@@ -422,6 +432,27 @@ extension IMAPParser {
             }
         }
         return .mailboxStatus(mailbox: mailbox, status)
+    }
+
+    // thread-list = "(" (thread-members / thread-nested) ")"
+    // thread-members = nz-number *(SP nz-number) [SP thread-nested];  thread-nested = 2*thread-list
+    private mutating func threadList() -> IMAPThread? {
+        guard expect(UInt8(ascii: "("), "Expected (") != nil else { return nil }
+        return nested { parser in
+            var thread = IMAPThread(members: [])
+            while let byte = parser.peek(), IMAPByteClass.isDigit(byte) {
+                guard let member = parser.nzNumber() else { return nil }
+                thread.members.append(member)
+                guard parser.skip(0x20) else { break }
+            }
+            while parser.peek() == UInt8(ascii: "(") {
+                guard let child = parser.threadList() else { return nil }
+                thread.children.append(child)
+            }
+            guard parser.expect(UInt8(ascii: ")"), "Expected )") != nil else { return nil }
+            guard !thread.members.isEmpty || thread.children.count >= 2 else { return parser.fail("Invalid thread") }
+            return thread
+        }
     }
 
     // esearch-response = "ESEARCH" [search-correlator] [SP "UID"] *(SP search-return-data)

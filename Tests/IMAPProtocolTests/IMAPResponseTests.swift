@@ -185,6 +185,15 @@ let sampleResponses: [IMAPResponse] = [
     .untagged(.quota(root: owned(""), [IMAPQuotaResource(name: owned("STORAGE"), usage: 10, limit: 512)])),
     .untagged(.quotaRoot(mailbox: owned("INBOX"), roots: [owned("")])),
     .untagged(.sort([2, 84, 882])),
+    .untagged(.thread([])),
+    // RFC 5256's example: (2)(3 6 (4 23)(44 7 96))
+    .untagged(
+        .thread([
+            IMAPThread(members: [2]),
+            IMAPThread(members: [3, 6], children: [IMAPThread(members: [4, 23]), IMAPThread(members: [44, 7, 96])]),
+        ])),
+    // ((3)(5)): a thread whose root is missing.
+    .untagged(.thread([IMAPThread(members: [], children: [IMAPThread(members: [3]), IMAPThread(members: [5])])])),
 ]
 
 /// Runs the response parser over `input` in pieces of `chunk` bytes, copying events out.
@@ -300,6 +309,16 @@ struct IMAPResponseTests {
         output.write(byte: 0x20)
         output.write(fetchItem: .binary(section: owned(""), data: [0, 1]))
         #expect(output.bytes == owned("BODY[] {4}\r\na\r\nb BINARY[] ~{2}\r\n") + [0, 1])
+    }
+
+    @Test("THREAD writes the RFC 5256 form; a single branch continues the chain")
+    func threadWireForm() {
+        var output = IMAPOutputBuffer()
+        output.write(
+            response: sampleResponses.first { if case .untagged(.thread(let t)) = $0 { t.count == 2 } else { false } }!)
+        output.write(response: .untagged(.thread([IMAPThread(members: [1], children: [IMAPThread(members: [2])])])))
+        #expect(
+            String(decoding: output.bytes, as: UTF8.self) == "* THREAD (2)(3 6 (4 23)(44 7 96))\r\n* THREAD (1 2)\r\n")
     }
 
     @Test("Capability sets are rendered once in both forms")
