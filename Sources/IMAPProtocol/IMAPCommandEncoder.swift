@@ -1,11 +1,22 @@
 // IMAPProtocol: client-side command encoder (for the proxy and the load generator).
 
-/// How the client may send literals.
+/// How the client may send literals (RFC 7888), from what the server advertises.
 public enum IMAPLiteralStyle: Sendable, Equatable {
-    /// `{N}`: wait for `+` before each literal's bytes.
+    /// `{N}`: wait for `+` before each literal's bytes (neither LITERAL+ nor LITERAL-).
     case synchronizing
-    /// `{N+}` (the server offers LITERAL+, or LITERAL- and the literal is at most 4096 bytes).
+    /// `{N+}` for every literal (LITERAL+).
     case nonSynchronizing
+    /// `{N+}` up to 4096 bytes, `{N}` above (LITERAL-).
+    case literalMinus
+
+    /// Whether a literal of `size` bytes may be sent without waiting.
+    public func isNonSynchronizing(size: UInt64) -> Bool {
+        switch self {
+        case .synchronizing: return false
+        case .nonSynchronizing: return true
+        case .literalMinus: return size <= 4096
+        }
+    }
 }
 
 extension IMAPOutputBuffer {
@@ -64,12 +75,7 @@ private struct CommandWriter {
     private mutating func literal(_ raw: UnsafeRawBufferPointer) {
         buffer.write(byte: UInt8(ascii: "{"))
         buffer.write(number: raw.count)
-        if literals == .nonSynchronizing {
-            buffer.write("+}\r\n")
-        } else {
-            buffer.write("}\r\n")
-            waits.append(buffer.count)
-        }
+        announce(size: UInt64(raw.count))
         buffer.bytes.append(contentsOf: raw)
     }
 
@@ -380,8 +386,17 @@ private struct CommandWriter {
         if message.literal.isBinary { buffer.write(byte: UInt8(ascii: "~")) }
         buffer.write(byte: UInt8(ascii: "{"))
         buffer.write(number: message.literal.size)
-        buffer.write(literals == .nonSynchronizing ? "+}\r\n" : "}\r\n")
-        if literals == .synchronizing { waits.append(buffer.count) }
+        announce(size: message.literal.size)
+    }
+
+    /// Ends a literal's announcement in the allowed form, noting where a synchronizing one must wait.
+    private mutating func announce(size: UInt64) {
+        if literals.isNonSynchronizing(size: size) {
+            buffer.write("+}\r\n")
+        } else {
+            buffer.write("}\r\n")
+            waits.append(buffer.count)
+        }
     }
 }
 

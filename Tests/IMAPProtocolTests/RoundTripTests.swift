@@ -28,12 +28,12 @@ func withFramedCommand(_ input: [UInt8], _ body: (IMAPCommand?) -> Void) {
 struct RoundTripTests {
     @Test(
         "Every command fixture encodes and parses back to the same value, with either literal style",
-        arguments: commandFixtures, [IMAPLiteralStyle.nonSynchronizing, .synchronizing])
+        arguments: commandFixtures, [IMAPLiteralStyle.nonSynchronizing, .synchronizing, .literalMinus])
     func commandRoundTrip(_ fixture: CommandFixture, style: IMAPLiteralStyle) {
         var expected = fixture.expected()
         if case .append(let name, var message) = expected {
             // The client's literal style, not the fixture's, decides how APPEND announces its message.
-            message.literal.isSynchronizing = style == .synchronizing
+            message.literal.isSynchronizing = !style.isNonSynchronizing(size: message.literal.size)
             expected = .append(name, message)
         }
         var output = IMAPOutputBuffer()
@@ -41,6 +41,26 @@ struct RoundTripTests {
         if style == .nonSynchronizing { #expect(waits.isEmpty) }
         withFramedCommand(output.bytes) { parsed in
             #expect(parsed == expected, "wire: \(String(decoding: output.bytes, as: UTF8.self).replacingCRLF)")
+        }
+    }
+
+    @Test("LITERAL-: literals up to 4096 bytes go non-synchronizing, larger ones wait for the server")
+    func literalMinus() {
+        let small = [UInt8](repeating: 0x0A, count: 4096)
+        let large = [UInt8](repeating: 0x0A, count: 4097)
+        small.withUnsafeBytes { smallRaw in
+            large.withUnsafeBytes { largeRaw in
+                let command = IMAPCommand.login(
+                    user: IMAPString(raw: IMAPBytes(smallRaw)), password: IMAPString(raw: IMAPBytes(largeRaw)))
+                var output = IMAPOutputBuffer()
+                let waits = output.write(
+                    command: IMAPTaggedCommand(tag: IMAPBytes("a"), command: command), literals: .literalMinus)
+                let prefix = bytes("a LOGIN {4096+}\r\n")
+                #expect(Array(output.bytes.prefix(prefix.count)) == prefix)
+                let second = prefix.count + 4096
+                #expect(Array(output.bytes[second..<(second + 9)]) == bytes(" {4097}\r\n"))
+                #expect(waits == [second + 9])
+            }
         }
     }
 
