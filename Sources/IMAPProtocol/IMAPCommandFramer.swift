@@ -134,7 +134,11 @@ public struct IMAPCommandFramer {
     public mutating func rejectAppendMessage() {
         guard case .appendBytes(let remaining) = mode else { return }
         resetFrame()
-        mode = appendLiteralIsSynchronizing ? .frame : .discardLiteral(remaining: remaining)
+        if appendLiteralIsSynchronizing {
+            mode = .frame
+        } else {
+            mode = remaining == 0 ? .discardLine(scanned: 0) : .discardLiteral(remaining: remaining)
+        }
     }
 
     /// Examines `buffer` (the unconsumed readable bytes) and says what to do next.

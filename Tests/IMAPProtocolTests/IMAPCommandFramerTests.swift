@@ -210,6 +210,34 @@ struct IMAPCommandFramerTests {
         }
     }
 
+    @Test("A refused non-synchronizing APPEND is discarded through its last message, even an empty one")
+    func rejectedNonSynchronizingAppend() {
+        for input in ["a APPEND nosuch {0+}\r\n\r\nb NOOP\r\n", "a APPEND nosuch {3+}\r\nabc {2+}\r\nde\r\nb NOOP\r\n"]
+        {
+            var framer = IMAPCommandFramer()
+            var pending = bytes(input)
+            var results: [String] = []
+            while !pending.isEmpty {
+                let (text, consumed): (String, Int) = pending.withUnsafeBytes { buffer in
+                    switch framer.scan(buffer) {
+                    case .appendMessage(let length, _, true):
+                        framer.rejectAppendMessage()
+                        return ("append", length)
+                    case .discard(let count): return ("discard \(count)", count)
+                    case .complete(let length): return ("complete", length)
+                    default: return ("other", 0)
+                    }
+                }
+                results.append(text)
+                guard consumed > 0 else { break }
+                pending.removeFirst(consumed)
+            }
+            #expect(results.first == "append")
+            #expect(results.last == "complete")
+            #expect(!results.contains("discard 0") && !results.contains("other"))
+        }
+    }
+
     @Test("Bounded memory for an unterminated line: the framer never asks for more than the limit")
     func unterminatedLine() {
         let limits = IMAPLimits(maxCommandLength: 1024)
