@@ -94,7 +94,7 @@ public enum IMAPFrameResult {
 /// C: Date: Mon, 7 Feb 1994 21:52:25 -0800 ...    -> .appendBytes(count: ...) until 310 bytes
 /// C: <CRLF>                                       -> .complete(length: 2): the end of the APPEND
 /// ```
-public struct IMAPCommandFramer {
+public struct IMAPCommandFramer: Sendable {
     public let limits: IMAPLimits
 
     private enum Mode {

@@ -3,7 +3,7 @@
 /// Parses complete frames (from ``IMAPCommandFramer``) into typed commands. Nothing throws: each entry
 /// point returns an ``IMAPParseResult`` that keeps the tag for `tag BAD reason`. The common commands
 /// (NOOP, FETCH, UID FETCH, STORE, a flat SEARCH, IDLE/DONE) parse without heap allocation.
-public struct IMAPCommandParser {
+public struct IMAPCommandParser: Sendable {
     public var limits: IMAPLimits
 
     public init(limits: IMAPLimits = IMAPLimits()) {

@@ -22,7 +22,7 @@ public enum IMAPResponseFrame: Equatable {
 /// ``IMAPResponseParser`` builds on it.
 ///
 /// Contract as for ``IMAPCommandFramer``: pass the unconsumed bytes; consume exactly what a result says.
-public struct IMAPResponseFramer {
+public struct IMAPResponseFramer: Sendable {
     public let limits: IMAPLimits
     /// Literals larger than this are streamed (0 streams every non-empty literal).
     public let streamingThreshold: Int

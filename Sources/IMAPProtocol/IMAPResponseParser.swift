@@ -36,7 +36,7 @@ public enum IMAPResponseEvent {
 /// Parses server responses for the proxy and the load generator, incrementally across reads. Each
 /// call returns one event and how many bytes it consumed; FETCH body literals larger than
 /// `streamingThreshold` come as a stream of slices, so a large message never sits whole in memory.
-public struct IMAPResponseParser {
+public struct IMAPResponseParser: Sendable {
     public var limits: IMAPLimits { framer.limits }
     public var streamingThreshold: Int { framer.streamingThreshold }
 

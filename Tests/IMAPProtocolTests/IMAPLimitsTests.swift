@@ -68,3 +68,17 @@ struct IMAPLimitsTests {
         #expect(reason == .commandTooLong || reason == .literalTooLarge)
     }
 }
+
+/// Session state moves between reactor threads when a user is routed to its home loop: the framing and
+/// parsing state must be Sendable (checked at compile time).
+private func requireSendable<T: Sendable>(_: T.Type) {}
+private let sessionStateIsSendable: Void = {
+    requireSendable(IMAPCommandFramer.self)
+    requireSendable(IMAPCommandParser.self)
+    requireSendable(IMAPResponseFramer.self)
+    requireSendable(IMAPResponseParser.self)
+    requireSendable(IMAPBadCommandCounter.self)
+    requireSendable(IMAPOutputBuffer.self)
+    requireSendable(IMAPCapabilitySet.self)
+    requireSendable(IMAPResponse.self)
+}()
