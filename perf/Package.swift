@@ -1,9 +1,20 @@
 // swift-tools-version:6.1
+//
+// Apus benchmarks: their own package, so the root package stays free of benchmark code.
 import PackageDescription
+
 let package = Package(
     name: "ApusPerf",
     dependencies: [.package(name: "Apus", path: "..")],
     targets: [
         .executableTarget(name: "PerfProbe", dependencies: [.product(name: "Reactor", package: "Apus")]),
+        // Counts heap allocations by interposing malloc and friends (see counter.c).
+        .target(name: "CMallocCounter"),
+        // perf/bench/parse: framing and command parsing over realistic client traffic.
+        .executableTarget(
+            name: "ParseBench",
+            dependencies: [.product(name: "IMAPProtocol", package: "Apus"), "CMallocCounter"],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+        ),
     ]
 )
