@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Capture Dovecot's ENVELOPE and BODYSTRUCTURE for every message of the MIME corpus.
+
+Usage (with the peer rig's Dovecot running, see /work/shared/peers/README.md):
+    python3 capture-dovecot.py [--host 127.0.0.1] [--port 10143] [--user user1] [--password pass]
+
+For each Corpus/NAME.eml it APPENDs the file's exact bytes to a fresh mailbox, FETCHes
+(ENVELOPE BODYSTRUCTURE) and writes Corpus/NAME.dovecot: the FETCH data as Dovecot sent it on the
+wire (literals kept as {N} followed by CRLF and their bytes), or a line "NO <text>" when Dovecot
+refused the APPEND. The files are data captured from a real peer; do not edit them by hand.
+"""
+import argparse
+import imaplib
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "Corpus")
+MAILBOX = "apus-mime-corpus"
+
+
+def wire_form(fetch_data):
+    """Rebuild the wire bytes of one FETCH response from imaplib's pieces."""
+    out = b""
+    for piece in fetch_data:
+        if isinstance(piece, tuple):
+            out += piece[0] + b"\r\n" + piece[1]
+        else:
+            out += piece
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=10143)
+    parser.add_argument("--user", default="user1")
+    parser.add_argument("--password", default="pass")
+    args = parser.parse_args()
+
+    imap = imaplib.IMAP4(args.host, args.port)
+    imap.login(args.user, args.password)
+    imap.delete(MAILBOX)
+    typ, data = imap.create(MAILBOX)
+    assert typ == "OK", data
+    names = sorted(n for n in os.listdir(CORPUS) if n.endswith(".eml"))
+    for name in names:
+        with open(os.path.join(CORPUS, name), "rb") as f:
+            message = f.read()
+        target = os.path.join(CORPUS, name[:-4] + ".dovecot")
+        try:
+            typ, data = imap.append(MAILBOX, None, None, message)
+        except imaplib.IMAP4.error as error:
+            typ, data = "NO", [str(error).encode()]
+        if typ != "OK":
+            with open(target, "wb") as f:
+                f.write(b"NO " + b" ".join(d for d in data if d) + b"\n")
+            print(f"{name}: APPEND refused: {data}")
+            continue
+        imap.select(MAILBOX)
+        typ, data = imap.search(None, "ALL")
+        last = data[0].split()[-1]
+        typ, data = imap.fetch(last, "(ENVELOPE BODYSTRUCTURE)")
+        assert typ == "OK", data
+        wire = wire_form(data)
+        # Strip the message number: keep "(ENVELOPE ... BODYSTRUCTURE ...)".
+        wire = wire[wire.index(b"("):]
+        with open(target, "wb") as f:
+            f.write(wire + b"\n")
+        print(f"{name}: {len(wire)} bytes")
+    imap.logout()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
