@@ -263,3 +263,64 @@ public struct QuotedPrintableDecoder: Sendable {
         }
     }
 }
+
+// MARK: - BINARY and BINARY.SIZE
+
+extension MIMETransferDecoder {
+    /// Decodes `input` in chunks of `chunkSize` bytes, calling `body` with each decoded piece, so a
+    /// large part never needs a second whole-size buffer. `body` returns false to stop early.
+    public static func decode(_ input: UnsafeRawBufferPointer, encoding: MIMETransferEncoding, chunkSize: Int = 16_384,
+                              _ body: (ArraySlice<UInt8>) -> Bool)
+    {
+        var decoder = MIMETransferDecoder(encoding)
+        var output: [UInt8] = []
+        output.reserveCapacity(min(chunkSize, input.count))
+        var start = 0
+        while start < input.count {
+            let end = min(start + max(chunkSize, 1), input.count)
+            output.removeAll(keepingCapacity: true)
+            decoder.decode(UnsafeRawBufferPointer(rebasing: input[start..<end]), into: &output)
+            if !output.isEmpty && !body(output[...]) { return }
+            start = end
+        }
+        output.removeAll(keepingCapacity: true)
+        decoder.finish(into: &output)
+        if !output.isEmpty { _ = body(output[...]) }
+    }
+}
+
+extension MessageStructure {
+    /// BINARY.SIZE[part] (RFC 3516 section 4.2): the size of the part's body once its transfer
+    /// encoding is undone. Nil when there is no such part, or its encoding is unknown (the server
+    /// answers `NO [UNKNOWN-CTE]`). Reads only the part's body.
+    public func decodedBodySize(ofPart path: [Int], in message: UnsafeRawBufferPointer) -> Int? {
+        guard let node = resolvePart(path), parts[node].bodyEnd <= message.count else { return nil }
+        let encoding = MIMETransferEncoding(structure: self, part: node)
+        guard encoding != .unknown else { return nil }
+        if encoding == .identity { return parts[node].bodySize }
+        var size = 0
+        MIMETransferDecoder.decode(UnsafeRawBufferPointer(rebasing: message[parts[node].bodyRange]),
+                                   encoding: encoding) {
+            size += $0.count
+            return true
+        }
+        return size
+    }
+
+    /// BINARY[part]<partial> (RFC 3516 section 4.1): the decoded body; nil as ``decodedBodySize(ofPart:in:)``.
+    public func decodedBody(ofPart path: [Int], partial: MIMEPartial? = nil,
+                            in message: UnsafeRawBufferPointer) -> [UInt8]?
+    {
+        guard let node = resolvePart(path), parts[node].bodyEnd <= message.count else { return nil }
+        let encoding = MIMETransferEncoding(structure: self, part: node)
+        guard encoding != .unknown else { return nil }
+        var decoded: [UInt8] = []
+        MIMETransferDecoder.decode(UnsafeRawBufferPointer(rebasing: message[parts[node].bodyRange]),
+                                   encoding: encoding) {
+            decoded.append(contentsOf: $0)
+            return true
+        }
+        guard let partial else { return decoded }
+        return Array(decoded[partial.clip(decoded.indices)])
+    }
+}
