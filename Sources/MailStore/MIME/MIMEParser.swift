@@ -31,6 +31,8 @@ struct MIMEParser {
         var inHeader: Bool
         /// Whether its header is the header of a message (the top or inside message/rfc822).
         var isMessageRoot: Bool
+        /// For a message root, the envelope its header fills.
+        var envelope: Int
         /// Whether a missing Content-Type means message/rfc822 (children of multipart/digest).
         var defaultsToMessage: Bool
         /// The boundary (in the pool) once a multipart's header is read.
@@ -165,12 +167,12 @@ struct MIMEParser {
     {
         let index = structure.parts.count
         structure.parts.append(MIMEPart(
-            kind: .leaf, depth: depth, parent: parent, subtreeEnd: index + 1,
-            envelope: isMessageRoot ? structure.envelopes.count - 1 : -1,
+            kind: .leaf, depth: depth, parent: parent, subtreeEnd: index + 1, envelope: -1,
             headerStart: start, bodyStart: start, bodyEnd: start, bodyLines: 0, bodyBareLineFeeds: 0,
             type: .text, subtype: .plain, parameters: 0..<0, id: nil, description: nil, encoding: nil,
             md5: nil, disposition: nil, dispositionParameters: 0..<0, languages: 0..<0, location: nil))
         open.append(OpenPart(index: index, inHeader: true, isMessageRoot: isMessageRoot,
+                             envelope: isMessageRoot ? structure.envelopes.count - 1 : -1,
                              defaultsToMessage: defaultsToMessage))
     }
 
@@ -183,7 +185,7 @@ struct MIMEParser {
         open[level].bodyStartBare = bareLineFeeds
         structure.parts[index].bodyStart = bodyStart
         structure.parts[index].bodyEnd = bodyStart
-        let boundary = readHeader(part: index, isMessageRoot: open[level].isMessageRoot,
+        let boundary = readHeader(part: index, envelope: open[level].isMessageRoot ? open[level].envelope : nil,
                                   defaultsToMessage: open[level].defaultsToMessage)
         let part = structure.parts[index]
         let canNest = part.depth < MIMELimits.maximumNestingDepth
@@ -233,9 +235,12 @@ struct MIMEParser {
 extension MIMEParser {
     /// Reads the fields of the innermost part's header that BODYSTRUCTURE and ENVELOPE need.
     /// Returns the multipart boundary, if a Content-Type gave one. The first of repeated fields wins.
-    private mutating func readHeader(part index: Int, isMessageRoot: Bool, defaultsToMessage: Bool) -> MIMEText? {
+    private mutating func readHeader(part index: Int, envelope envelopeIndex: Int?, defaultsToMessage: Bool)
+        -> MIMEText?
+    {
+        let isMessageRoot = envelopeIndex != nil
         var part = structure.parts[index]
-        var envelope = isMessageRoot ? structure.envelopes[part.envelope] : MIMEEnvelope()
+        var envelope = MIMEEnvelope()
         var seen: UInt32 = 0
         var boundary: MIMEText?
         var sawSender = false
@@ -298,11 +303,11 @@ extension MIMEParser {
                 envelope.bcc = readAddressList(value)
             }
         }
-        if isMessageRoot {
+        if let envelopeIndex {
             // RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From list.
             if !sawSender || envelope.sender.isEmpty { envelope.sender = envelope.from }
             if !sawReplyTo || envelope.replyTo.isEmpty { envelope.replyTo = envelope.from }
-            structure.envelopes[part.envelope] = envelope
+            structure.envelopes[envelopeIndex] = envelope
         }
         if structure.isText(part) && !structure.hasParameter(part.parameters, "charset") {
             // RFC 2045 5.2: a missing charset of a text part is us-ascii. It goes after the others

@@ -102,7 +102,9 @@ public struct MIMEPart: Hashable, Sendable {
     public var parent: Int
     /// One past the index of this part's last descendant; children are the parts between.
     public var subtreeEnd: Int
-    /// Index in ``MessageStructure/envelopes`` of the encapsulated message's envelope, or -1.
+    /// For a message/rfc822 part (kind ``Kind/message``), the index in ``MessageStructure/envelopes``
+    /// of the encapsulated message's envelope; -1 otherwise. (The message's own envelope is
+    /// `envelopes[0]`.)
     public var envelope: Int
 
     public var headerStart: Int

@@ -155,8 +155,7 @@ extension MessageStructure {
 
     /// Whether every index and range points where accessors and section resolution may go.
     private var isConsistent: Bool {
-        guard !envelopes.isEmpty, parts[0].parent == -1, parts[0].subtreeEnd == parts.count,
-            parts[0].envelope == 0
+        guard !envelopes.isEmpty, parts[0].parent == -1, parts[0].subtreeEnd == parts.count, parts[0].depth == 0
         else { return false }
         for (index, part) in parts.enumerated() {
             guard part.headerStart >= 0, part.headerStart <= part.bodyStart, part.bodyStart <= part.bodyEnd,
