@@ -113,22 +113,23 @@ extension MessageStructure {
         }
     }
 
-    /// The part a part path names, or nil (RFC 3501 6.4.5: a non-multipart message has part 1,
-    /// its body; parts of an encapsulated message are numbered inside it).
+    /// The part a part path names, or nil.
+    ///
+    /// RFC 3501 6.4.5: a non-multipart message has part 1, its body; the parts of an encapsulated
+    /// message are numbered inside it. Like Dovecot, a `.1` after a part of a multipart that is
+    /// neither multipart nor message/rfc822 names that part again (`1.1` is `1` when part 1 is a
+    /// text part, but a single-part message has no `1.1`), and a multipart with no parts found (no
+    /// boundary) has no part 1 either.
     public func resolvePart(_ path: [Int]) -> Int? {
         var node = 0
         for (position, number) in path.enumerated() {
-            if position > 0 {
-                if parts[node].kind == .message {
-                    node += 1  // the encapsulated message's root part
-                } else if parts[node].kind != .multipart {
-                    return nil
-                }
+            if position > 0 && parts[node].kind == .message {
+                node += 1  // the encapsulated message's root part
             }
             if parts[node].kind == .multipart {
                 guard let child = child(of: node, number: number) else { return nil }
                 node = child
-            } else if number != 1 {
+            } else if number != 1 || isType(node, "multipart") || (position > 0 && node == 0) {
                 return nil
             }
         }
@@ -146,7 +147,8 @@ extension MessageStructure {
 /// HEADER.FIELDS and HEADER.FIELDS.NOT over a header block.
 public enum MIMEHeaderFilter {
     /// The fields of `header` whose names are (or with `excluding`, are not) in `fields`, whole
-    /// and folded as written, followed by the empty line, as RFC 3501 section 6.4.5 asks.
+    /// and folded as written, followed by the empty line as RFC 3501 section 6.4.5 asks (when the
+    /// header had one: a header cut short by the end of the message gets none, as with Dovecot).
     /// A last field without a line break gets CRLF.
     public static func filter(_ header: UnsafeRawBufferPointer, fields: [[UInt8]], excluding: Bool) -> [UInt8] {
         var output: [UInt8] = []
@@ -161,7 +163,15 @@ public enum MIMEHeaderFilter {
             output.append(contentsOf: header[field.field])
             if output.last != MIMEBytes.lf { output.append(contentsOf: [MIMEBytes.cr, MIMEBytes.lf]) }
         }
-        output.append(contentsOf: [MIMEBytes.cr, MIMEBytes.lf])
+        if Self.endsWithEmptyLine(header) { output.append(contentsOf: [MIMEBytes.cr, MIMEBytes.lf]) }
         return output
+    }
+
+    private static func endsWithEmptyLine(_ header: UnsafeRawBufferPointer) -> Bool {
+        var end = header.count
+        guard end > 0, header[end - 1] == MIMEBytes.lf else { return end == 0 }
+        end -= 1
+        if end > 0 && header[end - 1] == MIMEBytes.cr { end -= 1 }
+        return end == 0 || header[end - 1] == MIMEBytes.lf
     }
 }

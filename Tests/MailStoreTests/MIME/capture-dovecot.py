@@ -7,7 +7,9 @@ Usage (with the peer rig's Dovecot running, see /work/shared/peers/README.md):
 For each Corpus/NAME.eml it APPENDs the file's exact bytes to a fresh mailbox, FETCHes
 (ENVELOPE BODYSTRUCTURE) and writes Corpus/NAME.dovecot: the FETCH data as Dovecot sent it on the
 wire (literals kept as {N} followed by CRLF and their bytes), or a line "NO <text>" when Dovecot
-refused the APPEND. The files are data captured from a real peer; do not edit them by hand.
+refused the APPEND. It then FETCHes BODY.PEEK[spec]<partial> for each spec in SECTIONS and writes
+Corpus/NAME.sections: per spec a line "SPEC LENGTH" followed by LENGTH bytes and a newline, or
+"SPEC NIL". The files are data captured from a real peer; do not edit them by hand.
 """
 import argparse
 import imaplib
@@ -17,6 +19,12 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "Corpus")
 MAILBOX = "apus-mime-corpus"
+SECTIONS = [
+    "", "HEADER", "TEXT", "1", "1.MIME", "2", "2.MIME", "3", "1.1", "1.2", "2.1", "1.2.2", "2.2",
+    "1.HEADER", "1.TEXT", "2.HEADER", "2.TEXT", "2.1.MIME", "HEADER.FIELDS (FROM SUBJECT)",
+    "HEADER.FIELDS.NOT (FROM SUBJECT DATE)", "2.HEADER.FIELDS (subject to)", "1.2.2.MIME",
+    "TEXT<5.10>", "<0.20>", "1<100000.5>", "HEADER<0.0>",
+]
 
 
 def wire_form(fetch_data):
@@ -28,6 +36,23 @@ def wire_form(fetch_data):
         else:
             out += piece
     return out
+
+
+def fetch_section(imap, number, spec):
+    """One "SPEC LENGTH" record (or "SPEC NIL") for BODY.PEEK[spec]."""
+    section, _, partial = spec.partition("<")
+    item = "BODY.PEEK[" + section + "]" + ("<" + partial if partial else "")
+    typ, data = imap.fetch(number, "(" + item + ")")
+    assert typ == "OK", data
+    for piece in data:
+        if isinstance(piece, tuple):
+            return spec.encode() + b" " + str(len(piece[1])).encode() + b"\n" + piece[1] + b"\n"
+    text = b"".join(p for p in data if isinstance(p, bytes))
+    if text.rstrip(b")").endswith(b"NIL"):
+        return spec.encode() + b" NIL\n"
+    if text.rstrip(b")").endswith(b'""'):
+        return spec.encode() + b" 0\n\n"
+    raise AssertionError(f"unexpected answer to {item}: {data!r}")
 
 
 def main():
@@ -68,6 +93,9 @@ def main():
         with open(target, "wb") as f:
             f.write(wire + b"\n")
         print(f"{name}: {len(wire)} bytes")
+        with open(os.path.join(CORPUS, name[:-4] + ".sections"), "wb") as f:
+            for spec in SECTIONS:
+                f.write(fetch_section(imap, last, spec))
     imap.logout()
 
 
