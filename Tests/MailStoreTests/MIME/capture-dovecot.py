@@ -9,7 +9,9 @@ For each Corpus/NAME.eml it APPENDs the file's exact bytes to a fresh mailbox, F
 wire (literals kept as {N} followed by CRLF and their bytes), or a line "NO <text>" when Dovecot
 refused the APPEND. It then FETCHes BODY.PEEK[spec]<partial> for each spec in SECTIONS and writes
 Corpus/NAME.sections: per spec a line "SPEC LENGTH" followed by LENGTH bytes and a newline, or
-"SPEC NIL". The files are data captured from a real peer; do not edit them by hand.
+"SPEC NIL". Last it FETCHes BINARY.PEEK[part] and BINARY.SIZE[part] (RFC 3516) for each part in
+BINARY_PARTS and writes Corpus/NAME.binary: "PART LENGTH SIZE" then LENGTH bytes and a newline, or
+"PART NO" when Dovecot refused (unknown transfer encoding). The files are data captured from a real peer; do not edit them by hand.
 """
 import argparse
 import imaplib
@@ -36,6 +38,27 @@ def wire_form(fetch_data):
         else:
             out += piece
     return out
+
+BINARY_PARTS = ["1", "2", "3", "1.1", "1.2", "1.2.1", "1.2.2", "2.1", "2.2"]
+
+
+def fetch_binary(imap, number, part):
+    """One "PART LENGTH SIZE" record (or "PART NO") for BINARY.PEEK[part] and BINARY.SIZE[part]."""
+    try:
+        typ, data = imap.fetch(number, "(BINARY.PEEK[" + part + "] BINARY.SIZE[" + part + "])")
+    except imaplib.IMAP4.error:
+        typ, data = "NO", []
+    if typ != "OK":
+        return part.encode() + b" NO\n"
+    body = b""
+    rest = b""
+    for piece in data:
+        if isinstance(piece, tuple):
+            body = piece[1]
+        else:
+            rest += piece
+    size = rest.split(b"BINARY.SIZE[" + part.encode() + b"] ")[1].split(b")")[0]
+    return part.encode() + b" " + str(len(body)).encode() + b" " + size + b"\n" + body + b"\n"
 
 
 def fetch_section(imap, number, spec):
@@ -96,6 +119,9 @@ def main():
         with open(os.path.join(CORPUS, name[:-4] + ".sections"), "wb") as f:
             for spec in SECTIONS:
                 f.write(fetch_section(imap, last, spec))
+        with open(os.path.join(CORPUS, name[:-4] + ".binary"), "wb") as f:
+            for part in BINARY_PARTS:
+                f.write(fetch_binary(imap, last, part))
     imap.logout()
 
 
