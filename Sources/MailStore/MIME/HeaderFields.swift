@@ -1,6 +1,8 @@
 // HeaderFields: walking RFC 5322 header fields over raw message bytes, with byte helpers shared by
 // the MIME code.
 
+import Glibc
+
 /// Byte classes and comparisons used throughout the MIME layer (ASCII only, no allocation).
 enum MIMEBytes {
     static let cr: UInt8 = 13
@@ -40,6 +42,14 @@ enum MIMEBytes {
             if byte != cr && byte != lf { output.append(byte) }
             index += 1
         }
+    }
+
+    /// Offset of the first LF in `base[start..<end]`, or `end` (memchr: lines can be megabytes long).
+    static func lineFeed(in base: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
+        guard start < end, let address = base.baseAddress,
+            let found = memchr(address + start, Int32(lf), end - start)
+        else { return end }
+        return address.distance(to: UnsafeRawPointer(found))
     }
 
     static func hexValue(_ byte: UInt8) -> UInt8? {
@@ -84,12 +94,8 @@ struct HeaderFieldIterator: IteratorProtocol {
     /// Offset just past the line starting at `start` (after its LF), or `end`.
     @inline(__always)
     private func lineEnd(from start: Int) -> Int {
-        var index = start
-        while index < end {
-            if base[index] == MIMEBytes.lf { return index + 1 }
-            index += 1
-        }
-        return end
+        let lineFeed = MIMEBytes.lineFeed(in: base, from: start, to: end)
+        return lineFeed < end ? lineFeed + 1 : end
     }
 
     mutating func next() -> HeaderField? {

@@ -62,6 +62,12 @@ struct MIMEParser {
     init(message: UnsafeRawBufferPointer) {
         base = message
         structure = MessageStructure(messageSize: message.count)
+        // Room for a typical message, so the arrays do not grow step by step (allocations).
+        structure.pool.reserveCapacity(512)
+        structure.parts.reserveCapacity(8)
+        structure.addresses.reserveCapacity(8)
+        structure.parameters.reserveCapacity(8)
+        open.reserveCapacity(8)
     }
 
     // MARK: - Line loop
@@ -72,8 +78,7 @@ struct MIMEParser {
         let count = base.count
         while position < count {
             let lineStart = position
-            var lineEnd = lineStart
-            while lineEnd < count && base[lineEnd] != MIMEBytes.lf { lineEnd += 1 }
+            let lineEnd = MIMEBytes.lineFeed(in: base, from: lineStart, to: count)
             let next = lineEnd < count ? lineEnd + 1 : count
             var contentEnd = lineEnd
             if contentEnd > lineStart && base[contentEnd - 1] == MIMEBytes.cr { contentEnd -= 1 }
@@ -243,8 +248,6 @@ extension MIMEParser {
         var envelope = MIMEEnvelope()
         var seen: UInt32 = 0
         var boundary: MIMEText?
-        var sawSender = false
-        var sawReplyTo = false
         var fields = HeaderFieldIterator(base, range: part.headerStart..<part.bodyStart)
         if defaultsToMessage {
             part.type = .message
@@ -290,10 +293,8 @@ extension MIMEParser {
             case .from:
                 envelope.from = readAddressList(value)
             case .sender:
-                sawSender = true
                 envelope.sender = readAddressList(value)
             case .replyTo:
-                sawReplyTo = true
                 envelope.replyTo = readAddressList(value)
             case .to:
                 envelope.to = readAddressList(value)
@@ -305,8 +306,8 @@ extension MIMEParser {
         }
         if let envelopeIndex {
             // RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From list.
-            if !sawSender || envelope.sender.isEmpty { envelope.sender = envelope.from }
-            if !sawReplyTo || envelope.replyTo.isEmpty { envelope.replyTo = envelope.from }
+            if envelope.sender.isEmpty { envelope.sender = envelope.from }
+            if envelope.replyTo.isEmpty { envelope.replyTo = envelope.from }
             structure.envelopes[envelopeIndex] = envelope
         }
         if structure.isText(part) && !structure.hasParameter(part.parameters, "charset") {
