@@ -11,7 +11,9 @@ refused the APPEND. It then FETCHes BODY.PEEK[spec]<partial> for each spec in SE
 Corpus/NAME.sections: per spec a line "SPEC LENGTH" followed by LENGTH bytes and a newline, or
 "SPEC NIL". Last it FETCHes BINARY.PEEK[part] and BINARY.SIZE[part] (RFC 3516) for each part in
 BINARY_PARTS and writes Corpus/NAME.binary: "PART LENGTH SIZE" then LENGTH bytes and a newline, or
-"PART NO" when Dovecot refused (unknown transfer encoding). The files are data captured from a real peer; do not edit them by hand.
+"PART NO" when Dovecot refused (unknown transfer encoding). Finally it runs each SEARCH in
+SEARCHES over the whole mailbox and writes Corpus/search.dovecot: per search a line
+"KEY<TAB>NEEDLE<TAB>names of the matching messages". The files are data captured from a real peer; do not edit them by hand.
 """
 import argparse
 import imaplib
@@ -39,6 +41,15 @@ def wire_form(fetch_data):
             out += piece
     return out
 
+SEARCHES = [
+    ("BODY", "everything must go"), ("BODY", "CAFÉ CRÈME BRÛLÉE"), ("BODY", "ship it"), ("BODY", "Hello"),
+    ("BODY", "grüße aus köln"), ("BODY", "Subject: Meeting notes"), ("BODY", "second body"),
+    ("BODY", "innermost body"), ("BODY", "latin-1 name"), ("BODY", "line two"), ("BODY", "hidden body"),
+    ("BODY", "soft-broken here and continues"), ("BODY", "Fwd: Meeting"), ("TEXT", "Fwd: Meeting"),
+    ("TEXT", "und Grüße"), ("TEXT", "nowhere"), ("SUBJECT", "hello world und grüße"), ("FROM", "andré"),
+    ("SUBJECT", "GRÜßE"), ("SUBJECT", "grüsse"), ("HEADER Message-ID", ""), ("HEADER X-Long", "xxxxxxxxxx"),
+    ("TO", "undisclosed"), ("CC", "carl"), ("BODY", "PDF-1.4"), ("BODY", "Spring sale — everything"),
+]
 BINARY_PARTS = ["1", "2", "3", "1.1", "1.2", "1.2.1", "1.2.2", "2.1", "2.2"]
 
 
@@ -122,6 +133,14 @@ def main():
         with open(os.path.join(CORPUS, name[:-4] + ".binary"), "wb") as f:
             for part in BINARY_PARTS:
                 f.write(fetch_binary(imap, last, part))
+    appended = [n[:-4] for n in names if not open(os.path.join(CORPUS, n[:-4] + ".dovecot"), "rb").read().startswith(b"NO ")]
+    with open(os.path.join(CORPUS, "search.dovecot"), "wb") as f:
+        for key, needle in SEARCHES:
+            imap.literal = needle.encode()
+            typ, data = imap.search("UTF-8", *key.split(" "))
+            assert typ == "OK", data
+            found = [appended[int(n) - 1] for n in data[0].split()]
+            f.write(key.encode() + b"\t" + needle.encode() + b"\t" + " ".join(found).encode() + b"\n")
     imap.logout()
 
 
