@@ -30,6 +30,12 @@ enum MIMEBytes {
         return true
     }
 
+    /// Case-insensitive ASCII equality of two byte strings.
+    static func equalsIgnoringCase<A: Collection, B: Collection>(_ left: A, _ right: B) -> Bool
+    where A.Element == UInt8, B.Element == UInt8 {
+        left.count == right.count && zip(left, right).allSatisfy { lowercased($0) == lowercased($1) }
+    }
+
     /// Appends the inside of a quoted string: quoted-pairs unescaped, line breaks (folding) removed.
     static func unquote(_ bytes: Slice<UnsafeRawBufferPointer>, into output: inout [UInt8]) {
         var index = bytes.startIndex

@@ -84,22 +84,20 @@ struct MIMEParser {
             if contentEnd > lineStart && base[contentEnd - 1] == MIMEBytes.cr { contentEnd -= 1 }
             let bareLineFeed = lineEnd < count && contentEnd == lineEnd ? 1 : 0
 
+            var endsHeader = false
             if activeBoundaries > 0, contentEnd - lineStart >= 2, base[lineStart] == UInt8(ascii: "-"),
                 base[lineStart + 1] == UInt8(ascii: "-"),
                 let (level, isClose) = matchBoundary(lineStart + 2, contentEnd),
                 isClose || structure.parts.count < MIMELimits.maximumPartCount
             {
                 handleBoundary(level: level, isClose: isClose, lineStart: lineStart, next: next)
-            } else if open[open.count - 1].inHeader && contentEnd == lineStart {
-                lineNumber += lineEnd < count ? 1 : 0
-                bareLineFeeds += bareLineFeed
-                position = next
-                endHeader(bodyStart: next)
-                continue
+            } else {
+                endsHeader = open[open.count - 1].inHeader && contentEnd == lineStart
             }
             lineNumber += lineEnd < count ? 1 : 0
             bareLineFeeds += bareLineFeed
             position = next
+            if endsHeader { endHeader(bodyStart: next) }
         }
         while !open.isEmpty {
             closeInnermost(bodyEnd: count, lineFeedsBeforeEnd: lineNumber, bareBeforeEnd: bareLineFeeds)
@@ -119,7 +117,9 @@ struct MIMEParser {
                 if textStart + length <= contentEnd, matches(boundary, at: textStart) {
                     var rest = textStart + length
                     var isClose = false
-                    if rest + 1 < contentEnd && base[rest] == UInt8(ascii: "-") && base[rest + 1] == UInt8(ascii: "-") {
+                    if rest + 1 < contentEnd && base[rest] == UInt8(ascii: "-")
+                        && base[rest + 1] == UInt8(ascii: "-")
+                    {
                         isClose = true
                         rest += 2
                     }

@@ -155,10 +155,7 @@ public enum MIMEHeaderFilter {
         var iterator = HeaderFieldIterator(header, range: 0..<header.count)
         while let field = iterator.next() {
             let name = header[field.name]
-            let listed = fields.contains { candidate in
-                candidate.count == name.count
-                    && zip(candidate, name).allSatisfy { MIMEBytes.lowercased($0) == MIMEBytes.lowercased($1) }
-            }
+            let listed = fields.contains { MIMEBytes.equalsIgnoringCase($0, name) }
             guard listed != excluding else { continue }
             output.append(contentsOf: header[field.field])
             if output.last != MIMEBytes.lf { output.append(contentsOf: [MIMEBytes.cr, MIMEBytes.lf]) }

@@ -13,10 +13,7 @@ extension MessageStructure {
         var fields = HeaderFieldIterator(message, range: header)
         var decoded: [UInt8] = []
         while let field = fields.next() {
-            let fieldName = message[field.name]
-            guard fieldName.count == name.count,
-                zip(fieldName, name).allSatisfy({ MIMEBytes.lowercased($0) == MIMEBytes.lowercased($1) })
-            else { continue }
+            guard MIMEBytes.equalsIgnoringCase(message[field.name], name) else { continue }
             decoded.removeAll(keepingCapacity: true)
             MIMEEncodedWords.decode(UnsafeRawBufferPointer(rebasing: message[field.value]), into: &decoded)
             var fieldMatcher = matcher

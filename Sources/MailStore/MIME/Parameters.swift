@@ -69,7 +69,9 @@ extension MIMEParser {
         }
         var cursor = star + 1
         var section: Int?
-        while cursor < name.upperBound, base[cursor] &- 48 < 10, (section ?? 0) < MIMELimits.maximumContinuationSections {
+        while cursor < name.upperBound, base[cursor] &- 48 < 10,
+            (section ?? 0) < MIMELimits.maximumContinuationSections
+        {
             section = (section ?? 0) * 10 + Int(base[cursor] - 48)
             cursor += 1
         }
@@ -159,11 +161,7 @@ extension MIMEParser {
     }
 
     private static func sameName(_ base: UnsafeRawBufferPointer, _ left: Range<Int>, _ right: Range<Int>) -> Bool {
-        for offset in 0..<left.count
-        where MIMEBytes.lowercased(base[left.lowerBound + offset]) != MIMEBytes.lowercased(base[right.lowerBound + offset]) {
-            return false
-        }
-        return true
+        MIMEBytes.equalsIgnoringCase(base[left], base[right])
     }
 
     /// `%XX` to the byte it names; a `%` not followed by two hex digits stays as it is.

@@ -99,8 +99,8 @@ extension MessageStructure {
         guard let partCount = reader.readCount(elementSize: 15), partCount > 0 else { return nil }
         structure.parts.reserveCapacity(partCount)
         for _ in 0..<partCount {
-            guard let kindValue = reader.read(), let kind = MIMEPart.Kind(rawValue: UInt8(truncatingIfNeeded: kindValue)),
-                kindValue <= 2, let depth = reader.read(), let parentPlusOne = reader.read(),
+            guard let kindValue = reader.read(), kindValue <= 2, let kind = MIMEPart.Kind(rawValue: UInt8(kindValue)),
+                let depth = reader.read(), let parentPlusOne = reader.read(),
                 let subtreeEnd = reader.read(), let envelopePlusOne = reader.read(), let headerStart = reader.read(),
                 let headerLength = reader.read(), let bodyLength = reader.read(), let lines = reader.read(),
                 let bare = reader.read(), let type = reader.readText(), let subtype = reader.readText(),
@@ -126,7 +126,8 @@ extension MessageStructure {
                 let cc = reader.readRange(), let bcc = reader.readRange(), let inReplyTo = reader.readNString(),
                 let messageID = reader.readNString()
             else { return nil }
-            (envelope.date, envelope.subject, envelope.inReplyTo, envelope.messageID) = (date, subject, inReplyTo, messageID)
+            (envelope.date, envelope.subject) = (date, subject)
+            (envelope.inReplyTo, envelope.messageID) = (inReplyTo, messageID)
             (envelope.from, envelope.sender, envelope.replyTo) = (from, sender, replyTo)
             (envelope.to, envelope.cc, envelope.bcc) = (to, cc, bcc)
             structure.envelopes.append(envelope)

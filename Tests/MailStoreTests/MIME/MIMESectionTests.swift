@@ -155,7 +155,9 @@ struct MIMESectionTests {
         #expect(String(decoding: others, as: UTF8.self) == "X-A: 1\r\nTo: t\n\r\n")
         // A header cut short by the end of the message: no empty line to keep.
         let cut = Array("Subject: a\r\nTo: t".utf8)
-        let cutFields = cut.withUnsafeBytes { MIMEHeaderFilter.filter($0, fields: [Array("to".utf8)], excluding: false) }
+        let cutFields = cut.withUnsafeBytes {
+            MIMEHeaderFilter.filter($0, fields: [Array("to".utf8)], excluding: false)
+        }
         #expect(String(decoding: cutFields, as: UTF8.self) == "To: t\r\n")
     }
 }
