@@ -106,7 +106,6 @@ extension MIMEParser {
             for index in first..<scratchParameters.count where !scratchParameters[index].isUsed {
                 let candidate = scratchParameters[index]
                 guard candidate.section ?? 0 == nextSection, candidate.section != nil || candidate.isExtended,
-                    candidate.name.count == nameRange.count,
                     Self.sameName(base, candidate.name, nameRange)
                 else { continue }
                 scratchParameters[index].isUsed = true
@@ -142,6 +141,13 @@ extension MIMEParser {
                 nextSection += 1
                 found = candidate.section != nil && nextSection < MIMELimits.maximumContinuationSections
                 break
+            }
+        }
+        // Sections past a gap (or without a section 0) are dropped, so a name gives one parameter.
+        for index in first..<scratchParameters.count where !scratchParameters[index].isUsed {
+            let other = scratchParameters[index]
+            if (other.section != nil || other.isExtended) && Self.sameName(base, other.name, nameRange) {
+                scratchParameters[index].isUsed = true
             }
         }
         guard sawExtended else {

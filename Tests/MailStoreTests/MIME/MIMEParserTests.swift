@@ -154,6 +154,35 @@ struct MIMEParserTests {
         #expect(structure.parameter("title", of: parts[2]) == "This is even more ***fun*** isn't it!")
     }
 
+    @Test("RFC 2231 oddities: sections out of order, a gap, no section 0, each name gives one parameter")
+    func rfc2231Oddities() {
+        let text = "Content-Type: application/x; a*1=\"two\"; a*0=\"one-\"; b*1=\"orphan\"; b*2=x; "
+            + "c*0=\"kept\"; c*2=\"after gap\"; d*=utf-8''%E2%82%AC\r\n\r\n"
+        let structure = MessageStructure(parsing: Array(text.utf8))
+        let names = structure.parameters[structure.parts[0].parameters].map { structure.string($0.name) }
+        #expect(names == ["a", "b", "c", "d"])
+        #expect(structure.parameter("a", of: 0) == "one-two")
+        #expect(structure.parameter("b", of: 0) == "")
+        #expect(structure.parameter("c", of: 0) == "kept")
+        #expect(structure.parameter("d", of: 0) == "€")
+    }
+
+    @Test("parameters per field are capped")
+    func parameterLimit() {
+        var text = "Content-Type: application/x"
+        for index in 0..<(MIMELimits.maximumParametersPerField + 20) { text += "; p\(index)=v" }
+        let structure = MessageStructure(parsing: Array((text + "\r\n\r\n").utf8))
+        #expect(structure.parts[0].parameters.count == MIMELimits.maximumParametersPerField)
+    }
+
+    @Test("addresses per message are capped")
+    func addressLimit() {
+        let list = (0..<(MIMELimits.maximumAddressCount + 10)).map { "u\($0)@x.org" }.joined(separator: ", ")
+        let structure = MessageStructure(parsing: Array(("To: " + list + "\r\nCc: a@b.c\r\n\r\n").utf8))
+        #expect(structure.addresses.count == MIMELimits.maximumAddressCount)
+        #expect(structure.envelope.cc.isEmpty)
+    }
+
     @Test("RFC 2045 defaults: no Content-Type is text/plain us-ascii 7bit; digest parts are message/rfc822")
     func defaults() {
         let plain = MessageStructure(parsing: Corpus.message("09-no-content-type"))
