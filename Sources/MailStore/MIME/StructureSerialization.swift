@@ -44,7 +44,11 @@ extension MessageStructure {
             writer.write(part.type)
             writer.write(part.subtype)
             writer.write(part.parameters)
-            for text in [part.id, part.description, part.encoding, part.md5, part.disposition] { writer.write(text) }
+            writer.write(part.id)
+            writer.write(part.description)
+            writer.write(part.encoding)
+            writer.write(part.md5)
+            writer.write(part.disposition)
             writer.write(part.dispositionParameters)
             writer.write(part.languages)
             writer.write(part.location)
@@ -53,15 +57,21 @@ extension MessageStructure {
         for envelope in envelopes {
             writer.write(envelope.date)
             writer.write(envelope.subject)
-            for list in [envelope.from, envelope.sender, envelope.replyTo, envelope.to, envelope.cc, envelope.bcc] {
-                writer.write(list)
-            }
+            writer.write(envelope.from)
+            writer.write(envelope.sender)
+            writer.write(envelope.replyTo)
+            writer.write(envelope.to)
+            writer.write(envelope.cc)
+            writer.write(envelope.bcc)
             writer.write(envelope.inReplyTo)
             writer.write(envelope.messageID)
         }
         writer.write(addresses.count)
         for address in addresses {
-            for text in [address.name, address.adl, address.mailbox, address.host] { writer.write(text) }
+            writer.write(address.name)
+            writer.write(address.adl)
+            writer.write(address.mailbox)
+            writer.write(address.host)
         }
         writer.write(parameters.count)
         for parameter in parameters {
@@ -77,8 +87,15 @@ extension MessageStructure {
     /// Reads a blob written by ``serialize(into:)``; nil when it is damaged, truncated, has bytes
     /// after its end or is of another version.
     public init?(serialized blob: some Collection<UInt8>) {
-        let bytes = Array(blob)
-        guard let structure = bytes.withUnsafeBytes({ Self.read($0) }) else { return nil }
+        let structure = blob.withContiguousStorageIfAvailable { Self.read(UnsafeRawBufferPointer($0)) }
+            ?? Array(blob).withUnsafeBytes { Self.read($0) }
+        guard let structure else { return nil }
+        self = structure
+    }
+
+    /// Reads a blob straight from memory (an mmap of the index, say); nil as above.
+    public init?(serialized blob: UnsafeRawBufferPointer) {
+        guard let structure = Self.read(blob) else { return nil }
         self = structure
     }
 

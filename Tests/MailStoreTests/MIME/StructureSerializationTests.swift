@@ -16,6 +16,7 @@ struct StructureSerializationTests {
             structure.serialize(into: &blob)
             let decoded = try #require(MessageStructure(serialized: blob))
             #expect(decoded == structure)
+            #expect(blob.withUnsafeBytes { MessageStructure(serialized: $0) } == structure)
             #expect(decoded.debugIMAPDescription == structure.debugIMAPDescription)
         }
     }
