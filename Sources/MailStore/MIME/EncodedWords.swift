@@ -29,6 +29,7 @@ public enum MIMEEncodedWords {
                 continue
             }
             if byte == UInt8(ascii: "="), let word = EncodedWord(value, at: index) {
+                plain.finish(into: &output)  // a cut UTF-8 sequence before the word stays before it
                 if !afterEncodedWord { emitBlanks(value, pendingBlanks, &output) }
                 pendingBlanks = 0..<0
                 scratch.removeAll(keepingCapacity: true)

@@ -84,6 +84,8 @@ struct EncodedWordTests {
         #expect(decoded("=?ISO-8859-1?Q?Andr=E9?= Pirard") == "André Pirard")
         #expect(decoded("a =?utf-8?q?b?= c") == "a b c")
         #expect(decoded("=?utf-8*en?q?lang?=") == "lang")
+        #expect(MIMEEncodedWords.decode([0x61, 0xC3] + Array("=?utf-8?q?b?=".utf8))
+            == [0x61, 0xEF, 0xBF, 0xBD, 0x62])
     }
 
     @Test("malformed words stay as written")
