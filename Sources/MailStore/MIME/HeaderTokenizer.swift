@@ -58,7 +58,7 @@ struct HeaderTokenizer {
     }
 
     /// Reads a quoted string whose opening quote is at the current position; returns the range
-    /// between the quotes (escapes still in place: see ``MessageStructureBuilder/appendUnquoted``).
+    /// between the quotes, escapes still in place (`MIMEBytes.unquote` undoes them).
     ///
     ///     qcontent = qtext / quoted-pair ; quoted-pair = "\" (VCHAR / WSP)
     mutating func readQuotedString() -> Range<Int> {
