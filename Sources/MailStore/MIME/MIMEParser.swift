@@ -102,6 +102,7 @@ struct MIMEParser {
         while !open.isEmpty {
             closeInnermost(bodyEnd: count, lineFeedsBeforeEnd: lineNumber, bareBeforeEnd: bareLineFeeds)
         }
+        structure.messageBareLineFeeds = bareLineFeeds
     }
 
     /// Which open multipart, if any, the delimiter line `--<text>` belongs to, innermost first.

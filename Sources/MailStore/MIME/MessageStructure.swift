@@ -157,6 +157,11 @@ public struct MessageStructure: Hashable, Sendable {
     public internal(set) var languageTags: [MIMEText]
     /// Size of the parsed message in bytes.
     public internal(set) var messageSize: Int
+    /// Line feeds in the whole message with no CR before them (0 for a proper CRLF message).
+    public internal(set) var messageBareLineFeeds = 0
+
+    /// RFC822.SIZE of a server that sends bare LFs as CRLF (as Dovecot does).
+    @inlinable public var canonicalMessageSize: Int { messageSize + messageBareLineFeeds }
 
     init(messageSize: Int) {
         pool = MIMEText.prelude

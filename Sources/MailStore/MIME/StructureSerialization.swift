@@ -3,7 +3,7 @@
 
 /// Blob layout (all integers LEB128 varints unless noted):
 ///
-///     blob      = magic version messageSize pool parts envelopes addresses parameters languages
+///     blob      = magic version messageSize bareLineFeeds pool parts envelopes addresses parameters languages
 ///     magic     = "AMS" (3 bytes) ; version = 1 (1 byte)
 ///     pool      = count *OCTET
 ///     parts     = count *(kind depth parent+1 subtreeEnd envelope+1 headerStart headerLength bodyLength
@@ -27,6 +27,7 @@ extension MessageStructure {
         writer.output.append(contentsOf: Self.magic)
         writer.output.append(Self.serializationVersion)
         writer.write(messageSize)
+        writer.write(messageBareLineFeeds)
         writer.write(pool.count)
         writer.output.append(contentsOf: pool)
         writer.write(parts.count)
@@ -105,10 +106,12 @@ extension MessageStructure {
             blob[3] == serializationVersion
         else { return nil }
         reader.position = 4
-        guard let messageSize = reader.read(), let poolCount = reader.readCount(elementSize: 1),
+        guard let messageSize = reader.read(), let bareLineFeeds = reader.read(), bareLineFeeds <= messageSize,
+            let poolCount = reader.readCount(elementSize: 1),
             let poolBytes = reader.readBytes(poolCount)
         else { return nil }
         var structure = MessageStructure(messageSize: messageSize)
+        structure.messageBareLineFeeds = bareLineFeeds
         structure.pool = Array(poolBytes)
         guard structure.pool.starts(with: MIMEText.prelude) else { return nil }
         reader.poolCount = poolCount

@@ -36,6 +36,10 @@ extension CorpusTests {
         #expect(children.map { structure.parts[$0].bodySize } == [18, 28])
         #expect(children.map { structure.parts[$0].canonicalBodySize } == [20, 29])
         #expect(children.map { structure.parts[$0].bodyLines } == [2, 1])
+        let message = Corpus.message("07-lf-only")
+        #expect(structure.canonicalMessageSize == message.count + message.filter { $0 == 10 }.count)
+        let crlf = MessageStructure(parsing: Corpus.message("01-simple-plain"))
+        #expect(crlf.canonicalMessageSize == crlf.messageSize)
     }
 }
 
