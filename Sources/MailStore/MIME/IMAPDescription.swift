@@ -1,0 +1,209 @@
+// IMAPDescription: ENVELOPE and BODYSTRUCTURE of a MessageStructure in IMAP syntax (RFC 3501
+// section 7.4.2), for logs and tests. The protocol layer's FETCH encoder may replace it.
+
+extension MessageStructure {
+    /// `(ENVELOPE (...) BODYSTRUCTURE (...))` as a server would send it; strings that cannot be
+    /// quoted (8-bit, CR, LF) are written as literals.
+    /// Invalid UTF-8 in 8-bit headers shows as U+FFFD here; ``writeIMAPDescription(into:)`` keeps it.
+    public var debugIMAPDescription: String {
+        var output: [UInt8] = []
+        writeIMAPDescription(into: &output)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Writes `(ENVELOPE (...) BODYSTRUCTURE (...))` as bytes.
+    public func writeIMAPDescription(into output: inout [UInt8]) {
+        output.append(contentsOf: "(ENVELOPE ".utf8)
+        writeIMAPEnvelope(0, into: &output)
+        output.append(contentsOf: " BODYSTRUCTURE ".utf8)
+        writeIMAPBody(0, extensions: true, into: &output)
+        output.append(UInt8(ascii: ")"))
+    }
+
+    /// Writes envelope `index` (RFC 3501 `envelope`).
+    ///
+    ///     envelope = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP env-to SP
+    ///                env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"
+    public func writeIMAPEnvelope(_ index: Int, into output: inout [UInt8]) {
+        let envelope = envelopes[index]
+        output.append(UInt8(ascii: "("))
+        writeIMAPString(envelope.date, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPString(envelope.subject, into: &output)
+        for list in [envelope.from, envelope.sender, envelope.replyTo, envelope.to, envelope.cc, envelope.bcc] {
+            output.append(MIMEBytes.space)
+            writeIMAPAddresses(list, into: &output)
+        }
+        output.append(MIMEBytes.space)
+        writeIMAPString(envelope.inReplyTo, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPString(envelope.messageID, into: &output)
+        output.append(UInt8(ascii: ")"))
+    }
+
+    /// Writes part `index` as `body` (BODYSTRUCTURE with `extensions`, BODY without).
+    ///
+    /// A multipart with no parts (no boundary, or a boundary never found) gets one empty text/plain
+    /// part, since the grammar needs at least one (`body-type-mpart = 1*body SP media-subtype`);
+    /// a message/rfc822 part whose inside was not parsed (encoded, too deep) gets an all-NIL
+    /// envelope and that same empty body. Both as Dovecot does.
+    public func writeIMAPBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
+        let part = parts[index]
+        output.append(UInt8(ascii: "("))
+        if isType(index, "multipart") {
+            let children = children(of: index)
+            if children.isEmpty {
+                writeEmptyIMAPBody(extensions: extensions, into: &output)
+            }
+            for child in children { writeIMAPBody(child, extensions: extensions, into: &output) }
+            output.append(MIMEBytes.space)
+            writeIMAPString(part.subtype, into: &output)
+            if extensions {
+                output.append(MIMEBytes.space)
+                writeIMAPParameters(part.parameters, into: &output)
+                writeIMAPExtensionTail(part, into: &output)
+            }
+            output.append(UInt8(ascii: ")"))
+            return
+        }
+        writeIMAPString(part.type, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPString(part.subtype, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPParameters(part.parameters, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPString(part.id, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPString(part.description, into: &output)
+        output.append(MIMEBytes.space)
+        writeIMAPString(part.encoding ?? .sevenBit, into: &output)
+        output.append(MIMEBytes.space)
+        output.append(contentsOf: String(part.bodySize).utf8)
+        if isType(index, "message") && isSubtype(index, "rfc822") {
+            output.append(MIMEBytes.space)
+            if part.kind == .message, part.envelope >= 0, index + 1 < part.subtreeEnd {
+                writeIMAPEnvelope(part.envelope, into: &output)
+                output.append(MIMEBytes.space)
+                writeIMAPBody(index + 1, extensions: extensions, into: &output)
+            } else {
+                output.append(contentsOf: "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ".utf8)
+                writeEmptyIMAPBody(extensions: extensions, into: &output)
+            }
+            output.append(MIMEBytes.space)
+            output.append(contentsOf: String(part.bodyLines).utf8)
+        } else if isText(part) {
+            output.append(MIMEBytes.space)
+            output.append(contentsOf: String(part.bodyLines).utf8)
+        }
+        if extensions {
+            output.append(MIMEBytes.space)
+            writeIMAPString(part.md5, into: &output)
+            writeIMAPExtensionTail(part, into: &output)
+        }
+        output.append(UInt8(ascii: ")"))
+    }
+
+    /// ` body-fld-dsp SP body-fld-lang SP body-fld-loc`.
+    private func writeIMAPExtensionTail(_ part: MIMEPart, into output: inout [UInt8]) {
+        output.append(MIMEBytes.space)
+        if let disposition = part.disposition {
+            output.append(UInt8(ascii: "("))
+            writeIMAPString(disposition, into: &output)
+            output.append(MIMEBytes.space)
+            writeIMAPParameters(part.dispositionParameters, into: &output)
+            output.append(UInt8(ascii: ")"))
+        } else {
+            output.append(contentsOf: "NIL".utf8)
+        }
+        output.append(MIMEBytes.space)
+        if part.languages.isEmpty {
+            output.append(contentsOf: "NIL".utf8)
+        } else {
+            output.append(UInt8(ascii: "("))
+            for (position, tag) in languageTags[part.languages].enumerated() {
+                if position > 0 { output.append(MIMEBytes.space) }
+                writeIMAPString(tag, into: &output)
+            }
+            output.append(UInt8(ascii: ")"))
+        }
+        output.append(MIMEBytes.space)
+        writeIMAPString(part.location, into: &output)
+    }
+
+    private func writeEmptyIMAPBody(extensions: Bool, into output: inout [UInt8]) {
+        output.append(contentsOf: "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0".utf8)
+        if extensions { output.append(contentsOf: " NIL NIL NIL NIL".utf8) }
+        output.append(UInt8(ascii: ")"))
+    }
+
+    /// `body-fld-param`: NIL or a list of name/value pairs; RFC 2231 values as `name*` and their
+    /// joined ASCII wire form.
+    private func writeIMAPParameters(_ range: Range<Int>, into output: inout [UInt8]) {
+        guard !range.isEmpty else {
+            output.append(contentsOf: "NIL".utf8)
+            return
+        }
+        output.append(UInt8(ascii: "("))
+        for (position, parameter) in parameters[range].enumerated() {
+            if position > 0 { output.append(MIMEBytes.space) }
+            if let extended = parameter.extendedValue {
+                var name = Array(bytes(parameter.name))
+                name.append(UInt8(ascii: "*"))
+                Self.writeIMAPString(name[...], into: &output)
+                output.append(MIMEBytes.space)
+                writeIMAPString(extended, into: &output)
+            } else {
+                writeIMAPString(parameter.name, into: &output)
+                output.append(MIMEBytes.space)
+                writeIMAPString(parameter.value, into: &output)
+            }
+        }
+        output.append(UInt8(ascii: ")"))
+    }
+
+    private func writeIMAPAddresses(_ range: Range<Int>, into output: inout [UInt8]) {
+        guard !range.isEmpty else {
+            output.append(contentsOf: "NIL".utf8)
+            return
+        }
+        output.append(UInt8(ascii: "("))
+        for address in addresses[range] {
+            output.append(UInt8(ascii: "("))
+            writeIMAPString(address.name, into: &output)
+            output.append(MIMEBytes.space)
+            writeIMAPString(address.adl, into: &output)
+            output.append(MIMEBytes.space)
+            writeIMAPString(address.mailbox, into: &output)
+            output.append(MIMEBytes.space)
+            writeIMAPString(address.host, into: &output)
+            output.append(UInt8(ascii: ")"))
+        }
+        output.append(UInt8(ascii: ")"))
+    }
+
+    private func writeIMAPString(_ text: MIMEText?, into output: inout [UInt8]) {
+        guard let text else {
+            output.append(contentsOf: "NIL".utf8)
+            return
+        }
+        Self.writeIMAPString(bytes(text), into: &output)
+    }
+
+    /// `nstring`: a quoted string when every byte may be quoted, else a literal.
+    ///
+    ///     quoted = DQUOTE *QUOTED-CHAR DQUOTE ; literal = "{" number "}" CRLF *CHAR8
+    static func writeIMAPString(_ bytes: ArraySlice<UInt8>, into output: inout [UInt8]) {
+        let quotable = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7F || $0 == MIMEBytes.tab }
+        if quotable {
+            output.append(UInt8(ascii: "\""))
+            for byte in bytes {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { output.append(UInt8(ascii: "\\")) }
+                output.append(byte)
+            }
+            output.append(UInt8(ascii: "\""))
+        } else {
+            output.append(contentsOf: "{\(bytes.count)}\r\n".utf8)
+            output.append(contentsOf: bytes)
+        }
+    }
+}

@@ -1,0 +1,298 @@
+// StructureSerialization: MessageStructure to a compact, versioned byte blob and back, for the
+// store's index cache.
+
+/// Blob layout (all integers LEB128 varints unless noted):
+///
+///     blob      = magic version messageSize bareLineFeeds pool parts envelopes addresses parameters languages
+///     magic     = "AMS" (3 bytes) ; version = 1 (1 byte)
+///     pool      = count *OCTET
+///     parts     = count *(kind depth parent+1 subtreeEnd envelope+1 headerStart headerLength bodyLength
+///                 lines bareLineFeeds text text range nstring nstring nstring nstring nstring range
+///                 range nstring)
+///     envelopes = count *(nstring nstring range*6 nstring nstring)
+///     addresses = count *(nstring*4) ; parameters = count *(text text nstring) ; languages = count *text
+///     text      = offset length ; nstring = 0 / (offset+1 length) ; range = lowerBound length
+///
+/// Reading validates everything an accessor could trip on (offsets inside the pool, ranges inside
+/// their arrays, a well-formed part tree, offsets inside the message), so a damaged blob gives nil.
+extension MessageStructure {
+    /// The format written by ``serialize(into:)``; a blob of another version reads as nil (rebuild).
+    public static let serializationVersion: UInt8 = 1
+    private static let magic: [UInt8] = [UInt8(ascii: "A"), UInt8(ascii: "M"), UInt8(ascii: "S")]
+
+    /// Appends the structure's blob to `output`.
+    public func serialize(into output: inout [UInt8]) {
+        var writer = BlobWriter(output: output)
+        output = []
+        writer.output.append(contentsOf: Self.magic)
+        writer.output.append(Self.serializationVersion)
+        writer.write(messageSize)
+        writer.write(messageBareLineFeeds)
+        writer.write(pool.count)
+        writer.output.append(contentsOf: pool)
+        writer.write(parts.count)
+        for part in parts {
+            writer.write(Int(part.kind.rawValue))
+            writer.write(part.depth)
+            writer.write(part.parent + 1)
+            writer.write(part.subtreeEnd)
+            writer.write(part.envelope + 1)
+            writer.write(part.headerStart)
+            writer.write(part.bodyStart - part.headerStart)
+            writer.write(part.bodyEnd - part.bodyStart)
+            writer.write(part.bodyLines)
+            writer.write(part.bodyBareLineFeeds)
+            writer.write(part.type)
+            writer.write(part.subtype)
+            writer.write(part.parameters)
+            writer.write(part.id)
+            writer.write(part.description)
+            writer.write(part.encoding)
+            writer.write(part.md5)
+            writer.write(part.disposition)
+            writer.write(part.dispositionParameters)
+            writer.write(part.languages)
+            writer.write(part.location)
+        }
+        writer.write(envelopes.count)
+        for envelope in envelopes {
+            writer.write(envelope.date)
+            writer.write(envelope.subject)
+            writer.write(envelope.from)
+            writer.write(envelope.sender)
+            writer.write(envelope.replyTo)
+            writer.write(envelope.to)
+            writer.write(envelope.cc)
+            writer.write(envelope.bcc)
+            writer.write(envelope.inReplyTo)
+            writer.write(envelope.messageID)
+        }
+        writer.write(addresses.count)
+        for address in addresses {
+            writer.write(address.name)
+            writer.write(address.adl)
+            writer.write(address.mailbox)
+            writer.write(address.host)
+        }
+        writer.write(parameters.count)
+        for parameter in parameters {
+            writer.write(parameter.name)
+            writer.write(parameter.value)
+            writer.write(parameter.extendedValue)
+        }
+        writer.write(languageTags.count)
+        for tag in languageTags { writer.write(tag) }
+        output = writer.output
+    }
+
+    /// Reads a blob written by ``serialize(into:)``; nil when it is damaged, truncated, has bytes
+    /// after its end or is of another version.
+    public init?(serialized blob: some Collection<UInt8>) {
+        let structure = blob.withContiguousStorageIfAvailable { Self.read(UnsafeRawBufferPointer($0)) }
+            ?? Array(blob).withUnsafeBytes { Self.read($0) }
+        guard let structure else { return nil }
+        self = structure
+    }
+
+    /// Reads a blob straight from memory (an mmap of the index, say); nil as above.
+    public init?(serialized blob: UnsafeRawBufferPointer) {
+        guard let structure = Self.read(blob) else { return nil }
+        self = structure
+    }
+
+    private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
+        var reader = BlobReader(blob: blob)
+        guard blob.count >= 4, blob[0] == magic[0], blob[1] == magic[1], blob[2] == magic[2],
+            blob[3] == serializationVersion
+        else { return nil }
+        reader.position = 4
+        guard let messageSize = reader.read(), let bareLineFeeds = reader.read(), bareLineFeeds <= messageSize,
+            let poolCount = reader.readCount(elementSize: 1),
+            let poolBytes = reader.readBytes(poolCount)
+        else { return nil }
+        var structure = MessageStructure(messageSize: messageSize)
+        structure.messageBareLineFeeds = bareLineFeeds
+        structure.pool = Array(poolBytes)
+        guard structure.pool.starts(with: MIMEText.prelude) else { return nil }
+        reader.poolCount = poolCount
+
+        guard let partCount = reader.readCount(elementSize: 15), partCount > 0 else { return nil }
+        structure.parts.reserveCapacity(partCount)
+        for _ in 0..<partCount {
+            guard let kindValue = reader.read(), kindValue <= 2, let kind = MIMEPart.Kind(rawValue: UInt8(kindValue)),
+                let depth = reader.read(), let parentPlusOne = reader.read(),
+                let subtreeEnd = reader.read(), let envelopePlusOne = reader.read(), let headerStart = reader.read(),
+                let headerLength = reader.read(), let bodyLength = reader.read(), let lines = reader.read(),
+                let bare = reader.read(), let type = reader.readText(), let subtype = reader.readText(),
+                let parameters = reader.readRange(), let id = reader.readNString(),
+                let description = reader.readNString(), let encoding = reader.readNString(),
+                let md5 = reader.readNString(), let disposition = reader.readNString(),
+                let dispositionParameters = reader.readRange(), let languages = reader.readRange(),
+                let location = reader.readNString()
+            else { return nil }
+            structure.parts.append(MIMEPart(
+                kind: kind, depth: depth, parent: parentPlusOne - 1, subtreeEnd: subtreeEnd,
+                envelope: envelopePlusOne - 1, headerStart: headerStart, bodyStart: headerStart &+ headerLength,
+                bodyEnd: headerStart &+ headerLength &+ bodyLength, bodyLines: lines, bodyBareLineFeeds: bare,
+                type: type, subtype: subtype, parameters: parameters, id: id, description: description,
+                encoding: encoding, md5: md5, disposition: disposition, dispositionParameters: dispositionParameters,
+                languages: languages, location: location))
+        }
+        guard let envelopeCount = reader.readCount(elementSize: 10) else { return nil }
+        for _ in 0..<envelopeCount {
+            var envelope = MIMEEnvelope()
+            guard let date = reader.readNString(), let subject = reader.readNString(), let from = reader.readRange(),
+                let sender = reader.readRange(), let replyTo = reader.readRange(), let to = reader.readRange(),
+                let cc = reader.readRange(), let bcc = reader.readRange(), let inReplyTo = reader.readNString(),
+                let messageID = reader.readNString()
+            else { return nil }
+            (envelope.date, envelope.subject) = (date, subject)
+            (envelope.inReplyTo, envelope.messageID) = (inReplyTo, messageID)
+            (envelope.from, envelope.sender, envelope.replyTo) = (from, sender, replyTo)
+            (envelope.to, envelope.cc, envelope.bcc) = (to, cc, bcc)
+            structure.envelopes.append(envelope)
+        }
+        guard let addressCount = reader.readCount(elementSize: 4) else { return nil }
+        for _ in 0..<addressCount {
+            guard let name = reader.readNString(), let adl = reader.readNString(), let mailbox = reader.readNString(),
+                let host = reader.readNString()
+            else { return nil }
+            structure.addresses.append(MIMEAddress(name: name, adl: adl, mailbox: mailbox, host: host))
+        }
+        guard let parameterCount = reader.readCount(elementSize: 5) else { return nil }
+        for _ in 0..<parameterCount {
+            guard let name = reader.readText(), let value = reader.readText(), let extended = reader.readNString()
+            else { return nil }
+            structure.parameters.append(MIMEParameter(name: name, value: value, extendedValue: extended))
+        }
+        guard let languageCount = reader.readCount(elementSize: 2) else { return nil }
+        for _ in 0..<languageCount {
+            guard let tag = reader.readText() else { return nil }
+            structure.languageTags.append(tag)
+        }
+        guard reader.position == blob.count, structure.isConsistent else { return nil }
+        return structure
+    }
+
+    /// Whether every index and range points where accessors and section resolution may go.
+    private var isConsistent: Bool {
+        guard !envelopes.isEmpty, parts[0].parent == -1, parts[0].subtreeEnd == parts.count, parts[0].depth == 0
+        else { return false }
+        for (index, part) in parts.enumerated() {
+            guard part.headerStart >= 0, part.headerStart <= part.bodyStart, part.bodyStart <= part.bodyEnd,
+                part.bodyEnd <= messageSize, part.subtreeEnd > index, part.subtreeEnd <= parts.count,
+                part.envelope >= -1, part.envelope < envelopes.count,
+                part.parameters.upperBound <= parameters.count,
+                part.dispositionParameters.upperBound <= parameters.count,
+                part.languages.upperBound <= languageTags.count
+            else { return false }
+            if index > 0 {
+                let parent = part.parent
+                guard parent >= 0, parent < index, part.subtreeEnd <= parts[parent].subtreeEnd,
+                    part.depth == parts[parent].depth + 1
+                else { return false }
+            }
+            if part.kind == .message && (part.envelope < 0 || part.subtreeEnd == index + 1) { return false }
+        }
+        for envelope in envelopes {
+            for list in [envelope.from, envelope.sender, envelope.replyTo, envelope.to, envelope.cc, envelope.bcc]
+            where list.upperBound > addresses.count {
+                return false
+            }
+        }
+        return true
+    }
+}
+
+/// Appends LEB128 varints and pooled-string references.
+private struct BlobWriter {
+    var output: [UInt8]
+
+    mutating func write(_ value: Int) {
+        var remaining = UInt64(UInt(bitPattern: value))
+        while remaining >= 0x80 {
+            output.append(UInt8(truncatingIfNeeded: remaining) | 0x80)
+            remaining >>= 7
+        }
+        output.append(UInt8(remaining))
+    }
+
+    mutating func write(_ text: MIMEText) {
+        write(Int(text.offset))
+        write(Int(text.count))
+    }
+
+    mutating func write(_ text: MIMEText?) {
+        guard let text else {
+            write(0)
+            return
+        }
+        write(Int(text.offset) + 1)
+        write(Int(text.count))
+    }
+
+    mutating func write(_ range: Range<Int>) {
+        write(range.lowerBound)
+        write(range.count)
+    }
+}
+
+/// Reads what ``BlobWriter`` wrote, checking bounds at every step; nil means damaged.
+private struct BlobReader {
+    let blob: UnsafeRawBufferPointer
+    var position = 0
+    var poolCount = 0
+
+    init(blob: UnsafeRawBufferPointer) {
+        self.blob = blob
+    }
+
+    /// A non-negative varint that fits in 62 bits (offsets and counts never need more).
+    mutating func read() -> Int? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while position < blob.count && shift < 63 {
+            let byte = blob[position]
+            position += 1
+            value |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return value < 1 << 62 ? Int(value) : nil }
+            shift += 7
+        }
+        return nil
+    }
+
+    /// A count of elements that each take at least `elementSize` bytes, so a damaged count cannot
+    /// make the reader reserve or loop more than the blob could hold.
+    mutating func readCount(elementSize: Int) -> Int? {
+        guard let count = read(), count <= (blob.count - position) / elementSize else { return nil }
+        return count
+    }
+
+    mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
+        guard count <= blob.count - position else { return nil }
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: blob[position..<position + count])
+    }
+
+    mutating func readText() -> MIMEText? {
+        guard let offset = read(), let count = read(), offset <= poolCount, count <= poolCount - offset,
+            let offset32 = UInt32(exactly: offset), let count32 = UInt32(exactly: count)
+        else { return nil }
+        return MIMEText(offset: offset32, count: count32)
+    }
+
+    /// nil when damaged, `.some(nil)` for NIL.
+    mutating func readNString() -> MIMEText?? {
+        guard let marker = read() else { return nil }
+        guard marker > 0 else { return .some(nil) }
+        guard let count = read(), marker - 1 <= poolCount, count <= poolCount - (marker - 1),
+            let offset32 = UInt32(exactly: marker - 1), let count32 = UInt32(exactly: count)
+        else { return nil }
+        return .some(MIMEText(offset: offset32, count: count32))
+    }
+
+    mutating func readRange() -> Range<Int>? {
+        guard let lower = read(), let count = read(), lower <= Int.max - count else { return nil }
+        return lower..<lower + count
+    }
+}
