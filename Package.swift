@@ -18,6 +18,9 @@ let package = Package(
         .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "IMAPProtocol", targets: ["IMAPProtocol"]),
         .library(name: "MailStore", targets: ["MailStore"]),
+        .library(name: "IMAPBackend", targets: ["IMAPBackend"]),
+        .library(name: "IMAPFrontend", targets: ["IMAPFrontend"]),
+        .library(name: "LoadGen", targets: ["LoadGen"]),
     ],
     targets: [
         // MARK: - C
@@ -32,16 +35,37 @@ let package = Package(
         .target(name: "Reactor", dependencies: ["CShims"], swiftSettings: hotPathSettings),
         .target(name: "IMAPProtocol", swiftSettings: hotPathSettings),
         .target(name: "MailStore", dependencies: ["CShims"]),
+        // Logs and metrics, shared by every service (no dependencies).
+        .target(name: "Telemetry"),
+        // imap4be: the back-end IMAP4rev1 + IMAP4rev2 server over MailStore.
+        .target(name: "IMAPBackend", dependencies: ["Reactor", "IMAPProtocol", "MailStore", "Telemetry"],
+                swiftSettings: hotPathSettings),
+        // imap4: the client-access front end relaying over pooled back-end connections.
+        .target(name: "IMAPFrontend", dependencies: ["Reactor", "IMAPProtocol", "Telemetry"], swiftSettings: hotPathSettings),
+        // apus load: the load generator.
+        .target(name: "LoadGen", dependencies: ["Reactor", "IMAPProtocol", "Telemetry"], swiftSettings: hotPathSettings),
+        // Configuration, daemons, control socket, service start/stop/status, admin endpoint.
+        .target(name: "Service", dependencies: ["Reactor", "IMAPBackend", "IMAPFrontend", "MailStore", "Telemetry"]),
 
         // MARK: - Executables
-        .executableTarget(name: "apus", dependencies: ["Reactor", "IMAPProtocol", "MailStore"]),
+        .executableTarget(name: "apus", dependencies: ["Service", "LoadGen", "Reactor", "MailStore", "Telemetry"]),
         // libFuzzer entry point over framing and the command parser (see perf/fuzz/README.md).
         .executableTarget(name: "IMAPFuzz", dependencies: ["IMAPProtocol"]),
 
         // MARK: - Tests
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShims"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
+        .testTarget(name: "IMAPBackendTests", dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry"]),
+        .testTarget(name: "IMAPFrontendTests", dependencies: ["IMAPFrontend", "Reactor", "IMAPProtocol", "Telemetry"]),
+        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "Telemetry"]),
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),
-        .testTarget(name: "MailStoreTests", dependencies: ["MailStore"]),
+        .testTarget(
+            name: "MailStoreTests",
+            dependencies: ["MailStore"],
+            // The MIME corpus is read through #filePath, not bundled as resources.
+            exclude: ["MIME/Corpus", "MIME/capture-dovecot.py"]
+        ),
     ]
 )
 

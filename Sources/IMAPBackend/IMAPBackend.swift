@@ -1,0 +1,1 @@
+// IMAPBackend: imap4be sessions and command handlers (issue 5).

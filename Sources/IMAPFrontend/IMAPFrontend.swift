@@ -1,0 +1,1 @@
+// IMAPFrontend: imap4 pre-login, routing, pooled back-end connections and relay (issue 6).
