@@ -164,7 +164,7 @@ extension Mailbox {
     /// The messages are in the index at once; observers hear of them in `complete`.
     public func prepareAppend(_ requests: [AppendRequest]) throws(StoreError) -> PendingCommit {
         let addedSize = requests.reduce(Int64(0)) { $0 + $1.message.size }
-        try user?.checkQuota(addingMessages: Int64(requests.count), bytes: addedSize)
+        try user.checkQuota(addingMessages: Int64(requests.count), bytes: addedSize)
         let oldTable = keywordTable
         var keywordSets: [KeywordSet] = []
         var tableChanged = false
@@ -202,7 +202,7 @@ extension Mailbox {
         }
         index.uidNext = firstUID + UInt32(requests.count)
         commit.add(.append(uidListFile, lines), phase: 1, sync: uidListFile)
-        user?.record(commit, event: .appended(commit.assignedUIDs), in: self,
+        user.record(commit, event: .appended(commit.assignedUIDs), in: self,
                      usage: (Int64(requests.count), addedSize))
         return commit
     }

@@ -30,7 +30,7 @@ extension Mailbox {
             addedSize += index.records[position].size
         }
         if !removeSource || destination === self {
-            try user?.checkQuota(addingMessages: Int64(sourceUIDs.count), bytes: addedSize)
+            try user.checkQuota(addingMessages: Int64(sourceUIDs.count), bytes: addedSize)
         }
         // Map keyword bits through names: each mailbox has its own table.
         let oldTable = destination.keywordTable
@@ -76,7 +76,7 @@ extension Mailbox {
         }
         destination.index.uidNext = firstUID + UInt32(sourceUIDs.count)
         commit.add(.append(destination.uidListFile, lines), phase: 1, sync: destination.uidListFile)
-        user?.record(commit, event: .appended(commit.assignedUIDs), in: destination,
+        user.record(commit, event: .appended(commit.assignedUIDs), in: destination,
                      usage: (Int64(sourceUIDs.count), addedSize))
         if removeSource { removeMessages(sourceUIDs, in: &commit) }
         return CopyResult(commit: commit, sourceUIDs: sourceUIDs)
@@ -118,7 +118,7 @@ extension Mailbox {
         index.records.removeAll { doomed.contains($0.uid) }
         // RFC 7162 section 3.2.7: an expunge changes HIGHESTMODSEQ.
         _ = nextModseq()
-        user?.record(commit, event: .expunged(uids), in: self, usage: (-Int64(uids.count), -removedSize))
+        user.record(commit, event: .expunged(uids), in: self, usage: (-Int64(uids.count), -removedSize))
     }
 
     // MARK: - STORE
@@ -177,7 +177,7 @@ extension Mailbox {
         guard !changed.isEmpty || tableChanged else {
             return StoreFlagsResult(commit: nil, changed: [], modified: modified)
         }
-        if !changed.isEmpty { user?.record(commit, event: .flagsChanged(changed), in: self, usage: (0, 0)) }
+        if !changed.isEmpty { user.record(commit, event: .flagsChanged(changed), in: self, usage: (0, 0)) }
         return StoreFlagsResult(commit: commit, changed: changed, modified: modified)
     }
 
@@ -216,7 +216,7 @@ extension Mailbox {
         }
         index.uidNext = firstUID + UInt32(delivered.count)
         commit.add(.append(uidListFile, lines), phase: 1, sync: uidListFile)
-        user?.record(commit, event: .appended(commit.assignedUIDs), in: self,
+        user.record(commit, event: .appended(commit.assignedUIDs), in: self,
                      usage: (Int64(delivered.count), addedSize))
         return commit
     }

@@ -119,7 +119,7 @@ public final class Mailbox {
     public let name: MailboxName
     let configuration: StoreConfiguration
     let nameGenerator: MaildirNameGenerator
-    weak var user: UserMaildir?
+    let user: UserMaildir
     let directory: FileHandle
     let cur: FileHandle
     let new: FileHandle
@@ -130,6 +130,10 @@ public final class Mailbox {
     var keywordTable: KeywordTable
     private var observers: [WeakObserver] = []
     var isClosed = false
+
+    deinit {
+        if !isClosed { try? writeIndex(clean: true) }
+    }
 
     private struct WeakObserver {
         weak var observer: (any MailboxObserver)?
@@ -321,7 +325,8 @@ public final class Mailbox {
     public func checkpoint() throws(StoreError) { try writeIndex(clean: false) }
 
     /// Writes the clean index snapshot. Call when no commit of this mailbox is in flight; the
-    /// mailbox must not be used afterwards.
+    /// mailbox must not be used afterwards. A mailbox that goes away unclosed (the last session let
+    /// go of it) closes itself.
     public func close() throws(StoreError) {
         guard !isClosed else { return }
         try writeIndex(clean: true)
@@ -345,13 +350,13 @@ public final class Mailbox {
     // MARK: - Commits
 
     func makeCommit(assignedUIDs: [UInt32] = []) -> PendingCommit {
-        PendingCommit(id: user?.nextCommitID() ?? 0, assignedUIDs: assignedUIDs, uidValidity: uidValidity)
+        PendingCommit(id: user.nextCommitID(), assignedUIDs: assignedUIDs, uidValidity: uidValidity)
     }
 
     /// Finishes a commit on the owner thread once `DurabilityBatcher` ran it: tells observers of
     /// every mailbox it changed, or, when it failed, reconciles those mailboxes with the disk.
     public func complete(_ commit: PendingCommit, error: StoreError?) {
-        user?.complete(commit, error: error)
+        user.complete(commit, error: error)
     }
 
     /// Runs a commit right here (no batching) and completes it. For tools and tests; a server runs

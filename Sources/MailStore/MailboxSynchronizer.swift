@@ -126,7 +126,7 @@ struct MailboxSynchronizer {
             return (UIDList(uidValidity: previous.uidValidity, uidNext: previous.uidNext, entries: entries), true)
         }
         // No UIDs survive: a new UIDVALIDITY tells clients to forget what they cached.
-        let validity = mailbox.user?.newUIDValidity() ?? UInt32(truncatingIfNeeded: currentTimeNanoseconds() / 1_000_000_000)
+        let validity = mailbox.user.newUIDValidity()
         return (UIDList(uidValidity: validity), true)
     }
 

@@ -20,6 +20,10 @@ public struct QuotaUsage: Equatable, Sendable {
     public var messages: Int64
 }
 
+private struct WeakMailbox {
+    weak var mailbox: Mailbox?
+}
+
 /// A user's Maildir.
 ///
 /// Threading: not `Sendable`; it and its mailboxes belong to the user's event-loop thread. Methods
@@ -31,7 +35,8 @@ public final class UserMaildir {
     public let name: UserName
     let root: FileHandle
     let store: MailStore
-    private var openMailboxes: [String: Mailbox] = [:]
+    /// Mailboxes some session holds, by folder name. Weak: a mailbox nobody holds closes itself.
+    private var openMailboxes: [String: WeakMailbox] = [:]
     private var pendingEvents: [UInt64: [(mailbox: Mailbox, event: MailboxEvent, usage: (Int64, Int64))]] = [:]
     private var commitCounter: UInt64 = 0
     private var usage: QuotaUsage?
@@ -51,31 +56,20 @@ public final class UserMaildir {
     /// The open mailbox with this name, opening it (reading its index, reconciling after a crash)
     /// when no session has it yet. All sessions of the user share the object.
     public func mailbox(_ name: MailboxName) throws(StoreError) -> Mailbox {
-        if let open = openMailboxes[name.folderName] { return open }
+        if let open = openMailboxes[name.folderName]?.mailbox { return open }
         if !name.isInbox, try Directory.status(name.folderName, in: root.fd)?.isDirectory != true {
             throw .mailboxNotFound
         }
         let mailbox = try Mailbox(name: name, user: self, root: root, store: store)
-        openMailboxes[name.folderName] = mailbox
+        openMailboxes = openMailboxes.filter { $0.value.mailbox != nil }
+        openMailboxes[name.folderName] = WeakMailbox(mailbox: mailbox)
         return mailbox
-    }
-
-    /// Writes the clean index of mailboxes no session observes any more and forgets them.
-    public func closeUnobservedMailboxes() throws(StoreError) {
-        for (key, mailbox) in openMailboxes where mailbox.observerCount == 0 && !hasPendingCommits(mailbox) {
-            try mailbox.close()
-            openMailboxes[key] = nil
-        }
     }
 
     /// Closes every open mailbox (clean index snapshots). Call with no commit in flight.
     public func close() throws(StoreError) {
-        for mailbox in openMailboxes.values { try mailbox.close() }
+        for entry in openMailboxes.values { try entry.mailbox?.close() }
         openMailboxes = [:]
-    }
-
-    private func hasPendingCommits(_ mailbox: Mailbox) -> Bool {
-        pendingEvents.values.contains { $0.contains { $0.mailbox === mailbox } }
     }
 
     /// The user's mailboxes: INBOX, every folder, and the parent levels that exist only implicitly.
@@ -128,10 +122,7 @@ public final class UserMaildir {
     public func deleteMailbox(_ name: MailboxName) throws(StoreError) {
         if name.isInbox { throw .cannotDeleteInbox }
         guard try Directory.status(name.folderName, in: root.fd)?.isDirectory == true else { throw .mailboxNotFound }
-        if let open = openMailboxes.removeValue(forKey: name.folderName) {
-            open.isClosed = true
-            usage = nil
-        }
+        if let open = openMailboxes.removeValue(forKey: name.folderName)?.mailbox { open.isClosed = true }
         let doomed = "apus-deleting-\(nextCommitID())"
         _ = try systemCall("renameat") { renameat(root.fd, name.folderName, root.fd, doomed) }
         try root.sync()
@@ -159,7 +150,9 @@ public final class UserMaildir {
             moves.append((entry, target))
         }
         for (old, new) in moves {
-            if let open = openMailboxes.removeValue(forKey: old) { try open.close() }
+            if let open = openMailboxes.removeValue(forKey: old)?.mailbox {
+                try open.close()
+            }
             _ = try systemCall("renameat") { renameat(root.fd, old, root.fd, new) }
         }
         try root.sync()
