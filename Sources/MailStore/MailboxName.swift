@@ -140,7 +140,7 @@ public struct MailboxName: Hashable, Sendable, CustomStringConvertible {
         while index < component.endIndex {
             let byte = component[index]
             if byte == UInt8(ascii: "%"), index + 2 < component.endIndex,
-                let high = hexValue(component[index + 1]), let low = hexValue(component[index + 2])
+                let high = Hex.value(component[index + 1]), let low = Hex.value(component[index + 2])
             {
                 let decoded = high << 4 | low
                 if decoded == 0 || decoded == MailboxName.separator { return false }
@@ -152,15 +152,6 @@ public struct MailboxName: Hashable, Sendable, CustomStringConvertible {
             }
         }
         return true
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        default: return nil
-        }
     }
 }
 
