@@ -5,5 +5,7 @@ let package = Package(
     dependencies: [.package(name: "Apus", path: "..")],
     targets: [
         .executableTarget(name: "PerfProbe", dependencies: [.product(name: "Reactor", package: "Apus")]),
+        // The store benchmark: appends with fsync (1 and 50 writers), index load, flags, SEARCH TEXT.
+        .executableTarget(name: "StoreBench", dependencies: [.product(name: "MailStore", package: "Apus")]),
     ]
 )

@@ -164,10 +164,67 @@ public final class DurabilityBatcher: Sendable {
                     }
                 }
             }
-            for (index, target) in targets.enumerated() {
-                do { try target.sync() } catch { for position in owners[index] { errors[position] = error } }
+            for (index, error) in ConcurrentSync.run(targets).enumerated() {
+                guard let error else { continue }
+                for position in owners[index] { errors[position] = error }
             }
         }
         return batch.indices.map { CommitCompletion(commit: batch[$0], error: errors[$0]) }
+    }
+}
+
+/// fsyncs many files at once from a few threads. Journaling file systems (ext4's jbd2, XFS) let
+/// fsyncs that wait at the same time share one journal commit, so 50 new message files cost about
+/// what a few do; one after another, each would wait for a commit of its own.
+final class ConcurrentSync: Sendable {
+    /// Below this many targets the fsyncs run on the calling thread.
+    static let threshold = 4
+    static let maximumThreads = 8
+
+    private let targets: [FileHandle]
+    private let next = Atomic<Int>(0)
+    private let errors: Mutex<[StoreError?]>
+
+    private init(_ targets: [FileHandle]) {
+        self.targets = targets
+        errors = Mutex([StoreError?](repeating: nil, count: targets.count))
+    }
+
+    /// fsyncs every target; the result holds each one's error, if any.
+    static func run(_ targets: [FileHandle]) -> [StoreError?] {
+        let job = ConcurrentSync(targets)
+        var threads: [pthread_t] = []
+        if targets.count >= threshold {
+            for _ in 1..<min(maximumThreads, targets.count) {
+                var thread = pthread_t()
+                let context = Unmanaged.passRetained(job).toOpaque()
+                let created = pthread_create(&thread, nil, { context in
+                    let job = Unmanaged<ConcurrentSync>.fromOpaque(context!).takeRetainedValue()
+                    job.work()
+                    return nil
+                }, context)
+                if created == 0 {
+                    threads.append(thread)
+                } else {
+                    Unmanaged<ConcurrentSync>.fromOpaque(context).release()
+                    break
+                }
+            }
+        }
+        job.work()
+        for thread in threads { pthread_join(thread, nil) }
+        return job.errors.withLock { $0 }
+    }
+
+    private func work() {
+        while true {
+            let index = next.add(1, ordering: .relaxed).oldValue
+            guard index < targets.count else { return }
+            do {
+                try targets[index].sync()
+            } catch {
+                errors.withLock { $0[index] = error }
+            }
+        }
     }
 }
