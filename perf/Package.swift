@@ -7,7 +7,6 @@ let package = Package(
     name: "ApusPerf",
     dependencies: [.package(name: "Apus", path: "..")],
     targets: [
-        .executableTarget(name: "PerfProbe", dependencies: [.product(name: "Reactor", package: "Apus")]),
         // Counts heap allocations by interposing malloc and friends (see counter.c).
         .target(name: "CMallocCounter"),
         // perf/bench/parse: framing and command parsing over realistic client traffic.
@@ -16,5 +15,7 @@ let package = Package(
             dependencies: [.product(name: "IMAPProtocol", package: "Apus"), "CMallocCounter"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
+        // The store benchmark: appends with fsync (1 and 50 writers), index load, flags, SEARCH TEXT.
+        .executableTarget(name: "StoreBench", dependencies: [.product(name: "MailStore", package: "Apus")]),
     ]
 )

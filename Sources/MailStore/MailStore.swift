@@ -1,1 +1,106 @@
-// MailStore: Maildir store, index, MIME structure, search (no sockets, no wire syntax).
+// MailStore: the data directory, its lock, and the users' Maildirs.
+//
+//     <data>/apus.lock              flock(2)ed by the one process that owns the directory; holds its pid
+//     <data>/users/<user>/          the user's Maildir++ (INBOX: cur new tmp; folders: .Sent .Work ...)
+
+import Glibc
+
+/// An open data directory. Holding it holds the directory's lock; one process owns a data directory.
+///
+/// Threading: `Sendable` and immutable; `openUser` may be called from any thread, and the returned
+/// `UserMaildir` then belongs to the caller's thread (the user's event loop).
+public final class MailStore: Sendable {
+    static let lockFileName = "apus.lock"
+    static let usersDirectoryName = "users"
+
+    /// The store's configuration.
+    public let configuration: StoreConfiguration
+    let dataDirectory: FileHandle
+    let usersDirectory: FileHandle
+    private let lock: FileHandle
+    let nameGenerator = MaildirNameGenerator()
+
+    /// Opens (creating when needed) the data directory at `path` and takes its lock.
+    ///
+    /// - Throws: `StoreError.dataDirectoryLocked(pid:)` when another process (or another open
+    ///   `MailStore` in this one) holds it; `StoreError.system` when the directory cannot be used.
+    public init(dataDirectory path: String, configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .system(call: "mkdir", errno: errno) }
+        let data = try FileHandle.openDirectory(path: path)
+        let lock = try FileHandle.openFile(MailStore.lockFileName, in: data.fd, flags: O_RDWR | O_CREAT)
+        if flock(lock.fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            guard code == EWOULDBLOCK else { throw .system(call: "flock", errno: code) }
+            let holder = (try? lock.read(count: 32, at: 0)).flatMap { Int32(String(decoding: $0, as: UTF8.self)
+                .trimmingASCIIWhitespace) }
+            throw .dataDirectoryLocked(pid: holder)
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(lock.fd, 0)
+        try lock.write(pid, at: 0)
+        try Directory.make(MailStore.usersDirectoryName, in: data.fd)
+        self.usersDirectory = try FileHandle.openDirectory(MailStore.usersDirectoryName, in: data.fd)
+        self.dataDirectory = data
+        self.lock = lock
+        self.configuration = configuration
+    }
+
+    /// Opens a user's Maildir, creating it with INBOX and the special-use folders on first login.
+    public func openUser(_ name: UserName) throws(StoreError) -> UserMaildir {
+        let isNew = try Directory.status(name.value, in: usersDirectory.fd) == nil
+        if isNew { try createMaildir(for: name) }
+        let root = try FileHandle.openDirectory(name.value, in: usersDirectory.fd)
+        return UserMaildir(name: name, root: root, store: self)
+    }
+
+    /// Creates the Maildir under a temporary name and renames it into place, so a crash never leaves
+    /// a half-made user behind.
+    private func createMaildir(for name: UserName) throws(StoreError) {
+        let staging = ".new-" + name.value
+        if try Directory.status(staging, in: usersDirectory.fd) != nil {
+            try Directory.removeTree(staging, in: usersDirectory.fd)
+        }
+        try Directory.make(staging, in: usersDirectory.fd)
+        let root = try FileHandle.openDirectory(staging, in: usersDirectory.fd)
+        try Maildir.createFolder(in: root.fd)
+        for use in SpecialUse.allCases {
+            let folder = try MailboxName(use.defaultName)
+            try Directory.make(folder.folderName, in: root.fd)
+            let handle = try FileHandle.openDirectory(folder.folderName, in: root.fd)
+            try Maildir.createFolder(in: handle.fd, marker: true)
+            try handle.sync()
+        }
+        try Directory.replaceFile(Subscriptions.fileName, in: root.fd,
+                                  with: Subscriptions(SpecialUse.allCases.map(\.defaultName)).serialized, durable: true)
+        try root.sync()
+        if renameat(usersDirectory.fd, staging, usersDirectory.fd, name.value) != 0 && errno != EEXIST
+            && errno != ENOTEMPTY
+        {
+            throw .system(call: "renameat", errno: errno)
+        }
+        try usersDirectory.sync()
+    }
+}
+
+/// Maildir layout helpers.
+enum Maildir {
+    /// Creates cur/ new/ tmp/ in `directory` and, for a Maildir++ folder, the `maildirfolder` marker.
+    static func createFolder(in directory: Int32, marker: Bool = false) throws(StoreError) {
+        for name in ["cur", "new", "tmp"] { try Directory.make(name, in: directory) }
+        if marker {
+            let file = try FileHandle.openFile("maildirfolder", in: directory, flags: O_WRONLY | O_CREAT)
+            _ = file
+        }
+        _ = try systemCall("fsync") { fsync(directory) }
+    }
+}
+
+extension String {
+    var trimmingASCIIWhitespace: Substring {
+        let bytes = utf8
+        let start = bytes.firstIndex { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 } ?? bytes.endIndex
+        let end = bytes.lastIndex { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }.map { bytes.index(after: $0) }
+            ?? start
+        return self[start..<end]
+    }
+}

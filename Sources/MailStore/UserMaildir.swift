@@ -1,0 +1,293 @@
+// MailStore: one user's Maildir++: the mailbox list, subscriptions, quota, and the mailboxes the
+// user's sessions have open.
+
+import Glibc
+
+/// One entry of the mailbox list (RFC 3501 LIST, RFC 6154 special use).
+public struct MailboxListEntry: Equatable, Sendable {
+    public var name: MailboxName
+    /// The RFC 6154 attribute of a special-use folder, or nil.
+    public var specialUse: SpecialUse?
+    /// True when some mailbox lies below this one (\HasChildren).
+    public var hasChildren: Bool
+    /// True for a level that exists only as the parent of other mailboxes (\NonExistent/\Noselect).
+    public var isPlaceholder: Bool
+}
+
+/// Current usage against `QuotaLimits` (RFC 9208 GETQUOTA).
+public struct QuotaUsage: Equatable, Sendable {
+    public var storageBytes: Int64
+    public var messages: Int64
+}
+
+private struct WeakMailbox {
+    weak var mailbox: Mailbox?
+}
+
+/// A user's Maildir.
+///
+/// Threading: not `Sendable`; it and its mailboxes belong to the user's event-loop thread. Methods
+/// that open mailboxes or change the folder tree read and write the disk; the back end calls them
+/// where that is allowed (a worker holding the user for the moment, or the loop for short metadata
+/// work), never concurrently.
+public final class UserMaildir {
+    /// The user's name.
+    public let name: UserName
+    let root: FileHandle
+    let store: MailStore
+    /// Mailboxes some session holds, by folder name. Weak: a mailbox nobody holds closes itself.
+    private var openMailboxes: [String: WeakMailbox] = [:]
+    private var pendingEvents: [UInt64: [(mailbox: Mailbox, event: MailboxEvent, usage: (Int64, Int64))]] = [:]
+    private var commitCounter: UInt64 = 0
+    private var usage: QuotaUsage?
+    private var lastUIDValidity: UInt32 = 0
+
+    init(name: UserName, root: FileHandle, store: MailStore) {
+        self.name = name
+        self.root = root
+        self.store = store
+        for entry in (try? Directory.entries(of: root.fd)) ?? [] where entry.hasPrefix("apus-deleting-") {
+            try? Directory.removeTree(entry, in: root.fd)
+        }
+    }
+
+    // MARK: - Mailboxes
+
+    /// The open mailbox with this name, opening it (reading its index, reconciling after a crash)
+    /// when no session has it yet. All sessions of the user share the object.
+    public func mailbox(_ name: MailboxName) throws(StoreError) -> Mailbox {
+        if let open = openMailboxes[name.folderName]?.mailbox { return open }
+        if !name.isInbox, try Directory.status(name.folderName, in: root.fd)?.isDirectory != true {
+            throw .mailboxNotFound
+        }
+        let mailbox = try Mailbox(name: name, user: self, root: root, store: store)
+        openMailboxes = openMailboxes.filter { $0.value.mailbox != nil }
+        openMailboxes[name.folderName] = WeakMailbox(mailbox: mailbox)
+        return mailbox
+    }
+
+    /// Closes every open mailbox (clean index snapshots). Call with no commit in flight.
+    public func close() throws(StoreError) {
+        for entry in openMailboxes.values { try entry.mailbox?.close() }
+        openMailboxes = [:]
+    }
+
+    /// The user's mailboxes: INBOX, every folder, and the parent levels that exist only implicitly.
+    public func listMailboxes() throws(StoreError) -> [MailboxListEntry] {
+        var names: [MailboxName] = [.inbox]
+        for entry in try Directory.entries(of: root.fd) {
+            guard let name = MailboxName(folderName: entry), try Directory.status(entry, in: root.fd)?.isDirectory == true
+            else { continue }
+            names.append(name)
+        }
+        var existing = Set(names)
+        var placeholders: [MailboxName] = []
+        for name in names {
+            var parent = name.parent
+            while let level = parent, !existing.contains(level) {
+                existing.insert(level)
+                placeholders.append(level)
+                parent = level.parent
+            }
+        }
+        let all = (names + placeholders).sorted { $0.wireName < $1.wireName }
+        let specialUses = Dictionary(uniqueKeysWithValues: SpecialUse.allCases.map { ($0.defaultName, $0) })
+        let placeholderSet = Set(placeholders)
+        return all.map { name in
+            MailboxListEntry(
+                name: name, specialUse: specialUses[name.wireName],
+                hasChildren: all.contains { $0.isDescendant(of: name) }, isPlaceholder: placeholderSet.contains(name))
+        }
+    }
+
+    /// CREATE (RFC 3501 section 6.3.3). Parent levels need no folder of their own in Maildir++.
+    public func createMailbox(_ name: MailboxName) throws(StoreError) {
+        if name.isInbox { throw .mailboxExists }
+        if try Directory.status(name.folderName, in: root.fd) != nil { throw .mailboxExists }
+        // Made under a private name and renamed into place: a crash leaves no half-made folder.
+        let staging = "apus-deleting-create-\(nextCommitID())"
+        try Directory.make(staging, in: root.fd)
+        let folder = try FileHandle.openDirectory(staging, in: root.fd)
+        try Maildir.createFolder(in: folder.fd, marker: true)
+        if renameat(root.fd, staging, root.fd, name.folderName) != 0 {
+            let code = errno
+            try? Directory.removeTree(staging, in: root.fd)
+            throw code == EEXIST || code == ENOTEMPTY ? .mailboxExists : .system(call: "renameat", errno: code)
+        }
+        try root.sync()
+    }
+
+    /// DELETE (RFC 3501 section 6.3.4). Folders below it stay. The folder is first renamed out of
+    /// sight, then removed, so a crash never leaves half a mailbox visible.
+    public func deleteMailbox(_ name: MailboxName) throws(StoreError) {
+        if name.isInbox { throw .cannotDeleteInbox }
+        guard try Directory.status(name.folderName, in: root.fd)?.isDirectory == true else { throw .mailboxNotFound }
+        if let open = openMailboxes.removeValue(forKey: name.folderName)?.mailbox { open.isClosed = true }
+        let doomed = "apus-deleting-\(nextCommitID())"
+        _ = try systemCall("renameat") { renameat(root.fd, name.folderName, root.fd, doomed) }
+        try root.sync()
+        try Directory.removeTree(doomed, in: root.fd)
+        usage = nil
+    }
+
+    /// RENAME (RFC 3501 section 6.3.5), with the folders below it. Renaming INBOX moves its messages
+    /// into a new mailbox (UIDs and UIDVALIDITY go along) and leaves INBOX empty.
+    public func renameMailbox(_ from: MailboxName, to: MailboxName) throws(StoreError) {
+        if to.isInbox { throw .mailboxExists }
+        if try Directory.status(to.folderName, in: root.fd) != nil { throw .mailboxExists }
+        if from.isInbox {
+            try renameInbox(to: to)
+            return
+        }
+        guard try Directory.status(from.folderName, in: root.fd)?.isDirectory == true else { throw .mailboxNotFound }
+        if to.isDescendant(of: from) { throw .invalidMailboxName("cannot rename a mailbox into itself") }
+        var moves: [(String, String)] = [(from.folderName, to.folderName)]
+        for entry in try Directory.entries(of: root.fd) {
+            guard let name = MailboxName(folderName: entry), name.isDescendant(of: from) else { continue }
+            let suffix = entry.utf8.dropFirst(from.folderName.utf8.count)
+            let target = to.folderName + String(decoding: suffix, as: UTF8.self)
+            if target.utf8.count > MailboxName.maximumEncodedLength { throw .invalidMailboxName("name too long") }
+            moves.append((entry, target))
+        }
+        for (old, new) in moves {
+            if let open = openMailboxes.removeValue(forKey: old)?.mailbox {
+                try open.close()
+            }
+            _ = try systemCall("renameat") { renameat(root.fd, old, root.fd, new) }
+        }
+        try root.sync()
+        try moveSubscriptions(from: from, to: to)
+    }
+
+    private func renameInbox(to target: MailboxName) throws(StoreError) {
+        let inbox = try mailbox(.inbox)
+        try createMailbox(target)
+        let folder = try FileHandle.openDirectory(target.folderName, in: root.fd)
+        let folderCur = try FileHandle.openDirectory("cur", in: folder.fd)
+        // The new mailbox takes INBOX's UID list and keywords first, then each message moves over:
+        // at every moment a message is in exactly one of the two, under its UID.
+        if let list = try Directory.readFile(UIDList.fileName, in: root.fd) {
+            try Directory.replaceFile(UIDList.fileName, in: folder.fd, with: list, durable: true)
+        }
+        try Directory.replaceFile(KeywordTable.fileName, in: folder.fd, with: inbox.keywordTable.serialized, durable: true)
+        for position in 0..<inbox.index.records.count {
+            let name = inbox.index.name(of: inbox.index.records[position])
+            _ = try systemCall("renameat") { renameat(inbox.cur.fd, name, folderCur.fd, name) }
+        }
+        try folderCur.sync()
+        try inbox.cur.sync()
+        let vanished = inbox.uids
+        inbox.index.records.removeAll()
+        inbox.index.highestModseq += 1
+        try inbox.writeIndex(clean: false)
+        if !vanished.isEmpty { inbox.notify(.expunged(vanished)) }
+    }
+
+    // MARK: - Subscriptions
+
+    /// The subscribed names (LSUB, LIST (SUBSCRIBED)), which need not exist.
+    public func subscriptions() throws(StoreError) -> [String] {
+        Subscriptions(parsing: try Directory.readFile(Subscriptions.fileName, in: root.fd) ?? []).names
+    }
+
+    /// SUBSCRIBE (RFC 3501 section 6.3.6).
+    public func subscribe(_ name: MailboxName) throws(StoreError) {
+        try updateSubscriptions { $0.add(name.wireName) }
+    }
+
+    /// UNSUBSCRIBE (RFC 3501 section 6.3.7).
+    public func unsubscribe(_ name: MailboxName) throws(StoreError) {
+        try updateSubscriptions { $0.remove(name.wireName) }
+    }
+
+    private func updateSubscriptions(_ change: (inout Subscriptions) -> Bool) throws(StoreError) {
+        var list = Subscriptions(parsing: try Directory.readFile(Subscriptions.fileName, in: root.fd) ?? [])
+        if change(&list) {
+            try Directory.replaceFile(Subscriptions.fileName, in: root.fd, with: list.serialized, durable: true)
+        }
+    }
+
+    private func moveSubscriptions(from: MailboxName, to: MailboxName) throws(StoreError) {
+        try updateSubscriptions { list in
+            var changed = false
+            for name in list.names {
+                guard let old = try? MailboxName(name), old == from || old.isDescendant(of: from) else { continue }
+                let suffix = name.utf8.dropFirst(from.wireName.utf8.count)
+                _ = list.remove(name)
+                _ = list.add(to.wireName + String(decoding: suffix, as: UTF8.self))
+                changed = true
+            }
+            return changed
+        }
+    }
+
+    // MARK: - STATUS and quota
+
+    /// STATUS of a mailbox (opens it when no session has).
+    public func status(_ name: MailboxName) throws(StoreError) -> MailboxStatus {
+        try mailbox(name).status
+    }
+
+    /// The user's usage, summed over all mailboxes at first use and kept up to date afterwards.
+    public func quotaUsage() throws(StoreError) -> QuotaUsage {
+        if let usage { return usage }
+        var total = QuotaUsage(storageBytes: 0, messages: 0)
+        for entry in try listMailboxes() where !entry.isPlaceholder {
+            let status = try mailbox(entry.name).status
+            total.storageBytes += status.size
+            total.messages += Int64(status.messages)
+        }
+        usage = total
+        return total
+    }
+
+    /// The configured limits.
+    public var quotaLimits: QuotaLimits { store.configuration.quota }
+
+    func checkQuota(addingMessages messages: Int64, bytes: Int64) throws(StoreError) {
+        let limits = store.configuration.quota
+        guard limits.messages > 0 || limits.storageBytes > 0 else { return }
+        let current = try quotaUsage()
+        if limits.messages > 0 && current.messages + messages > limits.messages { throw .overQuota }
+        if limits.storageBytes > 0 && current.storageBytes + bytes > limits.storageBytes { throw .overQuota }
+    }
+
+    // MARK: - Commits
+
+    func nextCommitID() -> UInt64 {
+        commitCounter += 1
+        return commitCounter
+    }
+
+    /// A UIDVALIDITY for a new mailbox: the clock in seconds, but never one this process gave out.
+    func newUIDValidity() -> UInt32 {
+        let now = UInt32(truncatingIfNeeded: currentTimeNanoseconds() / 1_000_000_000)
+        lastUIDValidity = max(now, lastUIDValidity + 1)
+        return lastUIDValidity
+    }
+
+    /// Remembers what to announce, and how usage changes, when `commit` completes.
+    func record(_ commit: PendingCommit, event: MailboxEvent, in mailbox: Mailbox, usage change: (Int64, Int64)) {
+        if usage != nil {
+            usage!.messages += change.0
+            usage!.storageBytes += change.1
+        }
+        pendingEvents[commit.id, default: []].append((mailbox, event, change))
+    }
+
+    /// See `Mailbox.complete(_:error:)`.
+    func complete(_ commit: PendingCommit, error: StoreError?) {
+        guard let entries = pendingEvents.removeValue(forKey: commit.id) else { return }
+        if error == nil {
+            for entry in entries { entry.mailbox.notify(entry.event) }
+            return
+        }
+        // The disk is the truth: reconcile every mailbox the commit touched, then recount usage.
+        var seen: [ObjectIdentifier] = []
+        for entry in entries where !seen.contains(ObjectIdentifier(entry.mailbox)) {
+            seen.append(ObjectIdentifier(entry.mailbox))
+            try? entry.mailbox.resynchronize()
+        }
+        usage = nil
+    }
+}

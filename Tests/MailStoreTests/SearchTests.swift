@@ -1,0 +1,100 @@
+// MailStoreTests: SEARCH from the index, and content keys through the searcher hook.
+
+import Synchronization
+import Testing
+@testable import MailStore
+
+/// Matches content keys by plain substring over the raw bytes, counting how often it reads a file.
+final class SubstringSearcher: MessageContentSearcher {
+    let fileReads = Atomic<Int>(0)
+
+    func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
+        // The cached blob holds the first line (see FirstLineAnalyzer): enough for FROM.
+        if case .header(let field, let value) = key, field == "From" {
+            return contains(cached[...], value)
+        }
+        return nil
+    }
+
+    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer) -> Bool {
+        fileReads.add(1, ordering: .relaxed)
+        let bytes = Array(message)[...]
+        switch key {
+        case .header(_, let value), .body(let value), .text(let value): return contains(bytes, value)
+        case .sentDate: return false
+        }
+    }
+
+    private func contains(_ haystack: ArraySlice<UInt8>, _ needle: String) -> Bool {
+        let pattern = Array(needle.utf8)
+        guard !pattern.isEmpty, haystack.count >= pattern.count else { return pattern.isEmpty }
+        for start in haystack.startIndex...(haystack.endIndex - pattern.count)
+        where haystack[start..<(start + pattern.count)].elementsEqual(pattern) {
+            return true
+        }
+        return false
+    }
+}
+
+@Suite struct SearchTests {
+    func makeMailbox(_ temporary: TemporaryDirectory, searcher: SubstringSearcher) throws -> Mailbox {
+        let store = try temporary.openStore(StoreConfiguration(analyzer: FirstLineAnalyzer(), contentSearcher: searcher))
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        let day = SearchKey.day(year: 2024, month: 3, day: 1) * 86_400
+        try appendMessage(sampleMessage("alpha"), to: inbox, flags: [.seen], internalDate: day + 3600)
+        try appendMessage(sampleMessage("beta", bodyLines: 200), to: inbox, flags: [.flagged], keywords: ["Work"],
+                          internalDate: day + 86_400 + 10)
+        try appendMessage(sampleMessage("gamma"), to: inbox, flags: [.deleted, .seen], internalDate: day - 1)
+        return inbox
+    }
+
+    @Test func indexKeys() throws {
+        let temporary = TemporaryDirectory()
+        let inbox = try makeMailbox(temporary, searcher: SubstringSearcher())
+        let march1 = SearchKey.day(year: 2024, month: 3, day: 1)
+        #expect(march1 == 19_783)
+        let cases: [(SearchKey, [UInt32])] = [
+            (.all, [1, 2, 3]), (.seen, [1, 3]), (.unseen, [2]), (.flagged, [2]), (.unflagged, [1, 3]),
+            (.deleted, [3]), (.undeleted, [1, 2]), (.answered, []), (.unanswered, [1, 2, 3]), (.draft, []),
+            (.undraft, [1, 2, 3]),
+            (.keyword("work"), [2]), (.unkeyword("Work"), [1, 3]), (.keyword("Nope"), []), (.unkeyword("Nope"), [1, 2, 3]),
+            (.on(march1), [1]), (.before(march1), [3]), (.since(march1), [1, 2]), (.since(march1 + 1), [2]),
+            (.larger(Int64(sampleMessage("alpha").count)), [2]), (.smaller(Int64(sampleMessage("beta", bodyLines: 200).count)), [1, 3]),
+            (.uids([2...2, 3...9]), [2, 3]), (.modseq(inbox.message(at: 1).modseq), [2, 3]),
+            (.not(.seen), [2]), (.or(.flagged, .deleted), [2, 3]), (.and([.seen, .undeleted]), [1]),
+            (.recent, [2]), (.new, [2]), (.old, [1, 3]),
+            (.olderThan(3600), [1, 2, 3]), (.youngerThan(3600), []),
+            (.savedSince(SearchKey.day(year: 2025, month: 1, day: 1)), [1, 2, 3]), (.savedBefore(march1), []),
+        ]
+        for (key, expected) in cases {
+            #expect(inbox.search(key, recent: [2]).uids == expected, "\(key)")
+        }
+        let result = inbox.search(.or(.seen, .flagged))
+        #expect(result.highestModseq == (0..<3).map { inbox.message(at: $0).modseq }.max())
+        #expect(inbox.search(.answered).highestModseq == 0)
+    }
+
+    @Test func contentKeysReadFilesOnlyWhenTheyMust() throws {
+        let temporary = TemporaryDirectory()
+        let searcher = SubstringSearcher()
+        let inbox = try makeMailbox(temporary, searcher: searcher)
+        #expect(inbox.search(.content(.body("line 150 of beta"))).uids == [2])
+        #expect(searcher.fileReads.load(ordering: .relaxed) == 3)
+        // The index rules out messages before any file is read.
+        #expect(inbox.search(.and([.content(.text("message")), .flagged])).uids == [2])
+        #expect(searcher.fileReads.load(ordering: .relaxed) == 4)
+        // FROM is answered from the cached blob: no file at all.
+        #expect(inbox.search(.header("From", "a@example.org")).uids == [1, 2, 3])
+        #expect(inbox.search(.not(.header("From", "zzz"))).uids == [1, 2, 3])
+        #expect(searcher.fileReads.load(ordering: .relaxed) == 4)
+    }
+
+    @Test func contentKeysMatchNothingWithoutASearcher() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        try appendMessage(sampleMessage("a"), to: inbox)
+        #expect(inbox.search(.content(.text("a"))).uids.isEmpty)
+        #expect(inbox.search(.not(.content(.text("a")))).uids == [1])
+    }
+}

@@ -1,1 +1,0 @@
-import Reactor; print("ok")
