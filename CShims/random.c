@@ -9,10 +9,12 @@
 #include <string.h>
 #include <sys/random.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 
 int cshim_random_bytes(void *buf, size_t len) {
     if (len <= (size_t)0x7fffffff && RAND_bytes(buf, (int)len) == 1) return 0;
+    ERR_clear_error(); // keep the thread's queue empty for the TLS shims (see tls.c)
     // OpenSSL's pool can fail only when unseeded; the kernel pool is the fallback.
     unsigned char *p = buf;
     while (len > 0) {
@@ -57,15 +59,21 @@ int cshim_pbkdf2_hmac(const char *digest_name, const void *password, size_t pass
                       const void *salt, size_t salt_len, unsigned iterations,
                       void *out, size_t out_len) {
     const EVP_MD *md = EVP_get_digestbyname(digest_name);
+    if (md == NULL) ERR_clear_error();
     if (md == NULL || password_len > 0x7fffffff || salt_len > 0x7fffffff || out_len > 0x7fffffff) return -EINVAL;
-    if (PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len, (int)iterations, md, (int)out_len, out) != 1)
+    if (PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len, (int)iterations, md, (int)out_len, out) != 1) {
+        ERR_clear_error();
         return -EINVAL;
+    }
     return 0;
 }
 
 int cshim_digest(const char *digest_name, const void *data, size_t len, void *out) {
     const EVP_MD *md = EVP_get_digestbyname(digest_name);
     unsigned int n = 0;
-    if (md == NULL || EVP_Digest(data, len, out, &n, md, NULL) != 1) return -EINVAL;
+    if (md == NULL || EVP_Digest(data, len, out, &n, md, NULL) != 1) {
+        ERR_clear_error();
+        return -EINVAL;
+    }
     return (int)n;
 }

@@ -21,6 +21,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+/* OpenSSL wants the thread's error queue empty before each I/O call, or SSL_get_error can
+   misreport. Looking at the queue costs as much as a small record (ERR_peek_error is about 2%
+   of an echo's instructions), so instead every shim keeps it empty: each failure path drains
+   what it reported (capture_error, set_err, and the C functions in random.c), and the I/O
+   calls below do not clear it first. */
 // The last fatal error's text, per thread: OpenSSL's queue is per thread and is cleared
 // before every call, so it is captured at the moment of failure.
 static __thread char last_error[256];
@@ -110,8 +115,7 @@ static SSL_CTX *new_context(const SSL_METHOD *method) {
     // Partial writes: SSL_write returns after each record, so a slow peer cannot make us
     // buffer a whole message inside OpenSSL. Moving buffers: Swift arrays may move between
     // retries. Release buffers: idle connections (IDLE sessions) keep no 34 KiB of buffers.
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     // A peer that closes without close_notify is a plain close for IMAP, not an error.
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -252,7 +256,6 @@ static int map_result(SSL *ssl, int ret, const char *context) {
 
 int cshim_tls_handshake(cshim_tls *tls) {
     SSL *ssl = (SSL *)tls;
-    ERR_clear_error();
     errno = 0;
     int ret = SSL_do_handshake(ssl);
     if (ret == 1) return 0;
@@ -269,7 +272,6 @@ int cshim_tls_handshake(cshim_tls *tls) {
 int cshim_tls_read(cshim_tls *tls, void *buf, size_t len) {
     SSL *ssl = (SSL *)tls;
     if (len > 0x7fffffff) len = 0x7fffffff;
-    ERR_clear_error();
     errno = 0;
     int ret = SSL_read(ssl, buf, (int)len);
     return ret > 0 ? ret : map_result(ssl, ret, "read");
@@ -278,7 +280,6 @@ int cshim_tls_read(cshim_tls *tls, void *buf, size_t len) {
 int cshim_tls_write(cshim_tls *tls, const void *buf, size_t len) {
     SSL *ssl = (SSL *)tls;
     if (len > 0x7fffffff) len = 0x7fffffff;
-    ERR_clear_error();
     errno = 0;
     int ret = SSL_write(ssl, buf, (int)len);
     return ret > 0 ? ret : map_result(ssl, ret, "write");
@@ -286,7 +287,6 @@ int cshim_tls_write(cshim_tls *tls, const void *buf, size_t len) {
 
 int cshim_tls_shutdown(cshim_tls *tls) {
     SSL *ssl = (SSL *)tls;
-    ERR_clear_error();
     errno = 0;
     int ret = SSL_shutdown(ssl);
     if (ret >= 0) return 0; // 0: our close_notify is out; we do not wait for the peer's

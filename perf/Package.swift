@@ -7,6 +7,12 @@ let package = Package(
     name: "ApusPerf",
     dependencies: [.package(name: "Apus", path: "..")],
     targets: [
+        // perf/run reactor-echo and reactor-idle: the reactor as an echo server (see perf/c for the C baseline).
+        .executableTarget(
+            name: "ReactorEcho",
+            dependencies: [.product(name: "Reactor", package: "Apus")],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+        ),
         // Counts heap allocations by interposing malloc and friends (see counter.c).
         .target(name: "CMallocCounter"),
         // perf/bench/parse: framing and command parsing over realistic client traffic.

@@ -58,7 +58,13 @@ public final class Connection {
     }
 
     /// The loop that owns this connection now; changes only through ``transfer(to:)``.
-    public internal(set) unowned var loop: EventLoop
+    ///
+    /// `unowned(unsafe)`: a checked `unowned` reference costs an atomic retain on every access
+    /// (11% of the instructions of an echo). It is sound because a loop runs until all its
+    /// connections are closed, and every path that touches `loop` first checks that this
+    /// connection is open (a closed connection never reaches its loop again). Callers: read it
+    /// only while ``isOpen``.
+    public internal(set) unowned(unsafe) var loop: EventLoop
     /// The socket. Valid until the connection closes.
     public let descriptor: Int32
     /// The remote address.
@@ -234,7 +240,7 @@ public final class Connection {
 
     /// Delivers input again, starting with what was left unconsumed.
     public func resumeReading() {
-        guard pausedByHandler else { return }
+        guard pausedByHandler, state != .closed else { return }
         pausedByHandler = false
         redeliver = inbound.readableBytes > 0
         loop.markReady(self)
