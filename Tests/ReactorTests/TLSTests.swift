@@ -100,12 +100,8 @@ extension ReactorSocketTests {
     @Test func startTLSDiscardsPlaintextPipelinedAfterIt() throws {
         let certificate = try TestCertificate()
         defer { certificate.directory.remove() }
-        let server = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "srv")
-        let client = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "cli")
-        defer {
-            client.shutdown(gracePeriod: .seconds(1))
-            server.shutdown(gracePeriod: .seconds(1))
-        }
+        let (server, client) = try serverAndClientGroups()
+        defer { shutDown(server, client) }
         let serverTLS = try certificate.serverContext()
         let linesAfterTLS = Shared<[String]>([])
         let port = try server.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in
@@ -126,12 +122,8 @@ extension ReactorSocketTests {
             first.directory.remove()
             second.directory.remove()
         }
-        let server = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "srv")
-        let client = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "cli")
-        defer {
-            client.shutdown(gracePeriod: .seconds(1))
-            server.shutdown(gracePeriod: .seconds(1))
-        }
+        let (server, client) = try serverAndClientGroups()
+        defer { shutDown(server, client) }
         let holder = try first.serverContext()
         let port = try server.listen(ListenerSpec(host: "127.0.0.1", port: 0, tls: holder) { _ in EchoHandler() })
         let old = try HealthyClient(group: client, port: port, tls: first.clientContext())
@@ -147,12 +139,8 @@ extension ReactorSocketTests {
     @Test func clientResumesItsTLSSessionOnReconnect() throws {
         let certificate = try TestCertificate()
         defer { certificate.directory.remove() }
-        let server = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "srv")
-        let client = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "cli")
-        defer {
-            client.shutdown(gracePeriod: .seconds(1))
-            server.shutdown(gracePeriod: .seconds(1))
-        }
+        let (server, client) = try serverAndClientGroups()
+        defer { shutDown(server, client) }
         let port = try server.listen(ListenerSpec(host: "127.0.0.1", port: 0, tls: try certificate.serverContext()) { _ in
             EchoHandler()
         })
@@ -171,12 +159,8 @@ extension ReactorSocketTests {
     @Test func alpnAgreesOnIMAPAndRefusesOtherProtocols() throws {
         let certificate = try TestCertificate()
         defer { certificate.directory.remove() }
-        let server = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "srv")
-        let client = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "cli")
-        defer {
-            client.shutdown(gracePeriod: .seconds(1))
-            server.shutdown(gracePeriod: .seconds(1))
-        }
+        let (server, client) = try serverAndClientGroups()
+        defer { shutDown(server, client) }
         let port = try server.listen(ListenerSpec(host: "127.0.0.1", port: 0,
                                                   tls: try certificate.serverContext(alpn: ["imap"])) { _ in EchoHandler() })
         let imap = try HealthyClient(group: client, port: port, tls: certificate.clientContext(alpn: ["imap"]))
@@ -199,12 +183,8 @@ extension ReactorSocketTests {
         let file = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
         _ = content.withUnsafeBytes { write(file, $0.baseAddress, $0.count) }
         close(file)
-        let server = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "srv")
-        let client = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "cli")
-        defer {
-            client.shutdown(gracePeriod: .seconds(1))
-            server.shutdown(gracePeriod: .seconds(1))
-        }
+        let (server, client) = try serverAndClientGroups()
+        defer { shutDown(server, client) }
         let port = try server.listen(ListenerSpec(host: "127.0.0.1", port: 0, tls: tls ? try certificate.serverContext() : nil) { _ in
             FileServer(path: path, offset: 1000, count: content.count - 2000)
         })
@@ -213,6 +193,16 @@ extension ReactorSocketTests {
         #expect(reader.receive(count: expected.count) == expected)
         reader.close()
     }
+}
+
+/// A one-loop server group and a one-loop client group for a test.
+func serverAndClientGroups() throws -> (server: EventLoopGroup, client: EventLoopGroup) {
+    (try EventLoopGroup(loopCount: 1, workerCount: 1, name: "srv"), try EventLoopGroup(loopCount: 1, workerCount: 1, name: "cli"))
+}
+
+func shutDown(_ server: EventLoopGroup, _ client: EventLoopGroup) {
+    client.shutdown(gracePeriod: .seconds(1))
+    server.shutdown(gracePeriod: .seconds(1))
 }
 
 // MARK: - Handlers
