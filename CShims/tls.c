@@ -106,6 +106,60 @@ static int attach_alpn(SSL_CTX *ctx, int is_server, const unsigned char *alpn, s
     return 1;
 }
 
+// MARK: - SNI: per-name alternative contexts, kept with their context like the ALPN list
+
+typedef struct sni_entry {
+    char *name;
+    SSL_CTX *ctx;
+    struct sni_entry *next;
+} sni_entry;
+
+static int sni_index = -1;
+static pthread_once_t sni_once = PTHREAD_ONCE_INIT;
+
+static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    for (sni_entry *entry = ptr; entry != NULL;) {
+        sni_entry *next = entry->next;
+        free(entry->name);
+        SSL_CTX_free(entry->ctx);
+        free(entry);
+        entry = next;
+    }
+}
+
+static void sni_index_init(void) { sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free); }
+
+static int sni_select(SSL *ssl, int *alert, void *arg) {
+    (void)alert; (void)arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == NULL) return SSL_TLSEXT_ERR_OK;
+    for (sni_entry *entry = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), sni_index); entry != NULL; entry = entry->next) {
+        if (strcasecmp(entry->name, name) == 0) {
+            SSL_set_SSL_CTX(ssl, entry->ctx);
+            break;
+        }
+    }
+    // An unknown name gets the default certificate, as most mail servers do.
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int cshim_tls_server_context_add_name(cshim_tls_context *ctx, const char *server_name,
+                                      cshim_tls_context *alternative) {
+    pthread_once(&sni_once, sni_index_init);
+    sni_entry *entry = calloc(1, sizeof *entry);
+    if (entry == NULL || (entry->name = strdup(server_name)) == NULL) {
+        free(entry);
+        return -ENOMEM;
+    }
+    SSL_CTX_up_ref((SSL_CTX *)alternative);
+    entry->ctx = (SSL_CTX *)alternative;
+    entry->next = SSL_CTX_get_ex_data((SSL_CTX *)ctx, sni_index);
+    SSL_CTX_set_ex_data((SSL_CTX *)ctx, sni_index, entry);
+    SSL_CTX_set_tlsext_servername_callback((SSL_CTX *)ctx, sni_select);
+    return 0;
+}
+
 // MARK: - Contexts
 
 static SSL_CTX *new_context(const SSL_METHOD *method) {

@@ -174,6 +174,13 @@ cshim_tls_context *cshim_tls_server_context(const char *cert_chain_path, const c
 /// the host name given to cshim_tls_new.
 cshim_tls_context *cshim_tls_client_context(int verify, const char *ca_file, const unsigned char *alpn,
                                             size_t alpn_len, char *err, size_t err_len);
+/// Serves `alternative` (another server context: its certificate, key and ALPN) to clients
+/// whose SNI names `server_name` (case-insensitive), instead of `ctx`'s own certificate.
+/// Call while configuring `ctx`, before any connection uses it. Returns 0 or -ENOMEM.
+/// Why: SNI selection happens in an OpenSSL callback that swaps the connection's SSL_CTX,
+/// which only C can install.
+int cshim_tls_server_context_add_name(cshim_tls_context *ctx, const char *server_name,
+                                      cshim_tls_context *alternative);
 /// Drops our reference; connections made from the context keep it alive until they end,
 /// which is what makes certificate reload a matter of swapping contexts.
 void cshim_tls_context_free(cshim_tls_context *ctx);

@@ -38,16 +38,26 @@ public final class TLSContext: @unchecked Sendable {
     deinit { cshim_tls_context_free(pointer) }
 
     /// A server context from a PEM certificate chain and key; TLS 1.2 minimum.
-    /// - Parameter alpn: protocol names to accept (e.g. `["imap"]`); a client offering ALPN
-    ///   must offer one of them. Empty: ALPN ignored.
-    public static func server(certificateChain: String, privateKey: String, alpn: [String] = []) throws(TLSError) -> TLSContext {
+    /// - Parameters:
+    ///   - alpn: protocol names to accept (e.g. `["imap"]`); a client offering ALPN must offer
+    ///     one of them. Empty: ALPN ignored.
+    ///   - serverNames: other server contexts by SNI host name: a client asking for
+    ///     `mail.example.org` gets that context's certificate; any other name gets this one.
+    public static func server(certificateChain: String, privateKey: String, alpn: [String] = [],
+                              serverNames: [String: TLSContext] = [:]) throws(TLSError) -> TLSContext {
         var error = [CChar](repeating: 0, count: 256)
         let wire = alpnWireFormat(alpn)
         let pointer = wire.withUnsafeBufferPointer { alpnBytes in
             cshim_tls_server_context(certificateChain, privateKey, alpnBytes.baseAddress, alpnBytes.count, &error, error.count)
         }
         guard let pointer else { throw TLSError(string(fromC: error)) }
-        return TLSContext(pointer: pointer, isServer: true)
+        let context = TLSContext(pointer: pointer, isServer: true)
+        for (name, alternative) in serverNames where alternative.isServer {
+            guard cshim_tls_server_context_add_name(pointer, name, alternative.pointer) == 0 else {
+                throw TLSError("out of memory adding the certificate for \(name)")
+            }
+        }
+        return context
     }
 
     /// A client context; TLS 1.2 minimum.

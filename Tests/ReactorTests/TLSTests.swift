@@ -174,6 +174,33 @@ extension ReactorSocketTests {
         none.close()
     }
 
+    @Test func sniSelectsTheCertificateForTheNameTheClientAsksFor() throws {
+        let standard = try TestCertificate(), named = try TestCertificate(commonName: "mail.example.org")
+        defer {
+            standard.directory.remove()
+            named.directory.remove()
+        }
+        let (server, client) = try serverAndClientGroups()
+        defer { shutDown(server, client) }
+        let alternative = try TLSContext.server(certificateChain: named.certificatePath, privateKey: named.keyPath)
+        let context = try TLSContext.server(certificateChain: standard.certificatePath, privateKey: standard.keyPath,
+                                            serverNames: ["Mail.Example.org": alternative])
+        let names = Shared<[String?]>([])
+        let port = try server.listen(ListenerSpec(host: "127.0.0.1", port: 0, tls: TLSContextHolder(context)) { _ in
+            NameRecordingEcho(names)
+        })
+        let toNamed = try HealthyClient(group: client, port: port, tls: named.clientContext(), serverName: "mail.example.org")
+        #expect(toNamed.roundTrip([1]), "the named certificate verifies for its name")
+        toNamed.close()
+        let toDefault = try HealthyClient(group: client, port: port, tls: standard.clientContext())
+        #expect(toDefault.roundTrip([2]), "other names get the default certificate")
+        toDefault.close()
+        #expect(throws: HealthyClient.Failed.self) {
+            _ = try HealthyClient(group: client, port: port, tls: standard.clientContext(), serverName: "mail.example.org")
+        }
+        #expect(names.value.prefix(2) == ["mail.example.org", "localhost"])
+    }
+
     @Test(arguments: [false, true])
     func fileRegionsAreSentInOrderWithTheBytesAroundThem(tls: Bool) throws {
         let certificate = try TestCertificate()
@@ -220,6 +247,19 @@ final class WanderingEcho: ConnectionHandler {
         return bytes.count
     }
     func connectionMoved(_ connection: Connection) { moves.update { $0 += 1 } }
+}
+
+final class NameRecordingEcho: ConnectionHandler {
+    let names: Shared<[String?]>
+    init(_ names: Shared<[String?]>) { self.names = names }
+    func connectionActive(_ connection: Connection) {
+        let name = connection.tlsServerName
+        names.update { $0.append(name) }
+    }
+    func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
+        connection.write(bytes)
+        return bytes.count
+    }
 }
 
 final class ReasonRecordingEcho: ConnectionHandler {
@@ -362,14 +402,15 @@ final class HealthyClient: @unchecked Sendable {
     private let loop: EventLoopHandle
     private let handler: Handler
 
-    init(group: EventLoopGroup, port: UInt16, tls: TLSContext?, session: TLSSession? = nil) throws {
+    init(group: EventLoopGroup, port: UInt16, tls: TLSContext?, session: TLSSession? = nil,
+         serverName: String = "localhost") throws {
         loop = group.loops[0]
         let activated = Countdown(1)
         let handler = Handler(activated: activated)
         self.handler = handler
         let box = LoopLocal(handler)
         loop.execute { loop in
-            _ = try? loop.connect(host: "127.0.0.1", port: port, tls: tls, serverName: "localhost", session: session,
+            _ = try? loop.connect(host: "127.0.0.1", port: port, tls: tls, serverName: serverName, session: session,
                                   handler: box.value)
         }
         guard activated.wait(timeout: .seconds(10)) else { throw Failed(reason: nil) }
