@@ -85,10 +85,8 @@ public struct ByteBuffer: Sendable {
     /// copying the storage first if it is shared with a slice.
     @inlinable
     public mutating func reserveCapacity(minimumWritableBytes: Int) {
-        if let storage, isKnownUniquelyReferenced(&self.storage), writableBytes >= minimumWritableBytes {
-            _ = storage
-            return
-        }
+        // Checked without binding the storage, which would retain it on every write.
+        if isKnownUniquelyReferenced(&storage), writableBytes >= minimumWritableBytes { return }
         growOrCopy(minimumWritableBytes: minimumWritableBytes)
     }
 

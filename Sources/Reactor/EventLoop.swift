@@ -125,6 +125,8 @@ public final class EventLoop {
     let iovecs: UnsafeMutablePointer<iovec>
     private var readyList: [Connection] = []
     private var flushList: [Connection] = []
+    /// Swapped with the ready or flush list while it is served (never both at once).
+    private var spareList: [Connection] = []
     private var transferList: [Connection] = []
     var timers = TimerHeap()
     /// Output buffers of connections whose output drained, for the next writer.
@@ -240,12 +242,14 @@ public final class EventLoop {
 
     private func serveReadyList() {
         guard !readyList.isEmpty else { return }
-        let ready = readyList
-        readyList.removeAll(keepingCapacity: true)
-        for connection in ready {
+        // Swap with a spare list rather than copy: taking a second reference and then clearing
+        // the original would copy its storage every tick.
+        swap(&readyList, &spareList)
+        for connection in spareList {
             connection.inReadyList = false
             if connection.state == .active { connection.performReads() }
         }
+        spareList.removeAll(keepingCapacity: true)
     }
 
     func markReady(_ connection: Connection) {
@@ -262,12 +266,12 @@ public final class EventLoop {
 
     private func flushPending() {
         while !flushList.isEmpty {
-            let pending = flushList
-            flushList.removeAll(keepingCapacity: true)
-            for connection in pending {
+            swap(&flushList, &spareList)
+            for connection in spareList {
                 connection.inFlushList = false
                 if connection.state != .closed, connection.loop === self { connection.flush() }
             }
+            spareList.removeAll(keepingCapacity: true)
         }
     }
 
