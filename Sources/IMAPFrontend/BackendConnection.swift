@@ -188,6 +188,8 @@ final class BackendConnection: ConnectionHandler {
             close()
             return
         }
+        // Reading may have stopped for the client's sake; the answers must now be read and dropped.
+        resumeAfterClientDrained()
         if inIdle { connection?.write(Array("DONE\r\n".utf8)) }
         if outstanding == 0 {
             unauthenticate()
