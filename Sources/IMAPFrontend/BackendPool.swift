@@ -13,6 +13,7 @@ final class BackendPoolShared: Sendable {
     let busy = Atomic<Int>(0)
     let created = Atomic<Int>(0)
     let reused = Atomic<Int>(0)
+    let tlsResumed = Atomic<Int>(0)
     let down = Atomic<Bool>(false)
 
     init(name: String) { self.name = name }
@@ -22,7 +23,7 @@ final class BackendPoolShared: Sendable {
     var status: BackendPoolStatus {
         BackendPoolStatus(name: name, idle: idle.load(ordering: .relaxed), busy: busy.load(ordering: .relaxed),
                           down: isDown, created: created.load(ordering: .relaxed),
-                          reused: reused.load(ordering: .relaxed))
+                          reused: reused.load(ordering: .relaxed), tlsResumed: tlsResumed.load(ordering: .relaxed))
     }
 }
 
@@ -187,7 +188,10 @@ final class BackendPool {
     /// A new connection was greeted and its capabilities are known.
     func connectionGreeted(_ connection: BackendConnection) {
         openingCount -= 1
-        if let session = connection.connection?.tlsSessionForResumption() { tlsSession = session }
+        if let hop = connection.connection, hop.isTLS {
+            if hop.tlsSessionReused { shared.tlsResumed.add(1, ordering: .relaxed) }
+            if let session = hop.tlsSessionForResumption() { tlsSession = session }
+        }
         markUp()
         makeAvailable(connection)
         refill()

@@ -120,4 +120,6 @@ public struct BackendPoolStatus: Sendable, Equatable {
     public var created: Int
     /// Logins served by a connection that had served an earlier session.
     public var reused: Int
+    /// TLS hop connections that resumed an earlier TLS session (no full handshake).
+    public var tlsResumed: Int
 }
