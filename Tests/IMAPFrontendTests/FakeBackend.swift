@@ -7,6 +7,8 @@ import Synchronization
 /// What the fake back end saw, in order; tests wait on it instead of sleeping.
 enum FakeEvent: Equatable, Sendable {
     case accepted(connection: Int)
+    /// The address a connection came from.
+    case peer(String)
     case closed(connection: Int)
     /// A command by name (upper case) on a connection, with the user logged in when it arrived.
     case command(connection: Int, name: String, user: String?)
@@ -143,6 +145,7 @@ final class FakeBackendSession: ConnectionHandler {
     }
 
     func connectionActive(_ connection: Connection) {
+        events.append(.peer(connection.peer.host))
         events.append(.accepted(connection: number))
         connection.write(options.capabilityInGreeting ? "* OK [CAPABILITY \(capabilities)] fake ready\r\n" : "* OK fake ready\r\n")
     }

@@ -151,4 +151,17 @@ struct PoolReuseTests {
         _ = try session(port: harness.port, user: "alice")
         #expect(backend.events.acceptedCount == 1)
     }
+
+    @Test func hopConnectionsComeFromTheConfiguredSourceAddressesInTurn() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.sourceAddresses = ["127.0.0.2", "127.0.0.3"]
+            $0.pool.minimumIdle = 4
+        }
+        defer { harness.stop() }
+        #expect(harness.waitForPool(0) { $0.idle == 4 })
+        let peers = backend.events.all.compactMap { if case .peer(let host) = $0 { host } else { nil } }
+        #expect(peers.sorted() == ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"])
+    }
 }
