@@ -470,8 +470,12 @@ final class ClientSession: ConnectionHandler {
 
     // MARK: - Relay
 
+    /// The reactor's high-water mark (both sides use the default options): above it a connection
+    /// stops and later calls `connectionWritable`, which is what resumes the other side.
+    static let outputHighWaterMark = ConnectionOptions().highWaterMark
+
     /// Whether the client's queued output leaves room for more from the back end.
-    var clientCanTakeMore: Bool { connection.queuedOutputBytes < 256 * 1024 }
+    var clientCanTakeMore: Bool { connection.queuedOutputBytes <= ClientSession.outputHighWaterMark }
 
     /// Bytes from the back end, written unchanged.
     func relayToClient(_ bytes: UnsafeRawBufferPointer) {
@@ -528,7 +532,7 @@ final class ClientSession: ConnectionHandler {
         }
         var consumed = 0
         while consumed < bytes.count && phase == .relaying {
-            if hop.queuedOutputBytes >= 256 * 1024 {
+            if hop.queuedOutputBytes > ClientSession.outputHighWaterMark {
                 pausedForBackend = true
                 connection.pauseReading()
                 return consumed
