@@ -52,6 +52,11 @@ struct RelayTests {
         try client.send("0123456789\r\n")
         #expect(try client.responses(until: "a").last?.hasPrefix("a OK appended") == true)
         #expect(try client.command("b", "APPEND INBOX {5+}\r\nabcde").last?.hasPrefix("b OK appended") == true)
+        // A large message streams through (the relay holds none of it whole).
+        try client.send("d APPEND INBOX {3000000}\r\n")
+        #expect(try client.readResponse() == "+ go ahead")
+        try client.send(String(repeating: "m", count: 3_000_000) + "\r\n")
+        #expect(try client.responses(until: "d").last == "d OK appended 3000028 octets")
         let fetched = try client.command("c", "FETCH 1 BODY[]")
         #expect(fetched.count == 2 && fetched[0].count == "* 1 FETCH (BODY[] {200000}\r\n".count + 200_000 + 1)
         #expect(fetched[1] == "c OK fetched")
