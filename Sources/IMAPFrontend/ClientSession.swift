@@ -505,6 +505,8 @@ final class ClientSession: ConnectionHandler {
     /// A tagged answer passed: the LOGOUT or a shutdown may now proceed.
     func backendCompletedCommand() {
         guard let backend, backend.outstanding == 0 else { return }
+        // IDLE answered without DONE (refused, say): the next line is a command again.
+        inIdle = false
         if phase == .loggingOut {
             finishLogout()
         } else if shutdownRequested {
@@ -601,21 +603,21 @@ final class ClientSession: ConnectionHandler {
             inIdle = false
             return .forward
         }
-        let tag = ClientSession.tag(of: bytes)
+        // The tag is copied only for the commands answered here: relaying allocates nothing per command.
         let name = ClientSession.commandName(of: bytes)
         if ResponseLine.equalsUppercase(name, "LOGOUT") {
-            logoutTag = tag
+            logoutTag = ClientSession.tag(of: bytes)
             phase = .loggingOut
             connection.pauseReading()
             if backend.outstanding == 0 { finishLogout() }
             return .intercepted
         }
         if ResponseLine.equalsUppercase(name, "UNAUTHENTICATE") {
-            writeToClient(tag + Array(" BAD UNAUTHENTICATE is not available here\r\n".utf8))
+            writeToClient(ClientSession.tag(of: bytes) + Array(" BAD UNAUTHENTICATE is not available here\r\n".utf8))
             return .intercepted
         }
         if ResponseLine.equalsUppercase(name, "STARTTLS") {
-            writeToClient(tag + Array(" BAD STARTTLS is not allowed after login\r\n".utf8))
+            writeToClient(ClientSession.tag(of: bytes) + Array(" BAD STARTTLS is not allowed after login\r\n".utf8))
             return .intercepted
         }
         if ResponseLine.equalsUppercase(name, "COMPRESS") {
@@ -663,7 +665,11 @@ final class ClientSession: ConnectionHandler {
         start += 1
         guard start < bytes.count else { return UnsafeRawBufferPointer(rebasing: bytes[0..<0]) }
         var end = start
-        while end < bytes.count, ![0x20, 0x0D, 0x0A, UInt8(ascii: "{")].contains(bytes[end]) { end += 1 }
+        while end < bytes.count {
+            let byte = bytes[end]
+            if byte == 0x20 || byte == 0x0D || byte == 0x0A || byte == UInt8(ascii: "{") { break }
+            end += 1
+        }
         return UnsafeRawBufferPointer(rebasing: bytes[start..<end])
     }
 }

@@ -55,7 +55,9 @@ struct ResponseLine {
         guard bytes.count >= start + count else { return false }
         let candidate = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + count)])
         guard ResponseLine.equalsUppercase(candidate, word) else { return false }
-        return bytes.count == start + count || [0x20, 0x0D, 0x0A].contains(bytes[start + count])
+        guard bytes.count > start + count else { return true }
+        let next = bytes[start + count]
+        return next == 0x20 || next == 0x0D || next == 0x0A
     }
 
     /// Whether a space-, bracket- or end-delimited word of the line equals `token` (any case):
