@@ -44,7 +44,9 @@ final class BackendConnection: ConnectionHandler {
         case closed
     }
 
-    unowned let pool: BackendPool
+    /// Strong on purpose: a connection closing during shutdown must still find its pool. The cycle
+    /// with the pool's idle list ends when the connection closes.
+    let pool: BackendPool
     var connection: Connection?
     private(set) var state: State = .connecting
     /// The session the connection serves (relaying, logging in).

@@ -426,6 +426,7 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func answerUnavailable() {
+        core.loginsUnavailable.increment()
         timer?.cancel()
         backend = nil
         credentials = nil
@@ -438,6 +439,7 @@ final class ClientSession: ConnectionHandler {
     /// under the client's tag and start relaying.
     func backendLoginSucceeded(untagged: [UInt8], taggedText: UnsafeRawBufferPointer) {
         core.addressLimits.recordSuccess(connection.peer.host)
+        core.loginsSucceeded.increment()
         phase = .relaying
         connection.idleTimeout = core.configuration.idleTimeout
         var bytes = untagged
@@ -454,6 +456,7 @@ final class ClientSession: ConnectionHandler {
 
     /// The back end refused the credentials: answer (after the per-address delay) with its words.
     func backendLoginRejected(taggedText: UnsafeRawBufferPointer) {
+        core.loginsRejected.increment()
         backend = nil
         phase = .delayingFailure
         var answer = loginTag

@@ -105,6 +105,9 @@ final class FrontendCore: Sendable {
     let sessionCount = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
     let sessionsOpened: Counter
+    let loginsSucceeded: Counter
+    let loginsRejected: Counter
+    let loginsUnavailable: Counter
     private let capabilitySets: [IMAPCapabilitySet]
     private let greetings: [[UInt8]]
 
@@ -124,6 +127,10 @@ final class FrontendCore: Sendable {
                                             maximumDelay: configuration.failedLoginMaximumDelay)
         poolShares = names.map { BackendPoolShared(name: $0) }
         sessionsOpened = metrics.counter("apus_imap4_sessions_total", help: "Client sessions accepted by the front end")
+        let loginHelp = "Logins through the front end, by outcome"
+        loginsSucceeded = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "ok")])
+        loginsRejected = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "rejected")])
+        loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "unavailable")])
         // Pre-rendered CAPABILITY variants: [secure, plain with STARTTLS and login, plain before STARTTLS].
         let base = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID"]
         let auth = ["AUTH=PLAIN", "AUTH=LOGIN"]

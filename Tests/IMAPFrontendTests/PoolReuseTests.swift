@@ -56,6 +56,9 @@ struct PoolReuseTests {
         #expect(try client.command("c", "XSTATE").first?.hasPrefix("* XSTATE user=alice ") == true)
         #expect(backend.events.acceptedCount == 1)
         #expect(backend.events.violations.isEmpty)
+        let metrics = harness.metrics.prometheusText()
+        #expect(metrics.contains("apus_imap4_logins_total{result=\"ok\"} 1\n"))
+        #expect(metrics.contains("apus_imap4_logins_total{result=\"rejected\"} 1\n"))
     }
 
     @Test func failedLoginsAreSlowedPerAddress() throws {

@@ -127,6 +127,7 @@ final class FrontendHarness {
     let group: EventLoopGroup
     let server: FrontendServer
     let addresses: [SocketAddress]
+    let metrics = MetricsRegistry()
     var port: UInt16 { addresses[0].port }
 
     init(backends: [(String, UInt16)], loops: Int = 2,
@@ -146,7 +147,7 @@ final class FrontendHarness {
         group = try EventLoopGroup(loopCount: loops, workerCount: 1, name: "fe-test")
         do {
             server = try FrontendServer(configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4"),
-                                        metrics: MetricsRegistry())
+                                        metrics: metrics)
             addresses = try server.start(on: group)
         } catch {
             group.shutdown(gracePeriod: .zero)
