@@ -3,6 +3,7 @@
 import Testing
 @testable import IMAPFrontend
 import Reactor
+import Telemetry
 
 @Suite("Pool reuse")
 struct PoolReuseTests {
