@@ -124,7 +124,9 @@ final class BackendConnection: ConnectionHandler {
         idleSince = since
         owner = nil
         outstanding = 0
+        isOpaque = false
         byeRelayed = false
+        inStreamedResponse = false
         loginUntagged.removeAll()
         if pausedForClient {
             pausedForClient = false
@@ -176,6 +178,7 @@ final class BackendConnection: ConnectionHandler {
 
     private func unauthenticate() {
         state = .unauthenticating
+        pool.connectionReturning()
         expectedTag = nextTag()
         send(expectedTag, "UNAUTHENTICATE")
         armTimer()
@@ -271,7 +274,11 @@ final class BackendConnection: ConnectionHandler {
                 outstanding = max(0, outstanding - 1)
                 owner?.backendCompletedCommand()
             case .untagged:
-                if line.status == .bye { byeRelayed = true }
+                if line.status == .bye {
+                    byeRelayed = true
+                } else if !supportsUnauthenticate && line.untaggedIs("CAPABILITY") {
+                    supportsUnauthenticate = line.containsToken("UNAUTHENTICATE")
+                }
             case .continuation:
                 break
             }
@@ -342,6 +349,11 @@ final class BackendConnection: ConnectionHandler {
             let session = owner
             switch line.status {
             case .ok:
+                // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
+                if line.containsToken("UNAUTHENTICATE")
+                    || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
+                    supportsUnauthenticate = true
+                }
                 state = .relaying
                 session?.backendLoginSucceeded(untagged: loginUntagged, taggedText: text)
                 loginUntagged.removeAll()

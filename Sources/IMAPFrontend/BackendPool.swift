@@ -61,6 +61,11 @@ final class BackendPool {
     private(set) var openCount = 0
     /// Connections connecting, greeting or probing capabilities.
     private var openingCount = 0
+    /// Idle connections in a NOOP health check: back within a round trip, so a login waits for
+    /// one of them rather than opening a connection of its own.
+    private var checkingCount = 0
+    /// Connections whose UNAUTHENTICATE is under way: also back within a round trip.
+    private var returningCount = 0
     /// The last TLS session the back end gave us, offered on the next connect.
     private var tlsSession: TLSSession?
     private var backoff: Duration
@@ -130,6 +135,7 @@ final class BackendPool {
 
     /// Takes back a connection that is unauthenticated again (after UNAUTHENTICATE, or a failed login).
     func checkin(_ connection: BackendConnection) {
+        if connection.state == .unauthenticating { returningCount -= 1 }
         shared.busy.subtract(1, ordering: .relaxed)
         makeAvailable(connection)
     }
@@ -150,13 +156,18 @@ final class BackendPool {
         shared.idle.add(1, ordering: .relaxed)
     }
 
+    /// A connection sent UNAUTHENTICATE and should be back shortly.
+    func connectionReturning() { returningCount += 1 }
+
     // MARK: - Opening and losing connections
 
     /// Opens connections until the idle ones (and those on their way) cover the minimum and the
     /// waiting logins, within this loop's maximum.
     private func refill() {
         guard !stopped, !shared.isDown else { return }
-        while openCount < maximum && openingCount < waiters.count + max(0, minimumIdle - idle.count) {
+        while openCount < maximum
+            && openingCount + checkingCount + returningCount
+                < waiters.count + max(0, minimumIdle - idle.count - checkingCount - returningCount) {
             if !open() { return }
         }
     }
@@ -214,8 +225,10 @@ final class BackendPool {
             }
             refill()
         case .checking:
+            checkingCount -= 1
             refill()
         case .reserved, .loggingIn, .relaying, .draining, .unauthenticating:
+            if state == .unauthenticating { returningCount -= 1 }
             shared.busy.subtract(1, ordering: .relaxed)
             refill()
         case .closed:
@@ -280,12 +293,14 @@ final class BackendPool {
                 continue
             }
             kept += 1
+            checkingCount += 1
             connection.startHealthCheck()
         }
     }
 
     /// A health check answered OK.
     func healthCheckPassed(_ connection: BackendConnection) {
+        checkingCount -= 1
         makeAvailable(connection, keepIdleSince: true)
     }
 }

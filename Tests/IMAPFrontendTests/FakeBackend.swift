@@ -77,6 +77,8 @@ final class Semaphore: @unchecked Sendable {
 struct FakeBackendOptions: Sendable {
     /// Offer and honour UNAUTHENTICATE (RFC 8437); false behaves like Dovecot.
     var supportsUnauthenticate = true
+    /// Advertise UNAUTHENTICATE only after login (RFC 8437 section 3 allows it).
+    var unauthenticateOnlyAfterLogin = false
     /// Put CAPABILITY in the greeting; false makes the front end ask.
     var capabilityInGreeting = true
     /// Octets of the body FETCH returns.
@@ -140,8 +142,8 @@ final class FakeBackendSession: ConnectionHandler {
     }
 
     var capabilities: String {
-        "IMAP4rev1 IMAP4rev2 SASL-IR AUTH=PLAIN ID ENABLE IDLE LITERAL+"
-            + (options.supportsUnauthenticate ? " UNAUTHENTICATE" : "")
+        let advertised = options.supportsUnauthenticate && (user != nil || !options.unauthenticateOnlyAfterLogin)
+        return "IMAP4rev1 IMAP4rev2 SASL-IR AUTH=PLAIN ID ENABLE IDLE LITERAL+" + (advertised ? " UNAUTHENTICATE" : "")
     }
 
     func connectionActive(_ connection: Connection) {
@@ -248,7 +250,8 @@ final class FakeBackendSession: ConnectionHandler {
             }
             user = fields[1]
             sessions += 1
-            reply("OK [CAPABILITY IMAP4rev2 ENABLE IDLE UNSELECT XSTATE] logged in as \(fields[1])")
+            let afterLogin = options.unauthenticateOnlyAfterLogin ? " UNAUTHENTICATE" : ""
+            reply("OK [CAPABILITY IMAP4rev2 ENABLE IDLE UNSELECT XSTATE\(afterLogin)] logged in as \(fields[1])")
         case "UNAUTHENTICATE":
             guard options.supportsUnauthenticate, user != nil else {
                 reply("BAD not now")

@@ -127,6 +127,20 @@ struct PoolReuseTests {
         #expect(backend.events.violations.isEmpty)
     }
 
+    @Test func unauthenticateAdvertisedOnlyAfterLoginIsStillUsed() throws {
+        var options = FakeBackendOptions()
+        options.unauthenticateOnlyAfterLogin = true
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1)
+        defer { harness.stop() }
+        _ = try session(port: harness.port, user: "alice")
+        _ = try session(port: harness.port, user: "bob")
+        #expect(backend.events.acceptedCount == 1)
+        #expect(backend.events.wait { _ in backend.events.commands("UNAUTHENTICATE").count == 2 })
+        #expect(backend.events.violations.isEmpty)
+    }
+
     @Test func minimumIdleConnectionsAreOpenedAheadAndGreeted() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
