@@ -156,7 +156,8 @@ final class BackendConnection: ConnectionHandler {
         idTag = nextTag()
         expectedTag = nextTag()
         var bytes = idTag
-        bytes += Array(" ID (\"x-originating-ip\" \"\(clientAddress.host)\" \"x-originating-port\" \"\(clientAddress.port)\" \"x-session-id\" \"\(sessionID)\")\r\n".utf8)
+        bytes += Array(" ID (\"x-originating-ip\" \"\(clientAddress.host)\"".utf8)
+        bytes += Array(" \"x-originating-port\" \"\(clientAddress.port)\" \"x-session-id\" \"\(sessionID)\")\r\n".utf8)
         bytes += expectedTag
         bytes += Array(" AUTHENTICATE PLAIN ".utf8)
         bytes += credentials.plainInitialResponse

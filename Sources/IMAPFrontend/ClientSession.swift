@@ -138,7 +138,8 @@ final class ClientSession: ConnectionHandler {
     }
 
     func connectionIdleTimeout(_ connection: Connection) {
-        if phase == .relaying && !inIdle && backend?.outstanding ?? 0 > 0 { return }  // a slow command, not an idle client
+        // A slow command, not an idle client.
+        if phase == .relaying && !inIdle && backend?.outstanding ?? 0 > 0 { return }
         writeToClient(Array("* BYE Autologout; idle for too long\r\n".utf8))
         connection.close(.afterFlush)
     }

@@ -45,7 +45,8 @@ public final class FrontendServer: Sendable {
         }
         var addresses: [SocketAddress] = []
         for address in configuration.listeners {
-            let spec = ListenerSpec(host: address.host, port: address.port, makeHandler: FrontendServer.handlerMaker(core, boxes))
+            let spec = ListenerSpec(host: address.host, port: address.port,
+                                    makeHandler: FrontendServer.handlerMaker(core, boxes))
             addresses.append(SocketAddress(host: address.host, port: try group.listen(spec)))
         }
         if let tls = configuration.tls {
@@ -121,7 +122,8 @@ final class FrontendCore: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
-        router = try BackendRouter(backendNames: names, routes: configuration.routes, routesFile: configuration.routesFile)
+        router = try BackendRouter(backendNames: names, routes: configuration.routes,
+                                   routesFile: configuration.routesFile)
         addressLimits = ClientAddressLimits(maximumConnections: configuration.maximumConnectionsPerAddress,
                                             baseDelay: configuration.failedLoginDelay,
                                             maximumDelay: configuration.failedLoginMaximumDelay)
@@ -130,7 +132,8 @@ final class FrontendCore: Sendable {
         let loginHelp = "Logins through the front end, by outcome"
         loginsSucceeded = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "ok")])
         loginsRejected = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "rejected")])
-        loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "unavailable")])
+        loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp,
+                                            labels: [("result", "unavailable")])
         // Pre-rendered CAPABILITY variants: [secure, plain with STARTTLS and login, plain before STARTTLS].
         let base = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID"]
         let auth = ["AUTH=PLAIN", "AUTH=LOGIN"]
@@ -169,7 +172,8 @@ final class FrontendLoopContext {
         let settings = core.configuration.pool
         // This loop's share of each count; the shares add up to the configured figures.
         let index = loop.index
-        let maximum = settings.maximumConnections / loopCount + (index < settings.maximumConnections % loopCount ? 1 : 0)
+        let maximum = settings.maximumConnections / loopCount
+            + (index < settings.maximumConnections % loopCount ? 1 : 0)
         let minimumIdle = settings.minimumIdle / loopCount + (index < settings.minimumIdle % loopCount ? 1 : 0)
         pools = zip(core.configuration.backends, core.poolShares).map { endpoint, shared in
             BackendPool(endpoint: endpoint, settings: settings, shared: shared, loop: loop, maximum: maximum,

@@ -17,8 +17,10 @@ struct TestCertificates {
         }
         directory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         try SelfSignedCertificate.make(certificatePath: directory + "/cert.pem", keyPath: directory + "/key.pem")
-        serverHolder = TLSContextHolder(try TLSContext.server(certificateChain: directory + "/cert.pem",
-                                                              privateKey: directory + "/key.pem"))
+        serverHolder = TLSContextHolder(
+            try TLSContext.server(
+                certificateChain: directory + "/cert.pem",
+                privateKey: directory + "/key.pem"))
     }
 
     func clientContext() throws -> TLSContext { try TLSContext.client(verify: true, caFile: certificatePath) }

@@ -149,7 +149,8 @@ final class FakeBackendSession: ConnectionHandler {
     func connectionActive(_ connection: Connection) {
         events.append(.peer(connection.peer.host))
         events.append(.accepted(connection: number))
-        connection.write(options.capabilityInGreeting ? "* OK [CAPABILITY \(capabilities)] fake ready\r\n" : "* OK fake ready\r\n")
+        connection.write(
+            options.capabilityInGreeting ? "* OK [CAPABILITY \(capabilities)] fake ready\r\n" : "* OK fake ready\r\n")
     }
 
     func connectionShutdownRequested(_ connection: Connection) { connection.close(.immediately) }
@@ -230,8 +231,10 @@ final class FakeBackendSession: ConnectionHandler {
         case "ID":
             if user != nil { events.append(.violation("ID from the proxy on an authenticated connection")) }
             if let found = argument.split(separator: " ").firstIndex(of: "\"x-session-id\""),
-               found + 1 < argument.split(separator: " ").count {
-                originatingSession = String(argument.split(separator: " ")[found + 1].filter { $0 != "\"" && $0 != ")" })
+                found + 1 < argument.split(separator: " ").count
+            {
+                originatingSession = String(
+                    argument.split(separator: " ")[found + 1].filter { $0 != "\"" && $0 != ")" })
             }
             connection.write("* ID (\"name\" \"fake\")\r\n")
             reply("OK done")
@@ -239,11 +242,14 @@ final class FakeBackendSession: ConnectionHandler {
             if user != nil { events.append(.violation("login on an authenticated connection (user \(user!))")) }
             let parts = argument.split(separator: " ")
             guard parts.count == 2, parts[0].uppercased() == "PLAIN",
-                  let decoded = decodeBase64(String(parts[1])) else {
+                let decoded = decodeBase64(String(parts[1]))
+            else {
                 reply("BAD bad AUTHENTICATE")
                 return
             }
-            let fields = decoded.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+            let fields = decoded.split(separator: 0, omittingEmptySubsequences: false).map {
+                String(decoding: $0, as: UTF8.self)
+            }
             guard fields.count == 3, fields[2] == "pw-" + fields[1] else {
                 reply("NO [AUTHENTICATIONFAILED] wrong password")
                 return
@@ -282,8 +288,9 @@ final class FakeBackendSession: ConnectionHandler {
         case "APPEND":
             reply("OK appended \(command.count) octets")
         case "XSTATE":
-            let line = "user=\(user ?? "NIL") selected=\(selected ?? "NIL") "
-                + "enabled=\(enabled.isEmpty ? "NIL" : enabled.joined(separator: ",")) session=\(originatingSession ?? "NIL")"
+            let enabledList = enabled.isEmpty ? "NIL" : enabled.joined(separator: ",")
+            let line = "user=\(user ?? "NIL") selected=\(selected ?? "NIL") enabled=\(enabledList) "
+                + "session=\(originatingSession ?? "NIL")"
             connection.write("* XSTATE \(line)\r\n")
             reply("OK state")
         case "COMPRESS":

@@ -1,9 +1,10 @@
 // IMAPFrontend tests: pooled back-end connections are really reused, and never carry a user's state.
 
-import Testing
-@testable import IMAPFrontend
 import Reactor
 import Telemetry
+import Testing
+
+@testable import IMAPFrontend
 
 @Suite("Pool reuse")
 struct PoolReuseTests {
@@ -15,7 +16,8 @@ struct PoolReuseTests {
         try client.login(user)
         let state = try client.command("s", "XSTATE")
         guard state.count == 2, state[0].hasPrefix("* XSTATE user=\(user) selected=NIL enabled=NIL session="),
-              state[1].hasPrefix("s OK") else {
+            state[1].hasPrefix("s OK")
+        else {
             throw TestFailure("session of \(user) saw \(state)")
         }
         try client.command("t", "SELECT INBOX.\(user)")
@@ -47,7 +49,9 @@ struct PoolReuseTests {
     @Test func failedLoginReturnsTheConnectionUnauthenticated() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
-        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) { $0.pool.maximumConnections = 1 }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = 1
+        }
         defer { harness.stop() }
         let client = try TestClient(port: harness.port)
         _ = try client.readResponse()
@@ -120,7 +124,8 @@ struct PoolReuseTests {
         defer { harness.stop() }
         _ = try session(port: harness.port, user: "alice")
         _ = try session(port: harness.port, user: "bob")
-        #expect(backend.events.wait { events in events.filter { if case .closed = $0 { true } else { false } }.count >= 2 })
+        #expect(
+            backend.events.wait { events in events.filter { if case .closed = $0 { true } else { false } }.count >= 2 })
         #expect(backend.events.acceptedCount >= 2)
         #expect(backend.events.commands("UNAUTHENTICATE").isEmpty)
         #expect(backend.events.commands("CAPABILITY").count >= 1)  // asked, since the greeting did not say
@@ -163,9 +168,10 @@ struct PoolReuseTests {
             $0.pool.healthCheckInterval = .milliseconds(50)
         }
         defer { harness.stop() }
-        #expect(backend.events.wait { events in
-            events.contains { if case .command(_, "NOOP", nil) = $0 { true } else { false } }
-        })
+        #expect(
+            backend.events.wait { events in
+                events.contains { if case .command(_, "NOOP", nil) = $0 { true } else { false } }
+            })
         _ = try session(port: harness.port, user: "alice")
         #expect(backend.events.acceptedCount == 1)
     }

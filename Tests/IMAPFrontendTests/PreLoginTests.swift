@@ -1,13 +1,16 @@
 // IMAPFrontend tests: what the front end answers by itself before login.
 
-import Testing
-@testable import IMAPFrontend
 import Reactor
+import Testing
+
+@testable import IMAPFrontend
 
 @Suite("Pre-login answers")
 struct PreLoginTests {
     /// A front end whose only back end is a closed port: pre-login needs no back end at all.
-    private func frontEndWithoutBackend(_ configure: (inout FrontendConfiguration) -> Void = { _ in }) throws -> FrontendHarness {
+    private func frontEndWithoutBackend(_ configure: (inout FrontendConfiguration) -> Void = { _ in }) throws
+        -> FrontendHarness
+    {
         try FrontendHarness(backends: [("nowhere", 1)], configure: configure)
     }
 
@@ -42,7 +45,9 @@ struct PreLoginTests {
         #expect(greeting.contains("STARTTLS") && greeting.contains("LOGINDISABLED"))
         #expect(!greeting.contains("AUTH=PLAIN"))
         #expect(try client.command("a", "LOGIN alice pw-alice").last?.hasPrefix("a NO [PRIVACYREQUIRED]") == true)
-        #expect(try client.command("b", "AUTHENTICATE PLAIN AGFsaWNlAHB3LWFsaWNl").last?.hasPrefix("b NO [PRIVACYREQUIRED]") == true)
+        #expect(
+            try client.command("b", "AUTHENTICATE PLAIN AGFsaWNlAHB3LWFsaWNl").last?.hasPrefix("b NO [PRIVACYREQUIRED]")
+                == true)
         #expect(try client.command("c", "STARTTLS") == ["c OK Begin TLS negotiation now"])
     }
 
@@ -95,8 +100,9 @@ struct PreLoginTests {
         // SASL-IR, and LOGIN with a synchronizing literal.
         let third = try TestClient(port: harness.port)
         _ = try third.readResponse()
-        #expect(try third.command("h", "AUTHENTICATE PLAIN " + base64("\0carol\0pw-wrong")).last?
-            .hasPrefix("h NO [AUTHENTICATIONFAILED]") == true)
+        #expect(
+            try third.command("h", "AUTHENTICATE PLAIN " + base64("\0carol\0pw-wrong")).last?
+                .hasPrefix("h NO [AUTHENTICATIONFAILED]") == true)
         try third.send("i LOGIN {5}\r\n")
         #expect(try third.readResponse() == "+ Ready for literal data")
         try third.send("carol pw-carol\r\n")

@@ -1,9 +1,10 @@
 // IMAPFrontend tests: the relay after login, clients that vanish, and back ends that die.
 
 import Glibc
-import Testing
-@testable import IMAPFrontend
 import Reactor
+import Testing
+
+@testable import IMAPFrontend
 
 @Suite("Relay and failures")
 struct RelayTests {
@@ -65,7 +66,9 @@ struct RelayTests {
     @Test func unauthenticateAndStartTLSAreRefusedAfterLogin() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
-        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) { $0.pool.maximumConnections = 1 }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = 1
+        }
         defer { harness.stop() }
         let client = try loggedIn(harness.port, "alice")
         #expect(try client.command("a", "UNAUTHENTICATE") == ["a BAD UNAUTHENTICATE is not available here"])
@@ -91,7 +94,9 @@ struct RelayTests {
     @Test func clientKilledMidLiteralClosesTheBackendConnection() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
-        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) { $0.pool.maximumConnections = 1 }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = 1
+        }
         defer { harness.stop() }
         do {
             let client = try loggedIn(harness.port, "alice")
@@ -112,7 +117,9 @@ struct RelayTests {
     @Test func clientKilledInIdleEndsIdleAndReleasesTheConnection() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
-        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) { $0.pool.maximumConnections = 1 }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = 1
+        }
         defer { harness.stop() }
         do {
             let client = try loggedIn(harness.port, "alice")
@@ -123,7 +130,9 @@ struct RelayTests {
         // DONE, then UNAUTHENTICATE once the IDLE was answered; the connection stays open.
         #expect(backend.events.wait { _ in !backend.events.commands("UNAUTHENTICATE").isEmpty })
         let done = backend.events.all.firstIndex { if case .command(_, "DONE", _) = $0 { true } else { false } }
-        let unauthenticate = backend.events.all.firstIndex { if case .command(_, "UNAUTHENTICATE", _) = $0 { true } else { false } }
+        let unauthenticate = backend.events.all.firstIndex {
+            if case .command(_, "UNAUTHENTICATE", _) = $0 { true } else { false }
+        }
         #expect(done != nil && unauthenticate != nil && done! < unauthenticate!)
         let next = try loggedIn(harness.port, "bob")
         #expect(try next.command("b", "XSTATE").first?.hasPrefix("* XSTATE user=bob selected=NIL enabled=NIL") == true)
@@ -136,7 +145,9 @@ struct RelayTests {
         options.fetchBodySize = 8 * 1024 * 1024
         let backend = try FakeBackend(options: options)
         defer { backend.kill() }
-        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) { $0.pool.maximumConnections = 1 }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = 1
+        }
         defer { harness.stop() }
         do {
             let client = try loggedIn(harness.port, "alice")
@@ -147,9 +158,10 @@ struct RelayTests {
         }
         let number = try #require(connections(backend, "FETCH").first)
         // Either released cleanly (after the FETCH's tagged answer) or closed; then a new session is clean.
-        #expect(backend.events.wait { _ in
-            closed(backend, number) || connections(backend, "UNAUTHENTICATE").contains(number)
-        })
+        #expect(
+            backend.events.wait { _ in
+                closed(backend, number) || connections(backend, "UNAUTHENTICATE").contains(number)
+            })
         let next = try loggedIn(harness.port, "bob")
         #expect(try next.command("b", "XSTATE").first?.hasPrefix("* XSTATE user=bob selected=NIL enabled=NIL") == true)
         #expect(backend.events.violations.isEmpty)

@@ -2,6 +2,7 @@
 
 import Glibc
 import Testing
+
 @testable import IMAPFrontend
 
 @Suite("Routing and SASL")
@@ -17,8 +18,9 @@ struct RoutingTests {
     }
 
     @Test func tableRoutesUsersAndDomainsCaseInsensitively() throws {
-        let router = try BackendRouter(backendNames: ["a", "b", "c"],
-                                       routes: ["Alice": "c", "@example.org": "b"], routesFile: nil)
+        let router = try BackendRouter(
+            backendNames: ["a", "b", "c"],
+            routes: ["Alice": "c", "@example.org": "b"], routesFile: nil)
         #expect(router.backendIndex(for: Array("alice".utf8)) == 2)
         #expect(router.backendIndex(for: Array("ALICE".utf8)) == 2)
         #expect(router.backendIndex(for: Array("bob@Example.ORG".utf8)) == 1)

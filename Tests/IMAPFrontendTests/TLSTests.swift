@@ -1,9 +1,10 @@
 // IMAPFrontend tests: TLS on both sides (STARTTLS, implicit TLS, a TLS hop) and Python's imaplib.
 
 import Glibc
-import Testing
-@testable import IMAPFrontend
 import Reactor
+import Testing
+
+@testable import IMAPFrontend
 
 /// Runs a program to completion (bounded by coreutils `timeout`) and returns its exit status
 /// and standard output.
@@ -81,8 +82,10 @@ struct TLSTests {
         _ = Array(script.utf8).withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         close(descriptor)
         defer { unlink(path) }
-        let result = try runProgram(["python3", path, "\(harness.addresses[0].port)", "\(harness.addresses[1].port)",
-                                     certificates.certificatePath])
+        let result = try runProgram([
+            "python3", path, "\(harness.addresses[0].port)", "\(harness.addresses[1].port)",
+            certificates.certificatePath,
+        ])
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("imaplib ok"))
         #expect(backend.events.violations.isEmpty)

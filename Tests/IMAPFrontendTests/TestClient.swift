@@ -1,9 +1,10 @@
 // IMAPFrontend tests: TestClient, a blocking IMAP client on a loopback socket, and the front-end harness.
 
 import Glibc
-@testable import IMAPFrontend
 import Reactor
 import Telemetry
+
+@testable import IMAPFrontend
 
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
@@ -65,7 +66,9 @@ final class TestClient {
         while true {
             var lineFeed = buffer.firstIndex(of: 0x0A)
             while lineFeed == nil {
-                guard try fill() else { return response.isEmpty && buffer.isEmpty ? nil : String(decoding: response + buffer, as: UTF8.self) }
+                guard try fill() else {
+                    return response.isEmpty && buffer.isEmpty ? nil : String(decoding: response + buffer, as: UTF8.self)
+                }
                 lineFeed = buffer.firstIndex(of: 0x0A)
             }
             let line = Array(buffer[0...lineFeed!])
@@ -73,7 +76,8 @@ final class TestClient {
             response += line
             let text = String(decoding: line, as: UTF8.self).trimmingSuffixNewline
             guard text.hasSuffix("}"), let open = text.lastIndex(of: "{"),
-                  let size = Int(text[text.index(after: open)..<text.index(before: text.endIndex)]) else {
+                let size = Int(text[text.index(after: open)..<text.index(before: text.endIndex)])
+            else {
                 return String(decoding: response, as: UTF8.self).trimmingSuffixNewline
             }
             while buffer.count < size {
@@ -130,8 +134,10 @@ final class FrontendHarness {
     let metrics = MetricsRegistry()
     var port: UInt16 { addresses[0].port }
 
-    init(backends: [(String, UInt16)], loops: Int = 2,
-         configure: (inout FrontendConfiguration) -> Void = { _ in }) throws {
+    init(
+        backends: [(String, UInt16)], loops: Int = 2,
+        configure: (inout FrontendConfiguration) -> Void = { _ in }
+    ) throws {
         var configuration = FrontendConfiguration()
         configuration.listeners = [SocketAddress(host: "127.0.0.1", port: 0)]
         configuration.tlsListeners = []
@@ -146,8 +152,9 @@ final class FrontendHarness {
         configure(&configuration)
         group = try EventLoopGroup(loopCount: loops, workerCount: 1, name: "fe-test")
         do {
-            server = try FrontendServer(configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4"),
-                                        metrics: metrics)
+            server = try FrontendServer(
+                configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4"),
+                metrics: metrics)
             addresses = try server.start(on: group)
         } catch {
             group.shutdown(gracePeriod: .zero)

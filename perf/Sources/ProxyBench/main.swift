@@ -51,7 +51,8 @@ func parseArguments() -> Settings {
         case "--backend": settings.backend = parseAddress(Substring(value))
         case "--peer":
             guard let equals = value.firstIndex(of: "="),
-                  let address = parseAddress(value[value.index(after: equals)...]) else { fail("--peer NAME=HOST:PORT") }
+                let address = parseAddress(value[value.index(after: equals)...])
+            else { fail("--peer NAME=HOST:PORT") }
             settings.peers.append(Target(name: String(value[..<equals]), host: address.0, port: address.1))
         case "--clients": settings.clients = Int(value) ?? settings.clients
         case "--seconds": settings.seconds = Int(value) ?? settings.seconds
@@ -109,17 +110,22 @@ func runSession(_ target: Target, user: String, password: String) -> Bool {
     address.sin_port = target.port.bigEndian
     address.sin_addr.s_addr = inet_addr(target.host)
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard connected == 0 else { return false }
     var buffer: [UInt8] = []
     guard readUntil(descriptor, Array("\r\n".utf8), &buffer) else { return false }
-    let steps = [("pb1", "LOGIN \(user) \(password)"), ("pb2", "SELECT INBOX"), ("pb3", "FETCH 1 BODY[]"), ("pb4", "LOGOUT")]
+    let steps = [
+        ("pb1", "LOGIN \(user) \(password)"), ("pb2", "SELECT INBOX"), ("pb3", "FETCH 1 BODY[]"), ("pb4", "LOGOUT"),
+    ]
     for (tag, command) in steps {
         // FETCH 1 may fairly fail on an empty INBOX (a peer's fresh mailboxes); the rest must say OK.
         let marker = tag == "pb3" ? "\(tag) " : "\(tag) OK"
         guard sendAll(descriptor, "\(tag) \(command)\r\n"),
-              readUntil(descriptor, Array(marker.utf8), &buffer) else { return false }
+            readUntil(descriptor, Array(marker.utf8), &buffer)
+        else { return false }
     }
     return true
 }
@@ -136,24 +142,30 @@ func measure(_ target: Target, _ settings: Settings) -> Double {
     let clients = settings.clients
     let tally = Tally()
     var threads: [pthread_t] = []
-    final class Work { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
+    final class Work {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
     for worker in 0..<clients {
         let work = Work {
             var number = worker
             while !tally.stop.load(ordering: .relaxed) {
-                let ok = runSession(target, user: "\(settings.userPrefix)\(number % settings.users + 1)",
-                                    password: settings.password)
+                let ok = runSession(
+                    target, user: "\(settings.userPrefix)\(number % settings.users + 1)",
+                    password: settings.password)
                 if ok { tally.sessions.add(1, ordering: .relaxed) } else { tally.failures.add(1, ordering: .relaxed) }
                 number += clients
             }
         }
         var thread = pthread_t()
         let context = Unmanaged.passRetained(work).toOpaque()
-        pthread_create(&thread, nil, { pointer in
-            let work = Unmanaged<Work>.fromOpaque(pointer!).takeRetainedValue()
-            work.body()
-            return nil
-        }, context)
+        pthread_create(
+            &thread, nil,
+            { pointer in
+                let work = Unmanaged<Work>.fromOpaque(pointer!).takeRetainedValue()
+                work.body()
+                return nil
+            }, context)
         threads.append(thread)
     }
     let started = ContinuousClock.now
@@ -164,7 +176,8 @@ func measure(_ target: Target, _ settings: Settings) -> Double {
     tally.stop.store(true, ordering: .relaxed)
     for thread in threads { pthread_join(thread, nil) }
     let rate = Double(done) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-    print("\(target.name): \(Int(rate)) sessions/s (\(done) sessions, \(tally.failures.load(ordering: .relaxed)) failed)")
+    print(
+        "\(target.name): \(Int(rate)) sessions/s (\(done) sessions, \(tally.failures.load(ordering: .relaxed)) failed)")
     return rate
 }
 
@@ -185,8 +198,9 @@ configuration.backends = [BackendEndpoint(name: "backend", host: backend.0, port
 configuration.pool.maximumConnections = max(poolMaximum, loops)
 configuration.pool.minimumIdle = min(clients, poolMaximum)
 configuration.maximumConnectionsPerAddress = 0
-let server = try FrontendServer(configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .warning), service: "imap4"),
-                                metrics: MetricsRegistry())
+let server = try FrontendServer(
+    configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .warning), service: "imap4"),
+    metrics: MetricsRegistry())
 let frontPort = try server.start(on: group)[0].port
 
 let direct = Target(name: "direct", host: backend.0, port: backend.1)
