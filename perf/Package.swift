@@ -23,5 +23,10 @@ let package = Package(
         ),
         // The store benchmark: appends with fsync (1 and 50 writers), index load, flags, SEARCH TEXT.
         .executableTarget(name: "StoreBench", dependencies: [.product(name: "MailStore", package: "Apus")]),
+        // perf/bench/proxy-sessions: sessions/s straight to a back end, through Apus's front end and peers.
+        .executableTarget(
+            name: "ProxyBench",
+            dependencies: [.product(name: "IMAPFrontend", package: "Apus"), .product(name: "Reactor", package: "Apus")]
+        ),
     ]
 )

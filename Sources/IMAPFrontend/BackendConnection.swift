@@ -1,0 +1,409 @@
+// IMAPFrontend: BackendConnection, one persistent connection to a back end and the back-end half of the relay.
+
+import IMAPProtocol
+import Reactor
+import Telemetry
+
+/// One pooled connection to a back end: greeted, unauthenticated while in the pool, lent to one
+/// client session at a time.
+///
+/// It follows the back end's responses with ``IMAPResponseFramer`` alone (no parse): a tagged
+/// line ends one command, so `outstanding` says when the connection is idle; that is what makes
+/// returning it to the pool safe. During a session every response frame is passed to the client
+/// unchanged, as soon as it is complete (large literals stream through in pieces).
+///
+/// ```
+/// H1 ID ("x-originating-ip" "192.0.2.7" "x-originating-port" "50123" "x-session-id" "3f1c…")
+/// H2 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==
+/// …session relayed…
+/// H3 UNAUTHENTICATE        (RFC 8437)  -> H3 OK  -> back in the pool
+/// ```
+final class BackendConnection: ConnectionHandler {
+    /// Where the connection is in its life. `CaseIterable` so tests can cover every state.
+    enum State: CaseIterable {
+        /// TCP connect (and TLS handshake) under way.
+        case connecting
+        /// Waiting for the greeting.
+        case greeting
+        /// Asked CAPABILITY because the greeting did not say.
+        case probing
+        /// In the pool, unauthenticated.
+        case idle
+        /// In a NOOP health check.
+        case checking
+        /// Lent to a session that has not sent its login yet.
+        case reserved
+        /// ID and AUTHENTICATE sent for a session.
+        case loggingIn
+        /// Relaying a logged-in session.
+        case relaying
+        /// The client left: waiting for the answers to its last commands before UNAUTHENTICATE.
+        case draining
+        /// UNAUTHENTICATE sent.
+        case unauthenticating
+        case closed
+    }
+
+    /// Strong on purpose: a connection closing during shutdown must still find its pool. The cycle
+    /// with the pool's idle list ends when the connection closes.
+    let pool: BackendPool
+    var connection: Connection?
+    private(set) var state: State = .connecting
+    /// The session the connection serves (relaying, logging in).
+    weak var owner: ClientSession?
+    /// Sessions this connection has served (more than one means reuse).
+    var sessionsServed = 0
+    /// When the connection last went idle in the pool.
+    private(set) var idleSince = Deadline(nanoseconds: 0)
+    /// Whether the back end offers UNAUTHENTICATE; without it the connection serves one session.
+    private(set) var supportsUnauthenticate = false
+    /// Commands sent (by the client, or by us) whose tagged answer has not come yet.
+    var outstanding = 0
+    /// COMPRESS or something else the scan cannot follow: relay raw bytes, never reuse.
+    var isOpaque = false
+    /// Whether a streamed literal is passing: the client's stream is mid-response.
+    var isMidResponse: Bool { inStreamedResponse }
+    /// The back end sent `* BYE` to the client: no second BYE of our own.
+    private(set) var byeRelayed = false
+
+    private var framer: IMAPResponseFramer
+    /// Inside a response whose literal is being streamed (frames that follow continue it).
+    private var inStreamedResponse = false
+    private var tagNumber = 0
+    private var expectedTag: [UInt8] = []
+    private var idTag: [UInt8] = []
+    /// Untagged lines the back end sent during login (post-login CAPABILITY, say), held until the
+    /// login's outcome is known.
+    private var loginUntagged: [UInt8] = []
+    private var timer: Timer?
+    private var pausedForClient = false
+
+    init(pool: BackendPool) {
+        self.pool = pool
+        // Responses (not commands) can carry big literals inline; stream them past 16 KiB.
+        framer = IMAPResponseFramer(limits: IMAPLimits(maxCommandLength: 1024 * 1024), streamingThreshold: 16 * 1024)
+    }
+
+    // MARK: - Commands of our own
+
+    private func nextTag() -> [UInt8] {
+        tagNumber &+= 1
+        return Array("H\(tagNumber)".utf8)
+    }
+
+    private func send(_ tag: [UInt8], _ text: String) {
+        guard let connection else { return }
+        connection.write(tag + Array(" \(text)\r\n".utf8))
+    }
+
+    private func armTimer() {
+        timer?.cancel()
+        guard let connection else { return }
+        timer = connection.loop.schedule(after: pool.settings.responseTimeout) { [weak self] in
+            guard let self, self.timer != nil else { return }
+            self.pool.logger.warning("back end \(self.pool.endpoint.name) did not answer in time (\(self.state))")
+            self.close()
+        }
+    }
+
+    private func disarmTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// Closes the connection now; the pool hears of it through `connectionClosed`.
+    func close() {
+        disarmTimer()
+        connection?.close(.immediately)
+    }
+
+    // MARK: - Pool transitions
+
+    func markIdle(since: Deadline) {
+        state = .idle
+        idleSince = since
+        owner = nil
+        outstanding = 0
+        isOpaque = false
+        byeRelayed = false
+        inStreamedResponse = false
+        loginUntagged.removeAll()
+        if pausedForClient {
+            pausedForClient = false
+            connection?.resumeReading()
+        }
+    }
+
+    func markCheckedOut() { state = .reserved }
+
+    func closeWhileIdle() { close() }
+
+    func startHealthCheck() {
+        state = .checking
+        expectedTag = nextTag()
+        send(expectedTag, "NOOP")
+        armTimer()
+    }
+
+    // MARK: - Login
+
+    /// Sends, pipelined, the client's address for the back end's logs and limits (RFC 2971 ID with
+    /// the x-originating-* fields Dovecot also uses) and the client's own credentials.
+    func beginLogin(for session: ClientSession, credentials: LoginCredentials, clientAddress: SocketAddress,
+                    sessionID: String) {
+        owner = session
+        state = .loggingIn
+        idTag = nextTag()
+        expectedTag = nextTag()
+        var bytes = idTag
+        bytes += Array(" ID (\"x-originating-ip\" \"\(clientAddress.host)\"".utf8)
+        bytes += Array(" \"x-originating-port\" \"\(clientAddress.port)\" \"x-session-id\" \"\(sessionID)\")\r\n".utf8)
+        bytes += expectedTag
+        bytes += Array(" AUTHENTICATE PLAIN ".utf8)
+        bytes += credentials.plainInitialResponse
+        bytes += [0x0D, 0x0A]
+        connection?.write(bytes)
+        armTimer()
+    }
+
+    /// Ends the session's use of the connection: UNAUTHENTICATE and back to the pool when the back
+    /// end allows it and nothing is in flight, otherwise close. Called after LOGOUT was answered.
+    func release() {
+        owner = nil
+        guard state == .relaying, outstanding == 0, !isOpaque, supportsUnauthenticate, connection?.isOpen == true else {
+            close()
+            return
+        }
+        unauthenticate()
+    }
+
+    private func unauthenticate() {
+        state = .unauthenticating
+        pool.connectionReturning()
+        expectedTag = nextTag()
+        send(expectedTag, "UNAUTHENTICATE")
+        armTimer()
+    }
+
+    /// The client went away. In IDLE (and at a command boundary): send DONE and release after the
+    /// tagged answer; with commands in flight: wait for their answers, then release; mid-command,
+    /// mid-literal or opaque: close.
+    func clientVanished(atCommandBoundary: Bool, inIdle: Bool) {
+        owner = nil
+        guard state == .relaying, atCommandBoundary, !isOpaque, supportsUnauthenticate else {
+            close()
+            return
+        }
+        // Reading may have stopped for the client's sake; the answers must now be read and dropped.
+        resumeAfterClientDrained()
+        if inIdle { connection?.write(Array("DONE\r\n".utf8)) }
+        if outstanding == 0 {
+            unauthenticate()
+        } else {
+            state = .draining
+            armTimer()
+        }
+    }
+
+    /// The client's output drained: carry on relaying what the back end sent.
+    func resumeAfterClientDrained() {
+        guard pausedForClient else { return }
+        pausedForClient = false
+        connection?.resumeReading()
+    }
+
+    // MARK: - ConnectionHandler
+
+    func connectionActive(_ connection: Connection) {
+        state = .greeting
+        armTimer()
+    }
+
+    func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
+        if isOpaque && state == .relaying {
+            owner?.relayToClient(bytes)
+            return bytes.count
+        }
+        var consumed = 0
+        while consumed < bytes.count && connection.isOpen {
+            if state == .relaying, let owner, !owner.clientCanTakeMore {
+                pausedForClient = true
+                connection.pauseReading()
+                return consumed
+            }
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[consumed...])
+            switch framer.scan(rest) {
+            case .needMoreBytes:
+                return consumed
+            case .tooLarge:
+                pool.logger.warning("back end \(pool.endpoint.name) sent a response past the limit")
+                close()
+                return bytes.count
+            case .complete(let length, let continuesStream):
+                let frame = UnsafeRawBufferPointer(rebasing: rest[0..<length])
+                consumed += length
+                inStreamedResponse = false
+                handleFrame(frame, startsResponse: !continuesStream)
+            case .streamStart(let length, _, let continuesStream):
+                let frame = UnsafeRawBufferPointer(rebasing: rest[0..<length])
+                consumed += length
+                // Marked before relaying: nothing of ours may be written into the middle of it.
+                inStreamedResponse = true
+                if state == .relaying { owner?.relayToClient(frame) }
+                if !continuesStream && state == .relaying && ResponseLine(bytes: frame).kind == .tagged {
+                    unexpected("a tagged response with a literal")
+                } else if state != .relaying && state != .draining {
+                    unexpected("a literal")
+                }
+            case .streamBytes(let count):
+                if state == .relaying { owner?.relayToClient(UnsafeRawBufferPointer(rebasing: rest[0..<count])) }
+                consumed += count
+            }
+        }
+        return connection.isOpen ? consumed : bytes.count
+    }
+
+    /// One complete response frame (or the end of a streamed one when `!startsResponse`).
+    private func handleFrame(_ frame: UnsafeRawBufferPointer, startsResponse: Bool) {
+        let line = ResponseLine(bytes: frame)
+        switch state {
+        case .relaying:
+            owner?.relayToClient(frame)
+            guard startsResponse else { return }
+            switch line.kind {
+            case .tagged:
+                outstanding = max(0, outstanding - 1)
+                owner?.backendCompletedCommand()
+            case .untagged:
+                if line.status == .bye {
+                    byeRelayed = true
+                } else if !supportsUnauthenticate && line.untaggedIs("CAPABILITY") {
+                    supportsUnauthenticate = line.containsToken("UNAUTHENTICATE")
+                }
+            case .continuation:
+                break
+            }
+        case .draining:
+            guard startsResponse, line.kind == .tagged else { return }
+            outstanding = max(0, outstanding - 1)
+            if outstanding == 0 { unauthenticate() }
+        case .greeting:
+            disarmTimer()
+            guard line.kind == .untagged, line.status == .ok else { return unexpected("a greeting other than OK") }
+            if line.containsToken("CAPABILITY") {
+                supportsUnauthenticate = line.containsToken("UNAUTHENTICATE")
+                pool.connectionGreeted(self)
+            } else {
+                state = .probing
+                expectedTag = nextTag()
+                send(expectedTag, "CAPABILITY")
+                armTimer()
+            }
+        case .probing:
+            if line.kind == .untagged && line.untaggedIs("CAPABILITY") {
+                supportsUnauthenticate = line.containsToken("UNAUTHENTICATE")
+            } else if line.kind == .tagged && line.hasTag(expectedTag) && line.status == .ok {
+                disarmTimer()
+                pool.connectionGreeted(self)
+            } else if line.kind != .untagged {
+                unexpected("an answer to CAPABILITY")
+            }
+        case .checking:
+            if line.kind == .untagged && line.status == .bye { return close() }
+            guard line.kind == .tagged else { return }
+            guard line.hasTag(expectedTag), line.status == .ok else { return unexpected("an answer to NOOP") }
+            disarmTimer()
+            pool.healthCheckPassed(self)
+        case .unauthenticating:
+            if line.kind == .untagged {
+                if line.status == .bye { close() }
+                return
+            }
+            guard line.kind == .tagged, line.hasTag(expectedTag), line.status == .ok else {
+                return unexpected("an answer to UNAUTHENTICATE")
+            }
+            disarmTimer()
+            pool.checkin(self)
+        case .loggingIn:
+            handleLoginFrame(frame, line)
+        case .idle, .reserved:
+            // An unauthenticated connection has nothing to say but BYE (its autologout).
+            close()
+        case .connecting, .closed:
+            break
+        }
+    }
+
+    private func handleLoginFrame(_ frame: UnsafeRawBufferPointer, _ line: ResponseLine) {
+        switch line.kind {
+        case .untagged:
+            if line.status == .bye { return unexpected("BYE during login") }
+            // The answer to our ID is ours; the rest (a post-login CAPABILITY, say) is the client's.
+            if !line.untaggedIs("ID") { loginUntagged += frame }
+        case .continuation:
+            unexpected("a continuation request to AUTHENTICATE PLAIN with an initial response")
+        case .tagged:
+            if line.hasTag(idTag) { return }
+            guard line.hasTag(expectedTag) else { return unexpected("an unknown tag during login") }
+            disarmTimer()
+            let text = UnsafeRawBufferPointer(rebasing: frame[line.afterTag...])
+            let session = owner
+            switch line.status {
+            case .ok:
+                // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
+                if line.containsToken("UNAUTHENTICATE")
+                    || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
+                    supportsUnauthenticate = true
+                }
+                state = .relaying
+                session?.backendLoginSucceeded(untagged: loginUntagged, taggedText: text)
+                loginUntagged.removeAll()
+            case .no:
+                owner = nil
+                session?.backendLoginRejected(taggedText: text)
+                pool.checkin(self)
+            default:
+                owner = nil
+                session?.backendUnavailable()
+                close()
+            }
+        }
+    }
+
+    /// The back end said something a pooled connection cannot go on from: close it.
+    private func unexpected(_ what: String) {
+        pool.logger.warning("back end \(pool.endpoint.name) sent \(what) while \(state); closing the connection")
+        if state == .loggingIn, let session = owner {
+            owner = nil
+            session.backendUnavailable()
+        }
+        close()
+    }
+
+    func connectionWritable(_ connection: Connection) {
+        owner?.backendDrained()
+    }
+
+    func connectionIdleTimeout(_ connection: Connection) {
+        close()
+    }
+
+    func connectionShutdownRequested(_ connection: Connection) {
+        if state == .idle || state == .checking || state == .greeting || state == .probing { close() }
+    }
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        disarmTimer()
+        let previous = state
+        state = .closed
+        self.connection = nil
+        let session = owner
+        owner = nil
+        pool.connectionClosed(self, state: previous)
+        switch previous {
+        case .loggingIn, .reserved: session?.backendUnavailable()
+        case .relaying: session?.backendLost(byeRelayed: byeRelayed)
+        default: break
+        }
+    }
+}

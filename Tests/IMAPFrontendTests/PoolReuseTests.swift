@@ -1,0 +1,191 @@
+// IMAPFrontend tests: pooled back-end connections are really reused, and never carry a user's state.
+
+import Reactor
+import Telemetry
+import Testing
+
+@testable import IMAPFrontend
+
+@Suite("Pool reuse")
+struct PoolReuseTests {
+    /// One whole session: login, check the back end's state is fresh, dirty it, log out.
+    /// Returns the session id the back end was given.
+    private func session(port: UInt16, user: String) throws -> String {
+        let client = try TestClient(port: port)
+        _ = try client.readResponse()
+        try client.login(user)
+        let state = try client.command("s", "XSTATE")
+        guard state.count == 2, state[0].hasPrefix("* XSTATE user=\(user) selected=NIL enabled=NIL session="),
+            state[1].hasPrefix("s OK")
+        else {
+            throw TestFailure("session of \(user) saw \(state)")
+        }
+        try client.command("t", "SELECT INBOX.\(user)")
+        try client.command("u", "ENABLE X-\(user)")
+        try client.send("v LOGOUT\r\n")
+        let end = try client.readToEnd()
+        guard end == ["* BYE Logging out", "v OK LOGOUT completed"] else { throw TestFailure("logout gave \(end)") }
+        return String(state[0].split(separator: "=").last!)
+    }
+
+    @Test func thousandSessionsOfHundredUsersUseAtMostFourBackendConnections() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)]) { $0.pool.maximumConnections = 4 }
+        defer { harness.stop() }
+        var sessionIDs = Set<String>()
+        for number in 0..<1000 {
+            sessionIDs.insert(try session(port: harness.port, user: "user\(number % 100)"))
+        }
+        #expect(backend.events.acceptedCount <= 4)
+        #expect(backend.events.violations.isEmpty)
+        // Each session's ID reached the back end afresh (ID state never survives a reuse).
+        #expect(sessionIDs.count == 1000 && !sessionIDs.contains("NIL"))
+        let status = harness.server.poolStatus()[0]
+        #expect(status.created <= 4 && status.reused >= 996 && !status.down)
+        #expect(backend.events.commands("UNAUTHENTICATE").count >= 996)
+    }
+
+    @Test func failedLoginReturnsTheConnectionUnauthenticated() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = 1
+        }
+        defer { harness.stop() }
+        let client = try TestClient(port: harness.port)
+        _ = try client.readResponse()
+        let refused = try client.command("a", "LOGIN alice wrong")
+        #expect(refused == ["a NO [AUTHENTICATIONFAILED] wrong password"])
+        try client.login("alice", tag: "b")
+        #expect(try client.command("c", "XSTATE").first?.hasPrefix("* XSTATE user=alice ") == true)
+        #expect(backend.events.acceptedCount == 1)
+        #expect(backend.events.violations.isEmpty)
+        let metrics = harness.metrics.prometheusText()
+        #expect(metrics.contains("apus_imap4_logins_total{result=\"ok\"} 1\n"))
+        #expect(metrics.contains("apus_imap4_logins_total{result=\"rejected\"} 1\n"))
+    }
+
+    @Test func failedLoginsAreSlowedPerAddress() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)]) {
+            $0.failedLoginDelay = .milliseconds(150)
+            $0.failedLoginMaximumDelay = .milliseconds(400)
+        }
+        defer { harness.stop() }
+        let client = try TestClient(port: harness.port)
+        _ = try client.readResponse()
+        var started = ContinuousClock.now
+        try client.command("a", "LOGIN alice wrong")
+        #expect(ContinuousClock.now - started >= .milliseconds(150))
+        started = ContinuousClock.now
+        try client.command("b", "LOGIN alice wrong")
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        // A success clears the count: the next failure is slowed by the base delay only.
+        try client.login("alice", tag: "c")
+        try client.send("d LOGOUT\r\n")
+        _ = try client.readToEnd()
+        let again = try TestClient(port: harness.port)
+        _ = try again.readResponse()
+        started = ContinuousClock.now
+        try again.command("e", "LOGIN alice wrong")
+        #expect(ContinuousClock.now - started < .milliseconds(300))
+    }
+
+    @Test func connectionsPerClientAddressAreLimited() throws {
+        let harness = try FrontendHarness(backends: [("nowhere", 1)]) { $0.maximumConnectionsPerAddress = 2 }
+        defer { harness.stop() }
+        let first = try TestClient(port: harness.port)
+        let second = try TestClient(port: harness.port)
+        #expect(try first.readResponse()?.hasPrefix("* OK") == true)
+        #expect(try second.readResponse()?.hasPrefix("* OK") == true)
+        let third = try TestClient(port: harness.port)
+        #expect(try third.readToEnd() == ["* BYE Too many connections from your address"])
+        try first.send("a LOGOUT\r\n")
+        _ = try first.readToEnd()
+        // The limit counts open connections: a slot freed is a slot offered again. The close is
+        // seen by the front end's loop a moment later, so allow a few attempts, all bounded.
+        var admitted = false
+        for _ in 0..<200 where !admitted {
+            let fourth = try TestClient(port: harness.port)
+            admitted = try fourth.readResponse()?.hasPrefix("* OK") == true
+        }
+        #expect(admitted)
+    }
+
+    @Test func backendWithoutUnauthenticateServesOneSessionPerConnection() throws {
+        var options = FakeBackendOptions()
+        options.supportsUnauthenticate = false
+        options.capabilityInGreeting = false
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("dovecot-like", backend.port)], loops: 1)
+        defer { harness.stop() }
+        _ = try session(port: harness.port, user: "alice")
+        _ = try session(port: harness.port, user: "bob")
+        #expect(
+            backend.events.wait { events in events.filter { if case .closed = $0 { true } else { false } }.count >= 2 })
+        #expect(backend.events.acceptedCount >= 2)
+        #expect(backend.events.commands("UNAUTHENTICATE").isEmpty)
+        #expect(backend.events.commands("CAPABILITY").count >= 1)  // asked, since the greeting did not say
+        #expect(backend.events.violations.isEmpty)
+    }
+
+    @Test func unauthenticateAdvertisedOnlyAfterLoginIsStillUsed() throws {
+        var options = FakeBackendOptions()
+        options.unauthenticateOnlyAfterLogin = true
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1)
+        defer { harness.stop() }
+        _ = try session(port: harness.port, user: "alice")
+        _ = try session(port: harness.port, user: "bob")
+        #expect(backend.events.acceptedCount == 1)
+        #expect(backend.events.wait { _ in backend.events.commands("UNAUTHENTICATE").count == 2 })
+        #expect(backend.events.violations.isEmpty)
+    }
+
+    @Test func minimumIdleConnectionsAreOpenedAheadAndGreeted() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)]) {
+            $0.pool.minimumIdle = 2
+            $0.pool.maximumConnections = 4
+        }
+        defer { harness.stop() }
+        #expect(harness.waitForPool(0) { $0.idle == 2 })
+        #expect(backend.events.acceptedCount == 2)
+        _ = try session(port: harness.port, user: "alice")
+        #expect(backend.events.acceptedCount == 2)
+    }
+
+    @Test func idleConnectionsAreHealthCheckedWithNOOP() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.minimumIdle = 1
+            $0.pool.healthCheckInterval = .milliseconds(50)
+        }
+        defer { harness.stop() }
+        #expect(
+            backend.events.wait { events in
+                events.contains { if case .command(_, "NOOP", nil) = $0 { true } else { false } }
+            })
+        _ = try session(port: harness.port, user: "alice")
+        #expect(backend.events.acceptedCount == 1)
+    }
+
+    @Test func hopConnectionsComeFromTheConfiguredSourceAddressesInTurn() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.sourceAddresses = ["127.0.0.2", "127.0.0.3"]
+            $0.pool.minimumIdle = 4
+        }
+        defer { harness.stop() }
+        #expect(harness.waitForPool(0) { $0.idle == 4 })
+        let peers = backend.events.all.compactMap { if case .peer(let host) = $0 { host } else { nil } }
+        #expect(peers.sorted() == ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"])
+    }
+}
