@@ -63,6 +63,7 @@ enum RunCommand {
             print("\(service.rawValue): " + Daemon.listenerSummary(host.statusDocument(for: service)))
         }
         printHowToConnect(configuration, bound: bound)
+        fflush(nil) // stdout may be a pipe or file: show the above now, not at exit
         host.waitForStopSignal()
         print("apus: stopping (sessions get BYE once their commands finish)")
         host.stop()

@@ -84,9 +84,19 @@ struct ServiceControl {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid = pid_t()
-        let result = posix_spawn(&pid, "/proc/self/exe", &actions, nil, &argv, environ)
+        let result = posix_spawn(&pid, ServiceControl.executablePath(), &actions, nil, &argv, environ)
         guard result == 0 else { return .failure("posix_spawn: \(String(cString: strerror(result)))") }
         return .success(pid)
+    }
+
+    /// This executable: the target of /proc/self/exe, so the daemon shows as `apus` in ps and
+    /// top (not `exe`); /proc/self/exe itself when the file was replaced since (an upgrade).
+    static func executablePath() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return "/proc/self/exe" }
+        let path = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return path.hasSuffix(" (deleted)") || access(path, X_OK) != 0 ? "/proc/self/exe" : path
     }
 
     private enum ReadOutcome {

@@ -265,10 +265,7 @@ final class ServiceHost: Sendable {
                 new.listen = old.listen
                 new.tlsListen = old.tlsListen
                 new.adminListen = old.adminListen
-                if old.logLevel != new.logLevel {
-                    log.sink.minimumLevel = new.logLevel
-                    report.changed.append("log_level: \(new.logLevel)")
-                }
+                if old.logLevel != new.logLevel { report.changed.append("log_level: \(new.logLevel)") }
                 if !logReopened, log.file != nil {
                     do throws(ServiceStartError) {
                         try log.reopen(path: new.logFile)
@@ -307,6 +304,8 @@ final class ServiceHost: Sendable {
                 if report.changed.isEmpty, report.refused.isEmpty { record.logger.notice("reload: nothing changed") }
                 reports.append((service, report))
             }
+            // Last, so the reload's own lines are written even when the new level would hide them.
+            if let level = services.map({ fresh.settings(for: $0).logLevel }).min() { log.sink.minimumLevel = level }
             configuration.withLock { $0 = fresh }
             return reports
         }
@@ -386,7 +385,10 @@ final class ServiceHost: Sendable {
         while true {
             let signal = Signals.wait()
             if signal == SIGHUP {
-                SystemdNotifier.notify("RELOADING=1")
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                // MONOTONIC_USEC lets systemd (Type=notify-reload) match this reload to its request.
+                SystemdNotifier.notify("RELOADING=1\nMONOTONIC_USEC=\(now.tv_sec * 1_000_000 + now.tv_nsec / 1000)")
                 _ = reload()
                 SystemdNotifier.notify("READY=1")
             } else {

@@ -14,6 +14,7 @@ import Telemetry
 /// ```
 /// S: * OK [CAPABILITY IMAP4rev1 IDLE] Apus imap4be stand-in ready
 /// C: a WAIT 300
+/// S: * waiting
 /// S: a OK waited            (300 ms later, even if a stop began meanwhile)
 /// S: * BYE Apus is shutting down
 /// ```
@@ -124,6 +125,7 @@ final class StandInSession: ConnectionHandler {
         case "WAIT":
             let milliseconds = words.count > 2 ? Int(words[2]) ?? 0 : 0
             waiting = true
+            connection.write("* waiting\r\n")
             connection.pauseReading()
             connection.loop.schedule(after: .milliseconds(max(0, min(milliseconds, 60_000)))) { [self] in
                 waiting = false
