@@ -81,8 +81,29 @@ public struct ServiceSettings: Equatable, Sendable {
     public var poolIdleTimeout: Duration
     /// imap4: source addresses for the hop (more than 64k sessions to one back end).
     public var sourceAddresses: [String]
-    /// Concurrent connections allowed from one client address.
-    public var maxConnectionsPerClient: Int
+    /// imap4: the CA bundle that checks TLS back ends' certificates (nil: the system store).
+    public var backendCAFile: String?
+    /// imap4: NOOP health check interval of idle pool connections.
+    public var poolHealthInterval: Duration
+    /// imap4: how long a pooled connection's greeting, NOOP or UNAUTHENTICATE may take.
+    public var poolResponseTimeout: Duration
+    /// imap4: how long a connect (with its TLS handshake) to a back end may take.
+    public var poolConnectTimeout: Duration
+    /// imap4: how long a login waits for a connection when the pool is full.
+    public var poolCheckoutTimeout: Duration
+    /// imap4: the longest wait between reconnects to a back end that is down.
+    public var poolReconnectMax: Duration
+    /// Concurrent connections allowed from one client address (0: no limit). The back end's
+    /// default is 0: behind a front end every client comes from the front end's address.
+    public var maxConnectionsPerAddress: Int
+    /// imap4be: concurrent sessions of one user (0: no limit).
+    public var maxConnectionsPerUser: Int
+    /// imap4be: how long a verified password is remembered (0: not at all).
+    public var authCacheTTL: Duration
+    /// The first delay of an answer to a failed login; doubled per further failure…
+    public var failedLoginDelay: Duration
+    /// …up to this.
+    public var failedLoginDelayMax: Duration
 
     /// True when any listener needs the certificate (implicit TLS, or STARTTLS on plain ones).
     public var usesTLS: Bool { !tlsListen.isEmpty }
@@ -132,11 +153,17 @@ public struct ApusConfiguration: Sendable {
                 adminListen: SocketAddress(host: "127.0.0.1", port: 0),
                 dataDirectory: "/var/lib/apus", usersFile: "", logFile: "/var/log/apus/apus.log", logLevel: .info,
                 certificate: "/etc/apus/tls/cert.pem", privateKey: "/etc/apus/tls/key.pem",
-                loginDisabledOnPlain: true, loginTimeout: .seconds(60), idleTimeout: .seconds(30 * 60),
+                loginDisabledOnPlain: true, loginTimeout: .seconds(60),
+                // The front end outlasts the back end by a minute, so the back end's BYE reaches the client.
+                idleTimeout: .seconds(name == .imap4 ? 31 * 60 : 30 * 60),
                 shutdownTimeout: .seconds(30), startTimeout: .seconds(30),
                 trustedProxies: ["127.0.0.1", "::1"], backends: [], routes: [], routesFile: nil,
-                poolMinIdle: 2, poolMax: 64, poolIdleTimeout: .seconds(300), sourceAddresses: [],
-                maxConnectionsPerClient: 100)
+                poolMinIdle: 2, poolMax: 256, poolIdleTimeout: .seconds(300), sourceAddresses: [],
+                backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
+                poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
+                maxConnectionsPerAddress: name == .imap4 ? 50 : 0, maxConnectionsPerUser: 50,
+                authCacheTTL: .seconds(60), failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
+                failedLoginDelayMax: .seconds(name == .imap4 ? 8 : 15))
         }
         var configuration = ApusConfiguration(path: nil, runDirectory: "/run/apus", imap4: settings(.imap4),
                                               imap4be: settings(.imap4be))
@@ -319,8 +346,38 @@ struct ConfigurationKey: Sendable {
         ConfigurationKey(name: "login_disabled_on_plain", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
             s.loginDisabledOnPlain = try V.bool(v)
         },
-        ConfigurationKey(name: "max_connections_per_client", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
-            s.maxConnectionsPerClient = try V.count(v)
+        ConfigurationKey(name: "max_connections_per_address", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
+            s.maxConnectionsPerAddress = try V.count(v)
+        },
+        ConfigurationKey(name: "failed_login_delay", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
+            s.failedLoginDelay = try V.duration(v)
+        },
+        ConfigurationKey(name: "failed_login_delay_max", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
+            s.failedLoginDelayMax = try V.duration(v)
+        },
+        ConfigurationKey(name: "max_connections_per_user", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
+            s.maxConnectionsPerUser = try V.count(v)
+        },
+        ConfigurationKey(name: "auth_cache_ttl", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
+            s.authCacheTTL = try V.duration(v)
+        },
+        ConfigurationKey(name: "backend_ca_file", scope: .imap4Only) { s, v, base throws(ConfigurationValueError) in
+            s.backendCAFile = absolutePath(try V.path(v), base: base)
+        },
+        ConfigurationKey(name: "pool_health_interval", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.poolHealthInterval = try V.duration(v)
+        },
+        ConfigurationKey(name: "pool_response_timeout", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.poolResponseTimeout = try V.duration(v)
+        },
+        ConfigurationKey(name: "pool_connect_timeout", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.poolConnectTimeout = try V.duration(v)
+        },
+        ConfigurationKey(name: "pool_checkout_timeout", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.poolCheckoutTimeout = try V.duration(v)
+        },
+        ConfigurationKey(name: "pool_reconnect_max", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.poolReconnectMax = try V.duration(v)
         },
         ConfigurationKey(name: "listen", scope: .serviceOnly) { s, v, _ throws(ConfigurationValueError) in
             s.listen = try V.addresses(v)

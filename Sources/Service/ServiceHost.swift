@@ -337,7 +337,17 @@ final class ServiceHost: Sendable {
         check("pool_max", a.poolMax == b.poolMax)
         check("pool_idle_timeout", a.poolIdleTimeout == b.poolIdleTimeout)
         check("source_addresses", a.sourceAddresses == b.sourceAddresses)
-        check("max_connections_per_client", a.maxConnectionsPerClient == b.maxConnectionsPerClient)
+        check("backend_ca_file", a.backendCAFile == b.backendCAFile)
+        check("pool_health_interval", a.poolHealthInterval == b.poolHealthInterval)
+        check("pool_response_timeout", a.poolResponseTimeout == b.poolResponseTimeout)
+        check("pool_connect_timeout", a.poolConnectTimeout == b.poolConnectTimeout)
+        check("pool_checkout_timeout", a.poolCheckoutTimeout == b.poolCheckoutTimeout)
+        check("pool_reconnect_max", a.poolReconnectMax == b.poolReconnectMax)
+        check("max_connections_per_address", a.maxConnectionsPerAddress == b.maxConnectionsPerAddress)
+        check("max_connections_per_user", a.maxConnectionsPerUser == b.maxConnectionsPerUser)
+        check("auth_cache_ttl", a.authCacheTTL == b.authCacheTTL)
+        check("failed_login_delay", a.failedLoginDelay == b.failedLoginDelay)
+        check("failed_login_delay_max", a.failedLoginDelayMax == b.failedLoginDelayMax)
         return keys
     }
 
@@ -351,6 +361,9 @@ final class ServiceHost: Sendable {
             return records.values.compactMap(\.service)
         }
         let grace = records.withLock { $0.values.map(\.settings.shutdownTimeout).max() } ?? .seconds(30)
+        // The loops' graceful shutdown starts first, with the configured bound: a loop keeps the
+        // first grace period it is given, whatever a service's own beginShutdown asks later.
+        for handle in group.loops { handle.execute { loop in loop.beginShutdown(gracePeriod: grace) } }
         for service in services { service.beginShutdown() }
         group.shutdown(gracePeriod: grace)
         records.withLock { records in
