@@ -51,7 +51,7 @@ public struct ServiceSettings: Equatable, Sendable {
     /// The operations endpoint (`/metrics`, `/status`); nil when `admin_listen = off`.
     public var adminListen: SocketAddress?
     public var dataDirectory: String
-    /// The passwd-file of users; `<data_dir>/users` unless set.
+    /// The passwd-file of users; `<data_dir>/passwd` unless set (`<data_dir>/users/` holds the Maildirs).
     public var usersFile: String
     /// Where a daemon writes its log (the foreground writes to standard error).
     public var logFile: String
@@ -247,7 +247,7 @@ public struct ApusConfiguration: Sendable {
     /// list pointing at the local back end's first plain listener.
     private mutating func finish(baseDirectory: String, explicitUsersFile: [ServiceName: Bool], explicitBackends: Bool) {
         for service in ServiceName.allCases where explicitUsersFile[service] != true {
-            update(service) { $0.usersFile = $0.dataDirectory + "/users" }
+            update(service) { $0.usersFile = $0.dataDirectory + "/passwd" }
         }
         if !explicitBackends {
             imap4.backends = ApusConfiguration.localBackends(for: imap4be)

@@ -78,7 +78,7 @@ enum RunCommand {
         for service in ServiceName.allCases {
             configuration.update(service) { settings in
                 settings.dataDirectory = base + "/mail"
-                settings.usersFile = base + "/users"
+                settings.usersFile = base + "/passwd"
                 settings.certificate = base + "/tls/cert.pem"
                 settings.privateKey = base + "/tls/key.pem"
                 settings.logFile = base + "/apus.log"

@@ -21,7 +21,7 @@ struct ConfigurationTests {
         #expect(configuration.imap4.tlsListen == [SocketAddress(host: "0.0.0.0", port: 993)])
         #expect(configuration.imap4.backends.map(\.description) == ["local=127.0.0.1:1143"])
         #expect(configuration.imap4be.adminListen == SocketAddress(host: "127.0.0.1", port: 0))
-        #expect(configuration.imap4be.usersFile == "/var/lib/apus/users")
+        #expect(configuration.imap4be.usersFile == "/var/lib/apus/passwd")
         #expect(configuration.runDirectory == "/run/apus")
         #expect(configuration.pidFilePath(for: .imap4be) == "/run/apus/imap4be.pid")
         #expect(configuration.imap4be.loginDisabledOnPlain)
@@ -40,7 +40,7 @@ struct ConfigurationTests {
         #expect(configuration.imap4.logLevel == .debug)
         #expect(configuration.imap4be.logLevel == .warning)
         #expect(configuration.imap4be.dataDirectory == "/srv/mail")
-        #expect(configuration.imap4be.usersFile == "/srv/mail/users")
+        #expect(configuration.imap4be.usersFile == "/srv/mail/passwd")
     }
 
     @Test func relativePathsFollowTheFile() throws {

@@ -365,8 +365,8 @@ struct ServiceProcessTests {
             if line.hasPrefix("apus: Ctrl-C") { break }
         }
         #expect(printed.contains { $0.hasPrefix("apus: made a self-signed certificate: \(fixture.directory.path)/tls/cert.pem") })
-        #expect(printed.contains { $0.hasPrefix("apus: made \(fixture.directory.path)/data/users with the user 'demo'") })
-        #expect(readFile(fixture.directory.path + "/data/users").hasPrefix("demo:{SHA512-CRYPT}"))
+        #expect(printed.contains { $0.hasPrefix("apus: made \(fixture.directory.path)/data/passwd with the user 'demo'") })
+        #expect(readFile(fixture.directory.path + "/data/passwd").hasPrefix("demo:{SHA512-CRYPT}"))
         let frontLine = try #require(printed.first { $0.hasPrefix("imap4: listening on 127.0.0.1:") })
         let portText = frontLine.dropFirst("imap4: listening on 127.0.0.1:".count).prefix { $0.isNumber }
         let frontPort = try #require(UInt16(portText))
