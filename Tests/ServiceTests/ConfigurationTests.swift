@@ -165,3 +165,34 @@ struct ConfigurationTests {
         #expect(ServiceHost.changedKeys(old, old).isEmpty)
     }
 }
+
+@Suite("Shipped files")
+struct ShippedFilesTests {
+    /// The repository root, from this file's path.
+    static let root: String = {
+        var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3) // Tests/ServiceTests/ConfigurationTests.swift
+        return parts.joined(separator: "/")
+    }()
+
+    @Test func exampleConfigurationParsesToTheDefaults() throws {
+        let example = try ApusConfiguration.load(path: Self.root + "/dist/apus.conf")
+        let defaults = ApusConfiguration.defaults()
+        #expect(example.runDirectory == defaults.runDirectory)
+        #expect(example.imap4be == defaults.imap4be)
+        #expect(example.imap4 == defaults.imap4)
+    }
+
+    @Test(arguments: ServiceName.allCases)
+    func systemdUnitsRunTheirService(service: ServiceName) {
+        let unit = readFile(Self.root + "/dist/systemd/apus-\(service.rawValue).service")
+        let lines = unit.split(separator: "\n").map(String.init)
+        #expect(lines.contains("Type=notify"))
+        #expect(lines.contains("ExecStart=/usr/local/bin/apus serve \(service.rawValue) --config /etc/apus/apus.conf"))
+        #expect(lines.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        #expect(lines.contains("RuntimeDirectory=apus") && lines.contains("RuntimeDirectoryPreserve=yes"))
+        #expect(lines.contains("NoNewPrivileges=yes") && lines.contains("ProtectSystem=strict"))
+        // The front end alone may bind ports below 1024.
+        #expect(lines.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE") == (service == .imap4))
+    }
+}
