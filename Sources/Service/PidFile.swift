@@ -28,6 +28,8 @@ public final class PidFile {
         case stale(pid: Int32?)
         /// A live process holds the file.
         case running(pid: Int32?)
+        /// The file cannot be read (another user's service, say): the state is unknown.
+        case inaccessible(reason: String)
     }
 
     /// Takes the pid file for this process and writes its pid.
@@ -66,7 +68,10 @@ public final class PidFile {
     /// dead service's control socket).
     public static func probe(path: String, alsoRemove: [String] = []) -> Probe {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return .absent }
+        guard descriptor >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return .absent }
+            return .inaccessible(reason: "\(path): \(String(cString: strerror(errno)))")
+        }
         defer { close(descriptor) }
         let pid = readPid(descriptor)
         // A shared lock is enough to learn that nobody holds the exclusive one.

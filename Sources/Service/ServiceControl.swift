@@ -19,9 +19,15 @@ struct ServiceControl {
     func start(_ service: ServiceName) -> Int32 {
         let pidPath = configuration.pidFilePath(for: service)
         let socketPath = configuration.controlSocketPath(for: service)
-        if case .running(let pid) = PidFile.probe(path: pidPath, alsoRemove: [socketPath]) {
+        switch PidFile.probe(path: pidPath, alsoRemove: [socketPath]) {
+        case .running(let pid):
             print("\(service.rawValue) is already running" + (pid.map { " (pid \($0))" } ?? ""))
             return 0
+        case .inaccessible(let reason):
+            printError("apus: \(service.rawValue): cannot read its pid file: \(reason)")
+            return 1
+        case .absent, .stale:
+            break
         }
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else {
@@ -150,6 +156,9 @@ struct ServiceControl {
         case .stale(let pid):
             print("\(service.rawValue) is not running (removed the stale pid file of pid \(pid.map(String.init) ?? "?"))")
             return 0
+        case .inaccessible(let reason):
+            printError("apus: \(service.rawValue): cannot read its pid file: \(reason)")
+            return 1
         case .running(let pid):
             guard let pid, pid > 0 else {
                 printError("apus: \(service.rawValue): pid file \(pidPath) holds no pid")
@@ -210,6 +219,9 @@ struct ServiceControl {
         switch PidFile.probe(path: configuration.pidFilePath(for: service), alsoRemove: [socketPath]) {
         case .absent, .stale:
             return stopped
+        case .inaccessible(let reason):
+            return .object([("service", .string(service.rawValue)), ("state", .string("Unknown")),
+                            ("error", .string("cannot read the pid file: \(reason)"))])
         case .running(let pid):
             if let reply = ControlServer.request("status", path: socketPath, timeout: .seconds(5)),
                let document = JSONValue.parse(reply) {
@@ -244,6 +256,7 @@ struct ServiceControl {
             }
             var listenerText = listeners.isEmpty ? "-" : listeners.joined(separator: ", ")
             if let admin = document["admin"]?.stringValue { listenerText += "; admin \(admin)" }
+            if let error = document["error"]?.stringValue { listenerText = error }
             rows.append([document["service"]?.stringValue ?? "?", document["state"]?.stringValue ?? "?",
                          document["pid"]?.intValue.map(String.init) ?? "-",
                          document["uptime_seconds"]?.intValue.map(formatUptime) ?? "-",

@@ -41,6 +41,8 @@ final class LogOutput: Sendable {
     var file: String? { path.withLock { $0 } }
 
     private static func redirect(to path: String) throws(ServiceStartError) {
+        // A fresh install has no /var/log/apus yet; a failure here shows in the open below.
+        _ = Daemon.makeDirectory(directoryOf(path))
         let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard descriptor >= 0 else {
             throw ServiceStartError("cannot open log file \(path): \(String(cString: strerror(errno)))")

@@ -127,7 +127,8 @@ struct ServiceProcessTests {
     }
 
     @Test func restartGivesANewProcess() throws {
-        let fixture = ServiceFixture()
+        // Also: a log directory that does not exist yet is made.
+        let fixture = ServiceFixture(global: "log_file = logs/apus.log")
         defer { fixture.cleanUp() }
         #expect(fixture.apus("start", "imap4be").status == 0)
         let before = try #require(fixture.status(.imap4be)["pid"]?.intValue)
@@ -137,6 +138,7 @@ struct ServiceProcessTests {
         let after = fixture.status(.imap4be)
         #expect(after["state"]?.stringValue == "Running")
         #expect(after["pid"]?.intValue != before)
+        #expect(readFile(fixture.directory.path + "/logs/apus.log").contains("notice imap4be stopped"))
     }
 
     // MARK: - Start failures
