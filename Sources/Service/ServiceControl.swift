@@ -62,7 +62,7 @@ struct ServiceControl {
         case .timedOut:
             kill(pid, SIGKILL)
             _ = reap(pid)
-            cause = "not accepting connections after \(timeout) (start_timeout); killed it"
+            cause = "not accepting connections after \(ServiceControl.text(timeout)) (start_timeout); killed it"
         default:
             cause = "it exited before accepting connections (\(reap(pid)))"
         }
@@ -176,7 +176,7 @@ struct ServiceControl {
             kill(pid, SIGKILL)
             _ = PidFile.waitUntilFree(path: pidPath, timeout: .seconds(5))
             _ = PidFile.probe(path: pidPath, alsoRemove: [configuration.controlSocketPath(for: service)])
-            printError("apus: \(service.rawValue) (pid \(pid)) did not stop within \(bound); killed it")
+            printError("apus: \(service.rawValue) (pid \(pid)) did not stop within \(ServiceControl.text(bound)); killed it")
             return 1
         }
     }
@@ -279,6 +279,13 @@ struct ServiceControl {
             lines += extras[number] ?? []
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A duration as the configuration writes it: `30s`, `250ms`.
+    static func text(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
     }
 
     static func formatUptime(_ seconds: Int) -> String {

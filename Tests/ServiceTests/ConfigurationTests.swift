@@ -144,6 +144,16 @@ struct ConfigurationTests {
         #expect((try? ApusConfiguration.load(path: "/nonexistent/apus.conf", mayBeMissing: true))?.path == nil)
     }
 
+    @Test func anOversizedFileIsRefused() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let line = "# " + String(repeating: "x", count: 1000) + "\n"
+        writeFile(directory.path + "/big.conf", String(repeating: line, count: 1100))
+        #expect(throws: ConfigurationError(file: directory.path + "/big.conf", line: 0, message: "larger than 1048576 bytes")) {
+            _ = try ApusConfiguration.load(path: directory.path + "/big.conf")
+        }
+    }
+
     @Test(arguments: [("250ms", Duration.milliseconds(250)), ("30s", .seconds(30)), ("5m", .seconds(300)),
                       ("2h", .seconds(7200)), ("1d", .seconds(86400)), ("45", .seconds(45)), ("0", .zero)])
     func durations(text: String, expected: Duration) throws {

@@ -126,6 +126,48 @@ struct ServiceProcessTests {
         #expect(document["pid"]?.intValue != pid)
     }
 
+    @Test func statusShowsStoppingWhileCommandsFinish() throws {
+        let fixture = ServiceFixture()
+        defer { fixture.cleanUp() }
+        #expect(fixture.apus("start", "imap4be").status == 0)
+        let port = try #require(fixture.port(.imap4be))
+        let busy = try #require(LineClient(port: port))
+        let idle = try #require(LineClient(port: port))
+        #expect(busy.readLine()?.hasPrefix("* OK ") == true)
+        #expect(idle.readLine()?.hasPrefix("* OK ") == true)
+        busy.send("w WAIT 3000\r\n")
+        #expect(busy.readLine() == "* waiting")
+        idle.send("i IDLE\r\n")
+        #expect(idle.readLine() == "+ idling")
+
+        mkdir(fixture.directory.path + "/stop", 0o755)
+        let stopper = spawnApus(["stop", "imap4be", "--config", fixture.configurationPath], in: fixture.directory.path + "/stop")
+        var reaped = false
+        defer { if !reaped { kill(stopper, SIGKILL); reap(stopper) } }
+        // The IDLE session's BYE says the stop has begun; the WAIT is still in flight.
+        #expect(idle.readToEnd() == ["* BYE Apus is shutting down"])
+        let during = fixture.apus("status", "imap4be")
+        #expect(during.status == 1)
+        #expect(states(during.output) == ["imap4be": "Stopping"])
+        #expect(busy.readToEnd() == ["w OK waited", "* BYE Apus is shutting down"])
+        #expect(reap(stopper) == 0)
+        reaped = true
+        #expect(readFile(fixture.directory.path + "/stop/stdout").hasPrefix("imap4be stopped (pid "))
+        #expect(states(fixture.apus("status", "imap4be").output) == ["imap4be": "Stopped"])
+    }
+
+    @Test func startGivesUpAfterStartTimeout() throws {
+        // No service is ready within no time at all: start kills it and cleans up.
+        let fixture = ServiceFixture(global: "start_timeout = 0s")
+        defer { fixture.cleanUp() }
+        let result = fixture.apus("start", "imap4be")
+        #expect(result.status == 1)
+        #expect(result.errors.contains("imap4be could not start: not accepting connections after 0s (start_timeout)"),
+                "\(result)")
+        #expect(!fileExists(fixture.pidFile(.imap4be)))
+        #expect(!fileExists(fixture.runDirectory + "/imap4be.sock"))
+    }
+
     @Test func restartGivesANewProcess() throws {
         // Also: a log directory that does not exist yet is made.
         let fixture = ServiceFixture(global: "log_file = logs/apus.log")
@@ -287,6 +329,10 @@ struct ServiceProcessTests {
         #expect(document["state"]?.stringValue == "Running")
         #expect(document["sessions"]?.intValue == 1)
         #expect(try #require(LineClient(port: adminPort)).httpGet("/nothing").hasPrefix("HTTP/1.1 404"))
+        // A request head past the limit is answered 431 and closed, not buffered further.
+        let flood = try #require(LineClient(port: adminPort))
+        flood.send("GET /metrics HTTP/1.1\r\nX-Filler: " + String(repeating: "a", count: 9000))
+        #expect(flood.readLine() == "HTTP/1.1 431 Request Header Fields Too Large")
     }
 
     // MARK: - systemd and foreground

@@ -53,6 +53,12 @@ struct StatusFormatTests {
         #expect(ServiceControl.formatUptime(seconds) == text)
     }
 
+    @Test func durationsReadAsWritten() {
+        #expect(ServiceControl.text(.seconds(30)) == "30s")
+        #expect(ServiceControl.text(.milliseconds(250)) == "250ms")
+        #expect(ServiceControl.text(.zero) == "0s")
+    }
+
     @Test func adminEndpointAnswers() {
         let metrics = MetricsRegistry()
         metrics.gauge("apus_sessions", help: "Open client sessions.").set(3)
