@@ -19,14 +19,17 @@ enum AdminEndpoint {
     static let maximumRequestHead = 8192
 
     /// Opens the endpoint on `group`; returns its bound address.
-    static func start(on group: EventLoopGroup, address: SocketAddress, metrics: MetricsRegistry,
-                      status: @escaping @Sendable () -> JSONValue) throws -> SocketAddress {
+    static func start(
+        on group: EventLoopGroup, address: SocketAddress, metrics: MetricsRegistry,
+        status: @escaping @Sendable () -> JSONValue
+    ) throws -> SocketAddress {
         var options = ConnectionOptions()
         options.idleTimeout = .seconds(10)
         options.maximumBufferedInput = maximumRequestHead
-        let port = try group.listen(ListenerSpec(host: address.host, port: address.port, options: options) { _ in
-            AdminRequestHandler(metrics: metrics, status: status)
-        })
+        let port = try group.listen(
+            ListenerSpec(host: address.host, port: address.port, options: options) { _ in
+                AdminRequestHandler(metrics: metrics, status: status)
+            })
         return SocketAddress(host: address.host, port: port)
     }
 
@@ -40,13 +43,15 @@ enum AdminEndpoint {
         }
         let target = parts[1].split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard parts[0] == "GET" || parts[0] == "HEAD" else {
-            return response(405, "Method Not Allowed", type: "text/plain", body: "GET only\n", extra: "Allow: GET, HEAD\r\n")
+            return response(
+                405, "Method Not Allowed", type: "text/plain", body: "GET only\n", extra: "Allow: GET, HEAD\r\n")
         }
         let headOnly = parts[0] == "HEAD"
         switch target {
         case "/metrics":
-            return response(200, "OK", type: "text/plain; version=0.0.4; charset=utf-8", body: metrics.prometheusText(),
-                            headOnly: headOnly)
+            return response(
+                200, "OK", type: "text/plain; version=0.0.4; charset=utf-8", body: metrics.prometheusText(),
+                headOnly: headOnly)
         case "/status":
             return response(200, "OK", type: "application/json", body: status().text + "\n", headOnly: headOnly)
         default:
@@ -54,11 +59,14 @@ enum AdminEndpoint {
         }
     }
 
-    static func response(_ code: Int, _ reason: String, type: String, body: String, extra: String = "",
-                         headOnly: Bool = false) -> [UInt8] {
+    static func response(
+        _ code: Int, _ reason: String, type: String, body: String, extra: String = "",
+        headOnly: Bool = false
+    ) -> [UInt8] {
         let bodyBytes = Array(body.utf8)
-        var bytes = Array(("HTTP/1.1 \(code) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(bodyBytes.count)\r\n"
-            + "Cache-Control: no-store\r\n\(extra)Connection: close\r\n\r\n").utf8)
+        var bytes = Array(
+            ("HTTP/1.1 \(code) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(bodyBytes.count)\r\n"
+                + "Cache-Control: no-store\r\n\(extra)Connection: close\r\n\r\n").utf8)
         if !headOnly { bytes += bodyBytes }
         return bytes
     }
@@ -80,7 +88,8 @@ final class AdminRequestHandler: ConnectionHandler {
         let terminator: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A]
         var end: Int?
         if bytes.count >= 4 {
-            for index in 0...(bytes.count - 4) where bytes[index] == 0x0D && Array(bytes[index..<index + 4]) == terminator {
+            for index in 0...(bytes.count - 4)
+            where bytes[index] == 0x0D && Array(bytes[index..<index + 4]) == terminator {
                 end = index
                 break
             }
@@ -88,8 +97,10 @@ final class AdminRequestHandler: ConnectionHandler {
         guard let end else {
             if bytes.count >= AdminEndpoint.maximumRequestHead {
                 answered = true
-                connection.write(AdminEndpoint.response(431, "Request Header Fields Too Large", type: "text/plain",
-                                                        body: "request head too large\n"))
+                connection.write(
+                    AdminEndpoint.response(
+                        431, "Request Header Fields Too Large", type: "text/plain",
+                        body: "request head too large\n"))
                 connection.close(.afterFlush)
                 return bytes.count
             }

@@ -141,15 +141,21 @@ public struct ApusConfiguration: Sendable {
     }
 
     public func pidFilePath(for service: ServiceName) -> String { runDirectory + "/" + service.rawValue + ".pid" }
-    public func controlSocketPath(for service: ServiceName) -> String { runDirectory + "/" + service.rawValue + ".sock" }
+    public func controlSocketPath(for service: ServiceName) -> String {
+        runDirectory + "/" + service.rawValue + ".sock"
+    }
 
     /// Built-in defaults, relative paths resolved against `baseDirectory`.
     public static func defaults(baseDirectory: String = "/") -> ApusConfiguration {
         func settings(_ name: ServiceName) -> ServiceSettings {
             ServiceSettings(
                 name: name,
-                listen: [SocketAddress(host: name == .imap4 ? "0.0.0.0" : "127.0.0.1", port: name == .imap4 ? 143 : 1143)],
-                tlsListen: [SocketAddress(host: name == .imap4 ? "0.0.0.0" : "127.0.0.1", port: name == .imap4 ? 993 : 1993)],
+                listen: [
+                    SocketAddress(host: name == .imap4 ? "0.0.0.0" : "127.0.0.1", port: name == .imap4 ? 143 : 1143)
+                ],
+                tlsListen: [
+                    SocketAddress(host: name == .imap4 ? "0.0.0.0" : "127.0.0.1", port: name == .imap4 ? 993 : 1993)
+                ],
                 adminListen: SocketAddress(host: "127.0.0.1", port: 0),
                 dataDirectory: "/var/lib/apus", usersFile: "", logFile: "/var/log/apus/apus.log", logLevel: .info,
                 certificate: "/etc/apus/tls/cert.pem", privateKey: "/etc/apus/tls/key.pem",
@@ -165,8 +171,9 @@ public struct ApusConfiguration: Sendable {
                 authCacheTTL: .seconds(60), failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
                 failedLoginDelayMax: .seconds(name == .imap4 ? 8 : 15))
         }
-        var configuration = ApusConfiguration(path: nil, runDirectory: "/run/apus", imap4: settings(.imap4),
-                                              imap4be: settings(.imap4be))
+        var configuration = ApusConfiguration(
+            path: nil, runDirectory: "/run/apus", imap4: settings(.imap4),
+            imap4be: settings(.imap4be))
         configuration.finish(baseDirectory: baseDirectory, explicitUsersFile: [:], explicitBackends: false)
         return configuration
     }
@@ -194,23 +201,27 @@ public struct ApusConfiguration: Sendable {
             case "imap4": targets = [.imap4]
             case "imap4be": targets = [.imap4be]
             default:
-                throw ConfigurationError(file: file.path, line: section.line,
-                                         message: "unknown section [\(section.name)] (expected [global], [imap4] or [imap4be])")
+                throw ConfigurationError(
+                    file: file.path, line: section.line,
+                    message: "unknown section [\(section.name)] (expected [global], [imap4] or [imap4be])")
             }
             var seen: [String: Int] = [:]
             for entry in section.entries {
                 if let earlier = seen[entry.key] {
-                    throw ConfigurationError(file: file.path, line: entry.line,
-                                             message: "'\(entry.key)' already set in [\(section.name)] on line \(earlier)")
+                    throw ConfigurationError(
+                        file: file.path, line: entry.line,
+                        message: "'\(entry.key)' already set in [\(section.name)] on line \(earlier)")
                 }
                 seen[entry.key] = entry.line
                 guard let key = ConfigurationKey.all.first(where: { $0.name == entry.key }) else {
-                    throw ConfigurationError(file: file.path, line: entry.line,
-                                             message: "unknown key '\(entry.key)' in [\(section.name)]")
+                    throw ConfigurationError(
+                        file: file.path, line: entry.line,
+                        message: "unknown key '\(entry.key)' in [\(section.name)]")
                 }
                 guard key.scope.allows(section.name) else {
-                    throw ConfigurationError(file: file.path, line: entry.line,
-                                             message: "'\(entry.key)' does not belong in [\(section.name)] (\(key.scope.where))")
+                    throw ConfigurationError(
+                        file: file.path, line: entry.line,
+                        message: "'\(entry.key)' does not belong in [\(section.name)] (\(key.scope.where))")
                 }
                 do throws(ConfigurationValueError) {
                     if key.name == "run_dir" {
@@ -225,19 +236,23 @@ public struct ApusConfiguration: Sendable {
                     }
                     if key.name == "backends" { explicitBackends = true }
                 } catch {
-                    throw ConfigurationError(file: file.path, line: entry.line, message: "\(entry.key): \(error.message)")
+                    throw ConfigurationError(
+                        file: file.path, line: entry.line, message: "\(entry.key): \(error.message)")
                 }
             }
         }
         finish(baseDirectory: directory, explicitUsersFile: explicitUsersFile, explicitBackends: explicitBackends)
         for route in imap4.routes where !imap4.backends.contains(where: { $0.name == route.backend }) {
             let line = file.sections.first { $0.name == "imap4" }?.entries.first { $0.key == "routes" }?.line ?? 0
-            throw ConfigurationError(file: file.path, line: line, message: "routes: no back end named '\(route.backend)'")
+            throw ConfigurationError(
+                file: file.path, line: line, message: "routes: no back end named '\(route.backend)'")
         }
     }
 
-    private mutating func update(_ service: ServiceName,
-                                 _ change: (inout ServiceSettings) throws(ConfigurationValueError) -> Void)
+    private mutating func update(
+        _ service: ServiceName,
+        _ change: (inout ServiceSettings) throws(ConfigurationValueError) -> Void
+    )
         throws(ConfigurationValueError)
     {
         if service == .imap4 { try change(&imap4) } else { try change(&imap4be) }
@@ -245,7 +260,8 @@ public struct ApusConfiguration: Sendable {
 
     /// Derived defaults: the users file inside the data directory, the front end's back-end
     /// list pointing at the local back end's first plain listener.
-    private mutating func finish(baseDirectory: String, explicitUsersFile: [ServiceName: Bool], explicitBackends: Bool) {
+    private mutating func finish(baseDirectory: String, explicitUsersFile: [ServiceName: Bool], explicitBackends: Bool)
+    {
         for service in ServiceName.allCases where explicitUsersFile[service] != true {
             update(service) { $0.usersFile = $0.dataDirectory + "/passwd" }
         }
@@ -257,11 +273,19 @@ public struct ApusConfiguration: Sendable {
     /// The local back end as the front end reaches it: a wildcard listener becomes loopback.
     public static func localBackends(for backend: ServiceSettings) -> [BackendAddress] {
         if var address = backend.listen.first {
-            if address.host == "0.0.0.0" { address.host = "127.0.0.1" } else if address.host == "::" { address.host = "::1" }
+            if address.host == "0.0.0.0" {
+                address.host = "127.0.0.1"
+            } else if address.host == "::" {
+                address.host = "::1"
+            }
             return [BackendAddress(name: "local", address: address, tls: false, verifyCertificate: false)]
         }
         if var address = backend.tlsListen.first {
-            if address.host == "0.0.0.0" { address.host = "127.0.0.1" } else if address.host == "::" { address.host = "::1" }
+            if address.host == "0.0.0.0" {
+                address.host = "127.0.0.1"
+            } else if address.host == "::" {
+                address.host = "::1"
+            }
             return [BackendAddress(name: "local", address: address, tls: true, verifyCertificate: false)]
         }
         return []
@@ -304,7 +328,8 @@ enum ConfigurationScope {
 struct ConfigurationKey: Sendable {
     let name: String
     let scope: ConfigurationScope
-    let apply: @Sendable (inout ServiceSettings, String, _ baseDirectory: String) throws(ConfigurationValueError) -> Void
+    let apply:
+        @Sendable (inout ServiceSettings, String, _ baseDirectory: String) throws(ConfigurationValueError) -> Void
 
     typealias V = ConfigurationValue
 
@@ -346,7 +371,8 @@ struct ConfigurationKey: Sendable {
         ConfigurationKey(name: "login_disabled_on_plain", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
             s.loginDisabledOnPlain = try V.bool(v)
         },
-        ConfigurationKey(name: "max_connections_per_address", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
+        ConfigurationKey(name: "max_connections_per_address", scope: .anywhere) {
+            s, v, _ throws(ConfigurationValueError) in
             s.maxConnectionsPerAddress = try V.count(v)
         },
         ConfigurationKey(name: "failed_login_delay", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
@@ -355,7 +381,8 @@ struct ConfigurationKey: Sendable {
         ConfigurationKey(name: "failed_login_delay_max", scope: .anywhere) { s, v, _ throws(ConfigurationValueError) in
             s.failedLoginDelayMax = try V.duration(v)
         },
-        ConfigurationKey(name: "max_connections_per_user", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
+        ConfigurationKey(name: "max_connections_per_user", scope: .imap4beOnly) {
+            s, v, _ throws(ConfigurationValueError) in
             s.maxConnectionsPerUser = try V.count(v)
         },
         ConfigurationKey(name: "auth_cache_ttl", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
@@ -386,13 +413,17 @@ struct ConfigurationKey: Sendable {
             s.tlsListen = try V.addresses(v)
         },
         ConfigurationKey(name: "admin_listen", scope: .serviceOnly) { s, v, _ throws(ConfigurationValueError) in
-            if v == "off" || v == "no" { s.adminListen = nil; return }
+            if v == "off" || v == "no" {
+                s.adminListen = nil
+                return
+            }
             let addresses = try V.addresses(v)
             guard addresses.count == 1 else { throw ConfigurationValueError("one address, or 'off'") }
             s.adminListen = addresses[0]
         },
         ConfigurationKey(name: "trusted_proxies", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
-            s.trustedProxies = try V.list(v).map { item throws(ConfigurationValueError) in try V.networkOrAddress(item) }
+            s.trustedProxies = try V.list(v).map { item throws(ConfigurationValueError) in try V.networkOrAddress(item)
+            }
         },
         ConfigurationKey(name: "backends", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.backends = try V.backends(v)
@@ -415,7 +446,9 @@ struct ConfigurationKey: Sendable {
         },
         ConfigurationKey(name: "source_addresses", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.sourceAddresses = try V.list(v).map { item throws(ConfigurationValueError) in
-                guard isNumericAddress(item) else { throw ConfigurationValueError("'\(item)' is not a numeric address") }
+                guard isNumericAddress(item) else {
+                    throw ConfigurationValueError("'\(item)' is not a numeric address")
+                }
                 return item
             }
         },
@@ -448,8 +481,10 @@ enum ConfigurationValue {
 
     /// `250ms`, `30s`, `5m`, `2h`, `1d`; a bare number is seconds. At most 30 days.
     static func duration(_ value: String) throws(ConfigurationValueError) -> Duration {
-        let units: [(suffix: String, milliseconds: Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000),
-                                                             ("d", 86_400_000)]
+        let units: [(suffix: String, milliseconds: Int64)] = [
+            ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000),
+            ("d", 86_400_000),
+        ]
         var digits = Substring(value)
         var scale: Int64 = 1000
         for unit in units where value.hasSuffix(unit.suffix) {
@@ -546,7 +581,9 @@ enum ConfigurationValue {
     /// `user@domain=backend, @domain=backend, …`
     static func routes(_ value: String) throws(ConfigurationValueError) -> [RouteEntry] {
         try list(value).map { item throws(ConfigurationValueError) in
-            guard let equals = item.lastIndex(of: "=") else { throw ConfigurationValueError("'\(item)' is not user=backend") }
+            guard let equals = item.lastIndex(of: "=") else {
+                throw ConfigurationValueError("'\(item)' is not user=backend")
+            }
             let pattern = item[..<equals].trimmedASCIIWhitespace
             let backend = item[item.index(after: equals)...].trimmedASCIIWhitespace
             guard !pattern.isEmpty, !backend.isEmpty else { throw ConfigurationValueError("'\(item)' is incomplete") }

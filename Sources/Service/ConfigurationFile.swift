@@ -72,8 +72,9 @@ public struct ConfigurationFile: Sendable {
             while end < text.count, text[end] != UInt8(ascii: "\n") { end += 1 }
             let next = end + 1
             if end - start > maximumLineLength {
-                throw ConfigurationError(file: path, line: lineNumber,
-                                         message: "line longer than \(maximumLineLength) bytes")
+                throw ConfigurationError(
+                    file: path, line: lineNumber,
+                    message: "line longer than \(maximumLineLength) bytes")
             }
             var line = text[start..<end]
             start = next
@@ -102,25 +103,30 @@ public struct ConfigurationFile: Sendable {
                 continue
             }
             guard let equals = trimmed.firstIndex(of: "=") else {
-                throw ConfigurationError(file: path, line: lineNumber,
-                                         message: "expected 'key = value' or '[section]', found '\(trimmed)'")
+                throw ConfigurationError(
+                    file: path, line: lineNumber,
+                    message: "expected 'key = value' or '[section]', found '\(trimmed)'")
             }
             let key = String(trimmed[..<equals]).trimmedASCIIWhitespace
             let value = String(trimmed[trimmed.index(after: equals)...]).trimmedASCIIWhitespace
             guard isName(key) else {
                 throw ConfigurationError(file: path, line: lineNumber, message: "bad key name '\(key)'")
             }
-            file.sections[file.sections.count - 1].entries.append(ConfigurationEntry(key: key, value: value,
-                                                                                    line: lineNumber))
+            file.sections[file.sections.count - 1].entries.append(
+                ConfigurationEntry(
+                    key: key, value: value,
+                    line: lineNumber))
         }
         return file
     }
 
     private static func isName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy { byte in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-                || byte == UInt8(ascii: "_")
-        }
+        !name.isEmpty
+            && name.utf8.allSatisfy { byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                    || byte == UInt8(ascii: "_")
+            }
     }
 }
 

@@ -121,7 +121,7 @@ final class ControlServer: Sendable {
                 let client = accept(descriptor, nil, nil)
                 if client < 0 {
                     if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE { continue }
-                    return // closed at exit
+                    return  // closed at exit
                 }
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                 UnixSocket.setTimeouts(client, .seconds(5))
@@ -167,7 +167,9 @@ enum SystemdNotifier {
         let message = Array(state.utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                message.withUnsafeBytes { sendto(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), socketAddress, length) }
+                message.withUnsafeBytes {
+                    sendto(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), socketAddress, length)
+                }
             }
         }
         return sent == message.count
@@ -182,10 +184,12 @@ func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
     }
     let box = Unmanaged.passRetained(Box(body)).toOpaque()
     var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { argument in
-        Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
-        return nil
-    }, box)
+    let result = pthread_create(
+        &thread, nil,
+        { argument in
+            Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
+            return nil
+        }, box)
     if result == 0 {
         pthread_detach(thread)
     } else {

@@ -14,7 +14,9 @@ import Telemetry
 /// (`Type=notify`) it logs to standard error and sends `READY=1` to `NOTIFY_SOCKET`.
 /// Either way it holds `run_dir/<service>.pid` and answers on `run_dir/<service>.sock`.
 enum Daemon {
-    static func serve(_ service: ServiceName, configurationPath: String?, detach: Bool, readyDescriptor: Int32?) -> Int32 {
+    static func serve(
+        _ service: ServiceName, configurationPath: String?, detach: Bool, readyDescriptor: Int32?
+    ) -> Int32 {
         Signals.block()
         if detach {
             _ = setsid()
@@ -31,8 +33,9 @@ enum Daemon {
 
         let configuration: ApusConfiguration
         do throws(ConfigurationError) {
-            configuration = try ApusConfiguration.load(path: configurationPath ?? ApusConfiguration.defaultPath,
-                                                       mayBeMissing: configurationPath == nil)
+            configuration = try ApusConfiguration.load(
+                path: configurationPath ?? ApusConfiguration.defaultPath,
+                mayBeMissing: configurationPath == nil)
         } catch {
             return fail("configuration error: \(error)")
         }

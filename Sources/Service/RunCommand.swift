@@ -47,7 +47,8 @@ enum RunCommand {
             // One process: the front end's default back end is the back end just started, on the
             // port it really got (0 asks for an ephemeral one).
             if service == .imap4, let backend = bound[.imap4be],
-               settings.backends == ApusConfiguration.localBackends(for: configuration.imap4be) {
+                settings.backends == ApusConfiguration.localBackends(for: configuration.imap4be)
+            {
                 var local = configuration.imap4be
                 local.listen = Array(backend.prefix(local.listen.count))
                 local.tlsListen = Array(backend.dropFirst(local.listen.count))
@@ -63,7 +64,7 @@ enum RunCommand {
             print("\(service.rawValue): " + Daemon.listenerSummary(host.statusDocument(for: service)))
         }
         printHowToConnect(configuration, bound: bound)
-        fflush(nil) // stdout may be a pipe or file: show the above now, not at exit
+        fflush(nil)  // stdout may be a pipe or file: show the above now, not at exit
         host.waitForStopSignal()
         print("apus: stopping (sessions get BYE once their commands finish)")
         host.stop()
@@ -93,9 +94,11 @@ enum RunCommand {
         for service in services {
             let settings = configuration.settings(for: service)
             if settings.usesTLS || !settings.listen.isEmpty,
-               access(settings.certificate, F_OK) != 0, access(settings.privateKey, F_OK) != 0 {
+                access(settings.certificate, F_OK) != 0, access(settings.privateKey, F_OK) != 0
+            {
                 if let problem = Daemon.makeDirectory(directoryOf(settings.certificate))
-                    ?? Daemon.makeDirectory(directoryOf(settings.privateKey)) {
+                    ?? Daemon.makeDirectory(directoryOf(settings.privateKey))
+                {
                     return "cannot make the certificate's directory: \(problem)"
                 }
                 do {
@@ -133,12 +136,17 @@ enum RunCommand {
         func local(_ address: SocketAddress) -> String {
             address.host == "0.0.0.0" ? "127.0.0.1" : address.host == "::" ? "::1" : address.host
         }
-        print("apus: connect a mail client to " + [
-            plain.map { "\(local($0)) port \($0.port) (STARTTLS)" },
-            tls.map { "\(local($0)) port \($0.port) (TLS)" },
-        ].compactMap { $0 }.joined(separator: " or ") + "; the certificate is self-signed unless you configured one")
+        print(
+            "apus: connect a mail client to "
+                + [
+                    plain.map { "\(local($0)) port \($0.port) (STARTTLS)" },
+                    tls.map { "\(local($0)) port \($0.port) (TLS)" },
+                ].compactMap { $0 }.joined(separator: " or ")
+                + "; the certificate is self-signed unless you configured one")
         if let tls {
-            print("apus: try: openssl s_client -quiet -connect \(local(tls)):\(tls.port)   then   a LOGIN demo <password>")
+            print(
+                "apus: try: openssl s_client -quiet -connect \(local(tls)):\(tls.port)   then   a LOGIN demo <password>"
+            )
         }
         print("apus: Ctrl-C stops gracefully")
     }

@@ -19,7 +19,8 @@ public enum ServiceCommand {
             printError("apus \(command): \(message)\n" + usage)
             return 2
         }
-        let configurationPath = options.configurationPath
+        let configurationPath =
+            options.configurationPath
             ?? getenv("APUS_CONFIG").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
         switch command {
         case "serve":
@@ -27,16 +28,19 @@ public enum ServiceCommand {
                 printError("apus serve: name one service (imap4 or imap4be)")
                 return 2
             }
-            return Daemon.serve(options.services[0], configurationPath: configurationPath, detach: options.detach,
-                                readyDescriptor: options.readyDescriptor)
+            return Daemon.serve(
+                options.services[0], configurationPath: configurationPath, detach: options.detach,
+                readyDescriptor: options.readyDescriptor)
         case "run":
-            return RunCommand.run(services: options.services.isEmpty ? ServiceName.allCases : options.services,
-                                  configurationPath: configurationPath)
+            return RunCommand.run(
+                services: options.services.isEmpty ? ServiceName.allCases : options.services,
+                configurationPath: configurationPath)
         case "start", "stop", "restart", "reload", "status":
             let configuration: ApusConfiguration
             do throws(ConfigurationError) {
-                configuration = try ApusConfiguration.load(path: configurationPath ?? ApusConfiguration.defaultPath,
-                                                           mayBeMissing: configurationPath == nil)
+                configuration = try ApusConfiguration.load(
+                    path: configurationPath ?? ApusConfiguration.defaultPath,
+                    mayBeMissing: configurationPath == nil)
             } catch {
                 printError("apus: configuration error: \(error)")
                 return 1
@@ -50,8 +54,10 @@ public enum ServiceCommand {
                 let stopped = worst(named.sorted().reversed().map(control.stop))
                 return stopped != 0 ? stopped : worst(named.sorted().map(control.start))
             case "reload": return worst(named.sorted().map(control.reload))
-            default: return control.status(options.services.isEmpty ? ServiceName.allCases : options.services,
-                                           json: options.json)
+            default:
+                return control.status(
+                    options.services.isEmpty ? ServiceName.allCases : options.services,
+                    json: options.json)
             }
         default:
             printError("apus: unknown command '\(command)'\n" + usage)
@@ -62,10 +68,10 @@ public enum ServiceCommand {
     private static func worst(_ statuses: [Int32]) -> Int32 { statuses.max() ?? 0 }
 
     public static let usage = """
-        usage: apus run [--service imap4|imap4be]   both services in the foreground (first run makes a certificate and a demo user)
+        usage: apus run [--service imap4|imap4be]          both in the foreground (first run: certificate, demo user)
                apus start|stop|restart|reload [imap4|imap4be]   control the services as daemons (no name: both)
-               apus status [--json] [imap4|imap4be]              one row per service; exit 0 only if all are Running
-               apus load [options]                              load generator (apus load --help)
+               apus status [--json] [imap4|imap4be]          one row per service; exit 0 only if all are Running
+               apus load [options]                          load generator (apus load --help)
         options: --config PATH   the configuration file (default \(ApusConfiguration.defaultPath), or $APUS_CONFIG)
         """
 

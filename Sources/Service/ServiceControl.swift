@@ -45,7 +45,9 @@ struct ServiceControl {
         let spawned = spawn(arguments, readinessDescriptor: writeEnd)
         close(writeEnd)
         guard case .success(let pid) = spawned else {
-            if case .failure(let message) = spawned { printError("apus: \(service.rawValue) could not start: \(message)") }
+            if case .failure(let message) = spawned {
+                printError("apus: \(service.rawValue) could not start: \(message)")
+            }
             return 1
         }
         let timeout = configuration.settings(for: service).startTimeout
@@ -84,7 +86,8 @@ struct ServiceControl {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for descriptor: Int32 in 0...2 {
-            posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", descriptor == 0 ? O_RDONLY : O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(
+                &actions, descriptor, "/dev/null", descriptor == 0 ? O_RDONLY : O_WRONLY, 0)
         }
         posix_spawn_file_actions_adddup2(&actions, readinessDescriptor, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
@@ -119,9 +122,10 @@ struct ServiceControl {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { return .timedOut }
             var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            let milliseconds = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1
+            let milliseconds =
+                remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1
             let ready = poll(&entry, 1, Int32(min(milliseconds, Int64(Int32.max))))
-            if ready <= 0 { continue } // EINTR or the deadline: checked above
+            if ready <= 0 { continue }  // EINTR or the deadline: checked above
             var byte: UInt8 = 0
             let count = read(descriptor, &byte, 1)
             if count < 0, errno == EINTR { continue }
@@ -154,7 +158,8 @@ struct ServiceControl {
             print("\(service.rawValue) is not running")
             return 0
         case .stale(let pid):
-            print("\(service.rawValue) is not running (removed the stale pid file of pid \(pid.map(String.init) ?? "?"))")
+            print(
+                "\(service.rawValue) is not running (removed the stale pid file of pid \(pid.map(String.init) ?? "?"))")
             return 0
         case .inaccessible(let reason):
             printError("apus: \(service.rawValue): cannot read its pid file: \(reason)")
@@ -176,7 +181,8 @@ struct ServiceControl {
             kill(pid, SIGKILL)
             _ = PidFile.waitUntilFree(path: pidPath, timeout: .seconds(5))
             _ = PidFile.probe(path: pidPath, alsoRemove: [configuration.controlSocketPath(for: service)])
-            printError("apus: \(service.rawValue) (pid \(pid)) did not stop within \(ServiceControl.text(bound)); killed it")
+            printError(
+                "apus: \(service.rawValue) (pid \(pid)) did not stop within \(ServiceControl.text(bound)); killed it")
             return 1
         }
     }
@@ -187,12 +193,16 @@ struct ServiceControl {
     /// and what was refused. 1 when it is not running or the configuration has an error.
     func reload(_ service: ServiceName) -> Int32 {
         let pidPath = configuration.pidFilePath(for: service)
-        guard case .running(let pid) = PidFile.probe(path: pidPath, alsoRemove: [configuration.controlSocketPath(for: service)]) else {
+        guard
+            case .running(let pid) = PidFile.probe(
+                path: pidPath, alsoRemove: [configuration.controlSocketPath(for: service)])
+        else {
             printError("apus: \(service.rawValue) is not running")
             return 1
         }
         guard let reply = ControlServer.request("reload", path: configuration.controlSocketPath(for: service)),
-              let document = JSONValue.parse(reply) else {
+            let document = JSONValue.parse(reply)
+        else {
             // The control socket is the only way to hear the outcome; the signal still works.
             guard let pid, kill(pid, SIGHUP) == 0 else {
                 printError("apus: \(service.rawValue) does not answer and cannot be signalled")
@@ -220,18 +230,23 @@ struct ServiceControl {
         case .absent, .stale:
             return stopped
         case .inaccessible(let reason):
-            return .object([("service", .string(service.rawValue)), ("state", .string("Unknown")),
-                            ("error", .string("cannot read the pid file: \(reason)"))])
+            return .object([
+                ("service", .string(service.rawValue)), ("state", .string("Unknown")),
+                ("error", .string("cannot read the pid file: \(reason)")),
+            ])
         case .running(let pid):
             if let reply = ControlServer.request("status", path: socketPath, timeout: .seconds(5)),
-               let document = JSONValue.parse(reply) {
+                let document = JSONValue.parse(reply)
+            {
                 return document
             }
             // Between taking the pid file and binding its socket a service is starting; a socket
             // that exists but does not answer means the service is stuck.
             let state = access(socketPath, F_OK) == 0 ? "Not responding" : "Starting"
-            return .object([("service", .string(service.rawValue)), ("state", .string(state)),
-                            ("pid", pid.map { .int(Int($0)) } ?? .null)])
+            return .object([
+                ("service", .string(service.rawValue)), ("state", .string(state)),
+                ("pid", pid.map { .int(Int($0)) } ?? .null),
+            ])
         }
     }
 
@@ -257,10 +272,12 @@ struct ServiceControl {
             var listenerText = listeners.isEmpty ? "-" : listeners.joined(separator: ", ")
             if let admin = document["admin"]?.stringValue { listenerText += "; admin \(admin)" }
             if let error = document["error"]?.stringValue { listenerText = error }
-            rows.append([document["service"]?.stringValue ?? "?", document["state"]?.stringValue ?? "?",
-                         document["pid"]?.intValue.map(String.init) ?? "-",
-                         document["uptime_seconds"]?.intValue.map(formatUptime) ?? "-",
-                         document["sessions"]?.intValue.map(String.init) ?? "-", listenerText])
+            rows.append([
+                document["service"]?.stringValue ?? "?", document["state"]?.stringValue ?? "?",
+                document["pid"]?.intValue.map(String.init) ?? "-",
+                document["uptime_seconds"]?.intValue.map(formatUptime) ?? "-",
+                document["sessions"]?.intValue.map(String.init) ?? "-", listenerText,
+            ])
             let pools = (document["pools"]?.arrayValue ?? []).map { pool in
                 "  pool \(pool["backend"]?.stringValue ?? "?"): \(pool["idle"]?.intValue ?? 0) idle, "
                     + "\(pool["busy"]?.intValue ?? 0) busy, " + (pool["down"]?.boolValue == true ? "DOWN" : "up")
@@ -273,7 +290,8 @@ struct ServiceControl {
         for (number, row) in rows.enumerated() {
             var line = ""
             for (index, cell) in row.enumerated() {
-                line += index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count + 2)
+                line +=
+                    index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count + 2)
             }
             lines.append(line)
             lines += extras[number] ?? []
@@ -289,7 +307,9 @@ struct ServiceControl {
     }
 
     static func formatUptime(_ seconds: Int) -> String {
-        let days = seconds / 86400, hours = seconds / 3600 % 24, minutes = seconds / 60 % 60
+        let days = seconds / 86400
+        let hours = seconds / 3600 % 24
+        let minutes = seconds / 60 % 60
         if days > 0 { return "\(days)d\(hours)h" }
         if hours > 0 { return "\(hours)h\(minutes < 10 ? "0" : "")\(minutes)m" }
         if minutes > 0 { return "\(minutes)m\(seconds % 60 < 10 ? "0" : "")\(seconds % 60)s" }

@@ -94,8 +94,9 @@ final class ServiceHost: Sendable {
     func announce(_ service: ServiceName) {
         let settings = configuration.withLock { $0.settings(for: service) }
         records.withLock {
-            $0[service] = Record(phase: .starting, settings: settings, service: nil, tls: nil, metrics: MetricsRegistry(),
-                                 logger: logger(for: service))
+            $0[service] = Record(
+                phase: .starting, settings: settings, service: nil, tls: nil, metrics: MetricsRegistry(),
+                logger: logger(for: service))
         }
     }
 
@@ -103,7 +104,9 @@ final class ServiceHost: Sendable {
     /// the bound listener addresses. Throws a message naming the cause: the certificate, the
     /// address in use, the permission.
     @discardableResult
-    func start(_ service: ServiceName, settings override: ServiceSettings? = nil) throws(ServiceStartError)
+    func start(
+        _ service: ServiceName, settings override: ServiceSettings? = nil
+    ) throws(ServiceStartError)
         -> [SocketAddress]
     {
         if records.withLock({ $0[service] == nil }) { announce(service) }
@@ -112,8 +115,9 @@ final class ServiceHost: Sendable {
         let logger = logger(for: service)
         let metrics = records.withLock { $0[service]!.metrics }
         let tls = try ServiceHost.loadTLS(settings, logger: logger)
-        let context = ServiceContext(settings: settings, configuration: configuration, tls: tls, logger: logger,
-                                     metrics: metrics)
+        let context = ServiceContext(
+            settings: settings, configuration: configuration, tls: tls, logger: logger,
+            metrics: metrics)
         let managed: ManagedService
         let bound: [SocketAddress]
         do {
@@ -190,8 +194,9 @@ final class ServiceHost: Sendable {
             close(descriptor)
         }
         do {
-            return try TLSContext.server(certificateChain: settings.certificate, privateKey: settings.privateKey,
-                                         alpn: ["imap"])
+            return try TLSContext.server(
+                certificateChain: settings.certificate, privateKey: settings.privateKey,
+                alpn: ["imap"])
         } catch {
             throw ServiceStartError("certificate \(settings.certificate) with key \(settings.privateKey): \(error)")
         }
@@ -208,9 +213,13 @@ final class ServiceHost: Sendable {
             ("service", .string(service.rawValue)),
             ("state", .string(record.phase.rawValue)),
             ("pid", .int(Int(getpid()))),
-            ("listeners", .array(record.listeners.map {
-                .object([("address", .string($0.address.description)), ("tls", .bool($0.tls))])
-            })),
+            (
+                "listeners",
+                .array(
+                    record.listeners.map {
+                        .object([("address", .string($0.address.description)), ("tls", .bool($0.tls))])
+                    })
+            ),
         ]
         if let admin = record.admin { members.append(("admin", .string(admin.description))) }
         if record.phase == .running || record.phase == .stopping {
@@ -221,10 +230,17 @@ final class ServiceHost: Sendable {
         if let managed = record.service {
             members.append(("sessions", .int(managed.sessionCount)))
             if service == .imap4 {
-                members.append(("pools", .array(managed.poolStatus().map {
-                    .object([("backend", .string($0.backend)), ("idle", .int($0.idle)), ("busy", .int($0.busy)),
-                             ("down", .bool($0.down))])
-                })))
+                members.append(
+                    (
+                        "pools",
+                        .array(
+                            managed.poolStatus().map {
+                                .object([
+                                    ("backend", .string($0.backend)), ("idle", .int($0.idle)), ("busy", .int($0.busy)),
+                                    ("down", .bool($0.down)),
+                                ])
+                            })
+                    ))
             }
         }
         members.append(("stand_in", .bool(ServiceRegistry.usesStandIn(service))))
@@ -242,7 +258,10 @@ final class ServiceHost: Sendable {
             let services = hostedServices
             let fresh: ApusConfiguration
             do throws(ConfigurationError) {
-                fresh = try configurationPath.map { path throws(ConfigurationError) in try ApusConfiguration.load(path: path) }
+                fresh =
+                    try configurationPath.map { path throws(ConfigurationError) in
+                        try ApusConfiguration.load(path: path)
+                    }
                     ?? configuration.withLock { $0 }
             } catch {
                 let report = ReloadReport(refused: ["configuration: \(error); nothing changed"])
@@ -260,8 +279,10 @@ final class ServiceHost: Sendable {
                 if service == .imap4, new.backends == ApusConfiguration.localBackends(for: fresh.imap4be) {
                     new.backends = old.backends
                 }
-                for (key, same) in [("listen", old.listen == new.listen), ("tls_listen", old.tlsListen == new.tlsListen),
-                                    ("admin_listen", old.adminListen == new.adminListen)] where !same {
+                for (key, same) in [
+                    ("listen", old.listen == new.listen), ("tls_listen", old.tlsListen == new.tlsListen),
+                    ("admin_listen", old.adminListen == new.adminListen),
+                ] where !same {
                     report.refused.append("\(key): takes effect after a restart")
                 }
                 new.listen = old.listen
@@ -290,11 +311,15 @@ final class ServiceHost: Sendable {
                 } else if new.usesTLS || access(new.certificate, F_OK) == 0, old.certificate != new.certificate {
                     report.refused.append("certificate: TLS was off at start; takes effect after a restart")
                 }
-                let serviceReport = managed.reload(ServiceContext(settings: new, configuration: fresh, tls: record.tls,
-                                                                  logger: record.logger, metrics: record.metrics))
+                let serviceReport = managed.reload(
+                    ServiceContext(
+                        settings: new, configuration: fresh, tls: record.tls,
+                        logger: record.logger, metrics: record.metrics))
                 report.changed += serviceReport.changed
                 report.refused += serviceReport.refused
-                let handled = ["log_level", "log_file", "certificate", "private_key", "listen", "tls_listen", "admin_listen"]
+                let handled = [
+                    "log_level", "log_file", "certificate", "private_key", "listen", "tls_listen", "admin_listen",
+                ]
                 for key in ServiceHost.changedKeys(old, new) where !handled.contains(key) {
                     let mentioned = (serviceReport.changed + serviceReport.refused).contains { $0.hasPrefix(key) }
                     if !mentioned { report.refused.append("\(key): takes effect after a restart") }
@@ -384,8 +409,10 @@ final class ServiceHost: Sendable {
             let reports = reload()
             let report = reports.first { $0.0 == service }?.1 ?? ReloadReport()
             let failed = report.refused.contains { $0.hasPrefix("configuration:") }
-            return JSONValue.object([("ok", .bool(!failed)), ("changed", .array(report.changed.map { .string($0) })),
-                                     ("refused", .array(report.refused.map { .string($0) }))]).text
+            return JSONValue.object([
+                ("ok", .bool(!failed)), ("changed", .array(report.changed.map { .string($0) })),
+                ("refused", .array(report.refused.map { .string($0) })),
+            ]).text
         case "stop":
             kill(getpid(), SIGTERM)
             return JSONValue.object([("ok", .bool(true))]).text

@@ -43,8 +43,10 @@ public final class StandInService: ManagedService {
         for (address, implicitTLS) in listeners {
             var options = ConnectionOptions()
             options.idleTimeout = settings.loginTimeout
-            let spec = ListenerSpec(host: address.host, port: address.port, tls: implicitTLS ? tls : nil,
-                                    options: options) { [self] _ in StandInSession(service: self) }
+            let spec = ListenerSpec(
+                host: address.host, port: address.port, tls: implicitTLS ? tls : nil,
+                options: options
+            ) { [self] _ in StandInSession(service: self) }
             let port = try group.listen(spec)
             bound.append(SocketAddress(host: address.host, port: port))
         }

@@ -5,6 +5,7 @@
 import Reactor
 import Telemetry
 import Testing
+
 @testable import Service
 
 @Suite("Service configuration")
@@ -30,7 +31,8 @@ struct ConfigurationTests {
 
     @Test func globalAppliesToBothAndASectionOverridesIt() throws {
         // [global] written last still yields to the service section.
-        let configuration = try parse("""
+        let configuration = try parse(
+            """
             [imap4]
             log_level = debug
             [global]
@@ -44,8 +46,9 @@ struct ConfigurationTests {
     }
 
     @Test func relativePathsFollowTheFile() throws {
-        let configuration = try parse("run_dir = run\n[imap4be]\ncertificate = tls/cert.pem\nusers_file = ./users\n",
-                                      path: "/opt/apus/apus.conf")
+        let configuration = try parse(
+            "run_dir = run\n[imap4be]\ncertificate = tls/cert.pem\nusers_file = ./users\n",
+            path: "/opt/apus/apus.conf")
         #expect(configuration.runDirectory == "/opt/apus/run")
         #expect(configuration.imap4be.certificate == "/opt/apus/tls/cert.pem")
         #expect(configuration.imap4be.usersFile == "/opt/apus/users")
@@ -54,14 +57,19 @@ struct ConfigurationTests {
 
     @Test func frontEndDefaultsToTheLocalBackEndsListener() throws {
         let configuration = try parse("[imap4be]\nlisten = 0.0.0.0:2143\n")
-        #expect(configuration.imap4.backends == [BackendAddress(name: "local", address: SocketAddress(host: "127.0.0.1", port: 2143),
-                                                               tls: false, verifyCertificate: false)])
+        #expect(
+            configuration.imap4.backends == [
+                BackendAddress(
+                    name: "local", address: SocketAddress(host: "127.0.0.1", port: 2143),
+                    tls: false, verifyCertificate: false)
+            ])
         let tlsOnly = try parse("[imap4be]\nlisten =\ntls_listen = [::]:2993\n")
         #expect(tlsOnly.imap4.backends.map(\.description) == ["local=[::1]:2993/tls/noverify"])
     }
 
     @Test func backEndsRoutesAndListsParse() throws {
-        let configuration = try parse("""
+        let configuration = try parse(
+            """
             # comment
             ; another
             [imap4]\r
@@ -76,8 +84,9 @@ struct ConfigurationTests {
             login_timeout = 250ms
             """)
         #expect(configuration.imap4.listen.map(\.description) == ["127.0.0.1:143", "[::1]:143"])
-        #expect(configuration.imap4.backends.map(\.description)
-            == ["b1=10.0.0.1:1143", "b2=10.0.0.2:1993/tls", "b3=10.0.0.3:1993/tls/noverify"])
+        #expect(
+            configuration.imap4.backends.map(\.description)
+                == ["b1=10.0.0.1:1143", "b2=10.0.0.2:1993/tls", "b3=10.0.0.3:1993/tls/noverify"])
         #expect(configuration.imap4.routes.map(\.description) == ["alice@example.com=b2", "@example.org=b3"])
         #expect(configuration.imap4.poolMax == 8)
         #expect(configuration.imap4.sourceAddresses == ["127.0.0.2", "127.0.0.3"])
@@ -136,8 +145,11 @@ struct ConfigurationTests {
     }
 
     @Test func aMissingFileIsNamed() {
-        #expect(throws: ConfigurationError(file: "/nonexistent/apus.conf", line: 0,
-                                           message: "cannot open: No such file or directory")) {
+        #expect(
+            throws: ConfigurationError(
+                file: "/nonexistent/apus.conf", line: 0,
+                message: "cannot open: No such file or directory")
+        ) {
             _ = try ApusConfiguration.load(path: "/nonexistent/apus.conf")
         }
         // The default path may be missing: built-in defaults then.
@@ -149,13 +161,18 @@ struct ConfigurationTests {
         defer { directory.remove() }
         let line = "# " + String(repeating: "x", count: 1000) + "\n"
         writeFile(directory.path + "/big.conf", String(repeating: line, count: 1100))
-        #expect(throws: ConfigurationError(file: directory.path + "/big.conf", line: 0, message: "larger than 1048576 bytes")) {
+        #expect(
+            throws: ConfigurationError(
+                file: directory.path + "/big.conf", line: 0, message: "larger than 1048576 bytes")
+        ) {
             _ = try ApusConfiguration.load(path: directory.path + "/big.conf")
         }
     }
 
-    @Test(arguments: [("250ms", Duration.milliseconds(250)), ("30s", .seconds(30)), ("5m", .seconds(300)),
-                      ("2h", .seconds(7200)), ("1d", .seconds(86400)), ("45", .seconds(45)), ("0", .zero)])
+    @Test(arguments: [
+        ("250ms", Duration.milliseconds(250)), ("30s", .seconds(30)), ("5m", .seconds(300)),
+        ("2h", .seconds(7200)), ("1d", .seconds(86400)), ("45", .seconds(45)), ("0", .zero),
+    ])
     func durations(text: String, expected: Duration) throws {
         #expect(try ConfigurationValue.duration(text) == expected)
     }
@@ -181,7 +198,7 @@ struct ShippedFilesTests {
     /// The repository root, from this file's path.
     static let root: String = {
         var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
-        parts.removeLast(3) // Tests/ServiceTests/ConfigurationTests.swift
+        parts.removeLast(3)  // Tests/ServiceTests/ConfigurationTests.swift
         return parts.joined(separator: "/")
     }()
 

@@ -97,11 +97,13 @@ struct ServiceProcessTests {
         let started = fixture.apus("start")
         #expect(started.status == 0, "\(started)")
         // The back end starts first, so the front end's pool can find it.
-        #expect(started.output.split(separator: "\n").map { $0.split(separator: " ").first ?? "" } == ["imap4be", "imap4"])
+        #expect(
+            started.output.split(separator: "\n").map { $0.split(separator: " ").first ?? "" } == ["imap4be", "imap4"])
         #expect(fixture.apus("status").status == 0)
         let stopped = fixture.apus("stop")
         #expect(stopped.status == 0)
-        #expect(stopped.output.split(separator: "\n").map { $0.split(separator: " ").first ?? "" } == ["imap4", "imap4be"])
+        #expect(
+            stopped.output.split(separator: "\n").map { $0.split(separator: " ").first ?? "" } == ["imap4", "imap4be"])
         #expect(states(fixture.apus("status").output) == ["imap4": "Stopped", "imap4be": "Stopped"])
     }
 
@@ -141,9 +143,15 @@ struct ServiceProcessTests {
         #expect(idle.readLine() == "+ idling")
 
         mkdir(fixture.directory.path + "/stop", 0o755)
-        let stopper = spawnApus(["stop", "imap4be", "--config", fixture.configurationPath], in: fixture.directory.path + "/stop")
+        let stopper = spawnApus(
+            ["stop", "imap4be", "--config", fixture.configurationPath], in: fixture.directory.path + "/stop")
         var reaped = false
-        defer { if !reaped { kill(stopper, SIGKILL); reap(stopper) } }
+        defer {
+            if !reaped {
+                kill(stopper, SIGKILL)
+                reap(stopper)
+            }
+        }
         // The IDLE session's BYE says the stop has begun; the WAIT is still in flight.
         #expect(idle.readToEnd() == ["* BYE Apus is shutting down"])
         let during = fixture.apus("status", "imap4be")
@@ -162,8 +170,9 @@ struct ServiceProcessTests {
         defer { fixture.cleanUp() }
         let result = fixture.apus("start", "imap4be")
         #expect(result.status == 1)
-        #expect(result.errors.contains("imap4be could not start: not accepting connections after 0s (start_timeout)"),
-                "\(result)")
+        #expect(
+            result.errors.contains("imap4be could not start: not accepting connections after 0s (start_timeout)"),
+            "\(result)")
         #expect(!fileExists(fixture.pidFile(.imap4be)))
         #expect(!fileExists(fixture.runDirectory + "/imap4be.sock"))
     }
@@ -186,7 +195,9 @@ struct ServiceProcessTests {
     // MARK: - Start failures
 
     /// Runs `apus start imap4be` and checks it fails naming `cause`, leaving no pid file.
-    func expectStartFails(_ fixture: ServiceFixture, naming cause: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectStartFails(
+        _ fixture: ServiceFixture, naming cause: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let result = fixture.apus("start", "imap4be")
         #expect(result.status == 1, "\(result)", sourceLocation: sourceLocation)
         #expect(result.errors.contains(cause), "\(result)", sourceLocation: sourceLocation)
@@ -205,7 +216,8 @@ struct ServiceProcessTests {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(holder, pointer, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, pointer, &length) == 0
+                bind(holder, pointer, length) == 0 && listen(holder, 1) == 0
+                    && getsockname(holder, pointer, &length) == 0
             }
         }
         try #require(bound)
@@ -220,10 +232,13 @@ struct ServiceProcessTests {
         defer { fixture.cleanUp() }
         let garbage = fixture.directory.path + "/garbage.pem"
         writeFile(garbage, "this is not a certificate\n")
-        fixture.writeConfiguration(imap4be: "tls_listen = 127.0.0.1:0\ncertificate = \(garbage)\nprivate_key = \(garbage)")
+        fixture.writeConfiguration(
+            imap4be: "tls_listen = 127.0.0.1:0\ncertificate = \(garbage)\nprivate_key = \(garbage)")
         expectStartFails(fixture, naming: "certificate \(garbage)")
-        fixture.writeConfiguration(imap4be: "tls_listen = 127.0.0.1:0\ncertificate = \(garbage)\nprivate_key = missing.pem")
-        expectStartFails(fixture, naming: "cannot read private key \(fixture.directory.path)/missing.pem: No such file or directory")
+        fixture.writeConfiguration(
+            imap4be: "tls_listen = 127.0.0.1:0\ncertificate = \(garbage)\nprivate_key = missing.pem")
+        expectStartFails(
+            fixture, naming: "cannot read private key \(fixture.directory.path)/missing.pem: No such file or directory")
     }
 
     @Test func startWithABadConfigurationLineFails() throws {
@@ -231,7 +246,8 @@ struct ServiceProcessTests {
         defer { fixture.cleanUp() }
         let lines = readFile(fixture.configurationPath).split(separator: "\n", omittingEmptySubsequences: false)
         let line = try #require(lines.firstIndex { $0.hasPrefix("idle_timeout") }) + 1
-        expectStartFails(fixture, naming: "\(fixture.configurationPath):\(line): idle_timeout: 'forever' is not a duration")
+        expectStartFails(
+            fixture, naming: "\(fixture.configurationPath):\(line): idle_timeout: 'forever' is not a duration")
         // The daemon reports the same on its own, e.g. under systemd.
         let serve = fixture.apus("serve", "imap4be")
         #expect(serve.status == 1)
@@ -289,7 +305,8 @@ struct ServiceProcessTests {
         #expect(lines.contains("imap4be refused: listen: takes effect after a restart"))
         #expect(lines.contains("imap4be reloaded: log_level: warning"))
         #expect(lines.contains("imap4be reloaded: log file reopened: \(fixture.logPath)"))
-        #expect(readFile(fixture.logPath).contains("warning imap4be reload: refused listen: takes effect after a restart"))
+        #expect(
+            readFile(fixture.logPath).contains("warning imap4be reload: refused listen: takes effect after a restart"))
         #expect(readFile(fixture.logPath + ".1").contains("started"))
 
         let notRunning = fixture.apus("reload", "imap4")
@@ -349,7 +366,9 @@ struct ServiceProcessTests {
             for (index, byte) in socketPath.utf8.enumerated() { raw[index] = byte }
         }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(notify, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(notify, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         try #require(bound == 0)
         var timeout = timeval(tv_sec: 20, tv_usec: 0)
@@ -361,10 +380,16 @@ struct ServiceProcessTests {
         }
 
         mkdir(fixture.directory.path + "/serve", 0o755)
-        let pid = spawnApus(["serve", "imap4be", "--config", fixture.configurationPath], in: fixture.directory.path + "/serve",
-                            environment: ["NOTIFY_SOCKET=\(socketPath)"])
+        let pid = spawnApus(
+            ["serve", "imap4be", "--config", fixture.configurationPath], in: fixture.directory.path + "/serve",
+            environment: ["NOTIFY_SOCKET=\(socketPath)"])
         var reaped = false
-        defer { if !reaped { kill(pid, SIGKILL); reap(pid) } }
+        defer {
+            if !reaped {
+                kill(pid, SIGKILL)
+                reap(pid)
+            }
+        }
         let ready = receive()
         #expect(ready.hasPrefix("READY=1\nMAINPID=\(pid)\nSTATUS=listening on 127.0.0.1:"))
         #expect(fixture.status(.imap4be)["state"]?.stringValue == "Running")
@@ -374,7 +399,9 @@ struct ServiceProcessTests {
         kill(pid, SIGHUP)
         #expect(receive().hasPrefix("RELOADING=1\nMONOTONIC_USEC="))
         #expect(receive() == "READY=1")
-        #expect(readFile(fixture.directory.path + "/serve/stderr").contains("notice imap4be reload: changed log_level: warning"))
+        #expect(
+            readFile(fixture.directory.path + "/serve/stderr").contains(
+                "notice imap4be reload: changed log_level: warning"))
 
         kill(pid, SIGTERM)
         #expect(receive() == "STOPPING=1")
@@ -387,8 +414,9 @@ struct ServiceProcessTests {
     }
 
     @Test func runServesBothInOneProcessAndMakesFirstRunFiles() throws {
-        let fixture = ServiceFixture(imap4be: "tls_listen = 127.0.0.1:0",
-                                     global: "certificate = tls/cert.pem\nprivate_key = tls/key.pem")
+        let fixture = ServiceFixture(
+            imap4be: "tls_listen = 127.0.0.1:0",
+            global: "certificate = tls/cert.pem\nprivate_key = tls/key.pem")
         defer { fixture.cleanUp() }
         // The front end's default back end: the local one, on the port it really got.
         var text = readFile(fixture.configurationPath)
@@ -398,13 +426,17 @@ struct ServiceProcessTests {
         var pipeEnds: [Int32] = [0, 0]
         try #require(pipe(&pipeEnds) == 0)
         mkdir(fixture.directory.path + "/run-output", 0o755)
-        let pid = spawnApus(["run", "--config", fixture.configurationPath], in: fixture.directory.path + "/run-output",
-                            standardOutput: pipeEnds[1])
+        let pid = spawnApus(
+            ["run", "--config", fixture.configurationPath], in: fixture.directory.path + "/run-output",
+            standardOutput: pipeEnds[1])
         close(pipeEnds[1])
         var reaped = false
         defer {
             close(pipeEnds[0])
-            if !reaped { kill(pid, SIGKILL); reap(pid) }
+            if !reaped {
+                kill(pid, SIGKILL)
+                reap(pid)
+            }
         }
         let reader = PipeLineReader(descriptor: pipeEnds[0])
         var printed: [String] = []
@@ -412,8 +444,12 @@ struct ServiceProcessTests {
             printed.append(line)
             if line.hasPrefix("apus: Ctrl-C") { break }
         }
-        #expect(printed.contains { $0.hasPrefix("apus: made a self-signed certificate: \(fixture.directory.path)/tls/cert.pem") })
-        #expect(printed.contains { $0.hasPrefix("apus: made \(fixture.directory.path)/data/passwd with the user 'demo'") })
+        #expect(
+            printed.contains {
+                $0.hasPrefix("apus: made a self-signed certificate: \(fixture.directory.path)/tls/cert.pem")
+            })
+        #expect(
+            printed.contains { $0.hasPrefix("apus: made \(fixture.directory.path)/data/passwd with the user 'demo'") })
         #expect(readFile(fixture.directory.path + "/data/passwd").hasPrefix("demo:{SHA512-CRYPT}"))
         let frontLine = try #require(printed.first { $0.hasPrefix("imap4: listening on 127.0.0.1:") })
         let portText = frontLine.dropFirst("imap4: listening on 127.0.0.1:".count).prefix { $0.isNumber }

@@ -4,6 +4,7 @@
 
 import Telemetry
 import Testing
+
 @testable import Service
 
 @Suite("Service status formats")
@@ -33,17 +34,31 @@ struct StatusFormatTests {
     @Test func tableHasOneRowPerServiceAndPoolLines() {
         let running = JSONValue.object([
             ("service", .string("imap4")), ("state", .string("Running")), ("pid", .int(4242)),
-            ("listeners", .array([.object([("address", .string("0.0.0.0:143")), ("tls", .bool(false))]),
-                                  .object([("address", .string("0.0.0.0:993")), ("tls", .bool(true))])])),
+            (
+                "listeners",
+                .array([
+                    .object([("address", .string("0.0.0.0:143")), ("tls", .bool(false))]),
+                    .object([("address", .string("0.0.0.0:993")), ("tls", .bool(true))]),
+                ])
+            ),
             ("admin", .string("127.0.0.1:9000")), ("uptime_seconds", .int(3725)), ("sessions", .int(7)),
-            ("pools", .array([.object([("backend", .string("local")), ("idle", .int(2)), ("busy", .int(1)),
-                                       ("down", .bool(false))])])),
+            (
+                "pools",
+                .array([
+                    .object([
+                        ("backend", .string("local")), ("idle", .int(2)), ("busy", .int(1)),
+                        ("down", .bool(false)),
+                    ])
+                ])
+            ),
         ])
         let stopped = JSONValue.object([("service", .string("imap4be")), ("state", .string("Stopped"))])
         let lines = ServiceControl.table([running, stopped]).split(separator: "\n").map(String.init)
         #expect(lines.count == 4)
         #expect(lines[0].hasPrefix("SERVICE  STATE    PID   UPTIME  SESSIONS  LISTENERS"))
-        #expect(lines[1] == "imap4    Running  4242  1h02m   7         0.0.0.0:143, 0.0.0.0:993 (TLS); admin 127.0.0.1:9000")
+        #expect(
+            lines[1] == "imap4    Running  4242  1h02m   7         0.0.0.0:143, 0.0.0.0:993 (TLS); admin 127.0.0.1:9000"
+        )
         #expect(lines[2] == "  pool local: 2 idle, 1 busy, up")
         #expect(lines[3].hasPrefix("imap4be  Stopped  -"))
     }
@@ -69,7 +84,9 @@ struct StatusFormatTests {
         let metricsAnswer = answer("GET /metrics HTTP/1.1\r\nHost: x")
         #expect(metricsAnswer.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(metricsAnswer.contains("Content-Type: text/plain; version=0.0.4"))
-        #expect(metricsAnswer.hasSuffix("\r\n\r\n# HELP apus_sessions Open client sessions.\n# TYPE apus_sessions gauge\napus_sessions 3\n"))
+        #expect(
+            metricsAnswer.hasSuffix(
+                "\r\n\r\n# HELP apus_sessions Open client sessions.\n# TYPE apus_sessions gauge\napus_sessions 3\n"))
         let statusAnswer = answer("GET /status?pretty HTTP/1.0")
         #expect(statusAnswer.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(statusAnswer.hasSuffix("\r\n\r\n{\"state\":\"Running\"}\n"))

@@ -24,9 +24,15 @@ struct TemporaryDirectory {
             directories.append(directory)
             guard let handle = opendir(directory) else { continue }
             while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if name == "." || name == ".." { continue }
-                if entry.pointee.d_type == UInt8(DT_DIR) { stack.append(directory + "/" + name) } else { unlink(directory + "/" + name) }
+                if entry.pointee.d_type == UInt8(DT_DIR) {
+                    stack.append(directory + "/" + name)
+                } else {
+                    unlink(directory + "/" + name)
+                }
             }
             closedir(handle)
         }
@@ -86,8 +92,10 @@ let apusExecutable: String = {
 /// Starts the `apus` binary with `arguments`; stdout (unless `standardOutput`, a pipe's write
 /// end) and stderr go to files in `directory`. The stand-in serves both services
 /// (`APUS_STAND_IN=1`), so these tests need no mail store.
-func spawnApus(_ arguments: [String], in directory: String, environment extra: [String] = [],
-               standardOutput: Int32? = nil) -> pid_t {
+func spawnApus(
+    _ arguments: [String], in directory: String, environment extra: [String] = [],
+    standardOutput: Int32? = nil
+) -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -138,12 +146,19 @@ final class ServiceFixture {
     func writeConfiguration(imap4be: String = "", imap4: String = "", global: String = "") {
         func section(_ defaults: [String], _ extra: String) -> String {
             let keys = extra.split(separator: "\n").compactMap { $0.split(separator: "=").first?.trimmingSpaces }
-            return (defaults.filter { line in !keys.contains { line.hasPrefix($0 + " =") } } + [extra]).joined(separator: "\n")
+            return (defaults.filter { line in !keys.contains { line.hasPrefix($0 + " =") } } + [extra]).joined(
+                separator: "\n")
         }
-        let text = "[global]\n" + section(["run_dir = run", "data_dir = data", "log_file = apus.log", "log_level = debug",
-                                           "shutdown_timeout = 10s", "start_timeout = 20s"], global)
+        let text =
+            "[global]\n"
+            + section(
+                [
+                    "run_dir = run", "data_dir = data", "log_file = apus.log", "log_level = debug",
+                    "shutdown_timeout = 10s", "start_timeout = 20s",
+                ], global)
             + "\n[imap4be]\n" + section(["listen = 127.0.0.1:0", "tls_listen ="], imap4be)
-            + "\n[imap4]\n" + section(["listen = 127.0.0.1:0", "tls_listen =", "backends = local=127.0.0.1:1143"], imap4) + "\n"
+            + "\n[imap4]\n"
+            + section(["listen = 127.0.0.1:0", "tls_listen =", "backends = local=127.0.0.1:1143"], imap4) + "\n"
         writeFile(configurationPath, text)
     }
 
@@ -154,8 +169,9 @@ final class ServiceFixture {
         mkdir(outputDirectory, 0o755)
         let pid = spawnApus(arguments + ["--config", configurationPath], in: outputDirectory)
         let status = reap(pid)
-        return CommandResult(status: status, output: readFile(outputDirectory + "/stdout"),
-                             errors: readFile(outputDirectory + "/stderr"))
+        return CommandResult(
+            status: status, output: readFile(outputDirectory + "/stdout"),
+            errors: readFile(outputDirectory + "/stderr"))
     }
 
     func pidFile(_ service: ServiceName) -> String { runDirectory + "/\(service.rawValue).pid" }
@@ -170,7 +186,8 @@ final class ServiceFixture {
     func port(_ service: ServiceName, tls: Bool = false) -> UInt16? {
         let listeners = status(service)["listeners"]?.arrayValue ?? []
         guard let address = listeners.first(where: { $0["tls"]?.boolValue == tls })?["address"]?.stringValue,
-              let colon = address.lastIndex(of: ":") else { return nil }
+            let colon = address.lastIndex(of: ":")
+        else { return nil }
         return UInt16(address[address.index(after: colon)...])
     }
 
@@ -202,7 +219,9 @@ final class LineClient {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         if connected != 0 {
             close(descriptor)

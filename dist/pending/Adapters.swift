@@ -20,7 +20,9 @@ final class BackendService: ManagedService {
         var trusted: [TrustedNetwork] = []
         for text in settings.trustedProxies {
             // The configuration checked the syntax; the back end's parser is the final word.
-            guard let network = TrustedNetwork(text) else { throw ServiceStartError("trusted_proxies: '\(text)' is not usable") }
+            guard let network = TrustedNetwork(text) else {
+                throw ServiceStartError("trusted_proxies: '\(text)' is not usable")
+            }
             trusted.append(network)
         }
         let configuration = BackendConfiguration(
@@ -39,7 +41,7 @@ final class BackendService: ManagedService {
         do {
             return try server.start(on: group)
         } catch BackendError.listen(_, let error) {
-            throw error // the service layer words listener failures (in use, permission) itself
+            throw error  // the service layer words listener failures (in use, permission) itself
         }
     }
 
