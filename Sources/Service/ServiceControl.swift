@@ -56,7 +56,7 @@ struct ServiceControl {
             print("\(service.rawValue) started (pid \(pid)), \(line.dropFirst(6))")
             return 0
         }
-        var cause: String
+        let cause: String
         switch outcome {
         case .line(let line) where line.hasPrefix("error "):
             cause = String(line.dropFirst(6))
