@@ -68,11 +68,12 @@ public enum ServiceCommand {
     private static func worst(_ statuses: [Int32]) -> Int32 { statuses.max() ?? 0 }
 
     public static let usage = """
-        usage: apus run [--service imap4|imap4be]          both in the foreground (first run: certificate, demo user)
-               apus start|stop|restart|reload [imap4|imap4be]   control the services as daemons (no name: both)
-               apus status [--json] [imap4|imap4be]          one row per service; exit 0 only if all are Running
-               apus load [options]                          load generator (apus load --help)
-        options: --config PATH   the configuration file (default \(ApusConfiguration.defaultPath), or $APUS_CONFIG)
+        usage: apus run [--service imap4|imap4be]              both in the foreground (first run: cert, demo user)
+               apus start|stop|restart|reload [imap4|imap4be]  control the daemons (no name: both)
+               apus status [--json] [imap4|imap4be]            one row per service; exit 0 only if all are Running
+               apus load [options]                             load generator (apus load --help)
+        environment: APUS_CONFIG                               configuration when --config is not given
+        options: --config PATH                                 configuration (default \(ApusConfiguration.defaultPath))
         """
 
     /// Parsed options: service names, `--config`, `--json`, and the daemon's own flags.
