@@ -72,8 +72,8 @@ public enum ServiceCommand {
                apus start|stop|restart|reload [imap4|imap4be]  control the daemons (no name: both)
                apus status [--json] [imap4|imap4be]            one row per service; exit 0 only if all are Running
                apus load [options]                             load generator (apus load --help)
-        environment: APUS_CONFIG                               configuration when --config is not given
         options: --config PATH                                 configuration (default \(ApusConfiguration.defaultPath))
+        environment: APUS_CONFIG                               configuration when --config is not given
         """
 
     /// Parsed options: service names, `--config`, `--json`, and the daemon's own flags.
