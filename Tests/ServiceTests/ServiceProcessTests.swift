@@ -288,6 +288,15 @@ struct ServiceProcessTests {
         session.send("c NOOP\r\n")
         #expect(session.readLine() == "c OK done")
         #expect(fixture.status(.imap4be)["state"]?.stringValue == "Running")
+
+        // A broken new certificate is refused; new connections keep the one in use.
+        writeFile(directory + "/broken.pem", "not a certificate\n")
+        fixture.writeConfiguration(imap4be: "tls_listen = 127.0.0.1:0\ncertificate = broken.pem\nprivate_key = b.key")
+        let refused = fixture.apus("reload", "imap4be")
+        #expect(refused.status == 0, "\(refused)")
+        #expect(refused.output.contains("imap4be refused: certificate: certificate \(directory)/broken.pem"))
+        #expect(refused.output.contains("new connections keep the old one"))
+        #expect(try tlsGreeting(port: tlsPort, caFile: directory + "/b.pem", group: group)?.hasPrefix("* OK ") == true)
     }
 
     @Test func reloadSaysWhatItRefusedAndReopensTheLog() throws {
