@@ -180,6 +180,7 @@ extension Mailbox {
         }
         let firstUID = index.uidNext
         var commit = makeCommit(assignedUIDs: requests.indices.map { firstUID + UInt32($0) })
+        beginChange(in: &commit)
         if tableChanged { addKeywordTableWrite(to: &commit) }
         var lines: [UInt8] = []
         for (position, request) in requests.enumerated() {

@@ -49,6 +49,8 @@ extension Mailbox {
         }
         let firstUID = destination.index.uidNext
         var commit = destination.makeCommit(assignedUIDs: sourceUIDs.indices.map { firstUID + UInt32($0) })
+        destination.beginChange(in: &commit)
+        if removeSource { beginChange(in: &commit) }
         if tableChanged { destination.addKeywordTableWrite(to: &commit) }
         let now = currentTimeNanoseconds()
         var lines: [UInt8] = []
@@ -101,6 +103,7 @@ extension Mailbox {
         }
         guard !victims.isEmpty else { return nil }
         var commit = makeCommit()
+        beginChange(in: &commit)
         removeMessages(victims, in: &commit)
         return commit
     }
@@ -177,6 +180,7 @@ extension Mailbox {
         guard !changed.isEmpty || tableChanged else {
             return StoreFlagsResult(commit: nil, changed: [], modified: modified)
         }
+        beginChange(in: &commit)
         if !changed.isEmpty { user.record(commit, event: .flagsChanged(changed), in: self, usage: (0, 0)) }
         return StoreFlagsResult(commit: commit, changed: changed, modified: modified)
     }
@@ -192,6 +196,7 @@ extension Mailbox {
         guard !delivered.isEmpty else { return nil }
         let firstUID = index.uidNext
         var commit = makeCommit(assignedUIDs: delivered.indices.map { firstUID + UInt32($0) })
+        beginChange(in: &commit)
         var lines: [UInt8] = []
         var addedSize: Int64 = 0
         for (offset, fileName) in delivered.enumerated() {

@@ -29,6 +29,8 @@ enum FileOperation: Sendable {
     case rename(from: FileHandle, String, to: FileHandle, String)
     case link(from: FileHandle, String, to: FileHandle, String)
     case unlink(FileHandle, String)
+    /// Mark the mailbox's clean index snapshot (in this directory) as in use, durably.
+    case markIndexInUse(FileHandle)
 
     func run() throws(StoreError) {
         switch self {
@@ -44,6 +46,15 @@ enum FileOperation: Sendable {
             _ = try systemCall("linkat") { linkat(fromDirectory.fd, from, toDirectory.fd, to, 0) }
         case .unlink(let directory, let name):
             try Directory.removeFile(name, in: directory.fd)
+        case .markIndexInUse(let directory):
+            let fd = openat(directory.fd, MessageIndex.fileName, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+            if fd < 0 {
+                if errno == ENOENT { return }
+                throw .system(call: "openat", errno: errno)
+            }
+            let file = FileHandle(fd: fd)
+            try file.write([0, 0, 0, 0], at: MessageIndex.cleanFlagOffset)
+            _ = try systemCall("fdatasync") { fdatasync(file.fd) }
         }
     }
 }

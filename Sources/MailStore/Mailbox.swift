@@ -130,9 +130,13 @@ public final class Mailbox {
     var keywordTable: KeywordTable
     private var observers: [WeakObserver] = []
     var isClosed = false
+    /// True while the index file on disk is a clean snapshot of what is in memory and on disk.
+    var diskSnapshotIsClean = false
+    /// True when memory holds something the index file lacks (flags, \Recent, cache offsets).
+    var indexChanged = false
 
     deinit {
-        if !isClosed { try? writeIndex(clean: true) }
+        if !isClosed { try? close() }
     }
 
     private struct WeakObserver {
@@ -189,6 +193,7 @@ public final class Mailbox {
     public func claimRecent() -> [UInt32] {
         let threshold = index.firstUnclaimedRecentUID
         index.firstUnclaimedRecentUID = index.uidNext
+        indexChanged = true
         guard let start = index.records.firstIndex(where: { $0.uid >= threshold }) else { return [] }
         return index.records[start...].map(\.uid)
     }
@@ -204,6 +209,7 @@ public final class Mailbox {
         let (offset, length) = try cache.append(blob, uid: uid)
         index.records[position].cacheOffset = offset
         index.records[position].cacheLength = length
+        indexChanged = true
         return blob
     }
 
@@ -270,38 +276,27 @@ public final class Mailbox {
         keywordTable = KeywordTable(parsing: try Directory.readFile(KeywordTable.fileName, in: directory.fd) ?? [])
 
         let loaded = try Directory.readFile(MessageIndex.fileName, in: directory.fd).flatMap(MessageIndex.parse)
-        if let loaded, loaded.wasClean {
-            // Mark the snapshot in use, durably, before anything on disk changes: a crash from here
-            // on makes the next open reconcile instead of trusting the snapshot.
-            let file = try FileHandle.openFile(MessageIndex.fileName, in: directory.fd, flags: O_WRONLY)
-            var zero: UInt32 = 0
-            try withUnsafeBytes(of: &zero) { (buffer) throws(StoreError) in try file.write(buffer, at: 12) }
-            _ = try systemCall("fdatasync") { fdatasync(file.fd) }
-        }
         let uidListStatus = try Directory.status(UIDList.fileName, in: directory.fd)
         let curStatus = try cur.status()
         let newIsEmpty = try Directory.entries(of: new.fd).allSatisfy { $0.hasPrefix(".") }
-        var cacheIsValid = false
+        cache = try MessageCache(in: directory.fd)
         if let loaded, loaded.wasClean, loaded.curModificationTime == curStatus.modificationTime,
             loaded.uidListFingerprint == FileFingerprint(uidListStatus), newIsEmpty
         {
+            // The fast path: the clean snapshot describes the files; nothing else is read.
             index = loaded
-            cacheIsValid = true
+            diskSnapshotIsClean = true
+            uidListFile = try FileHandle.openFile(UIDList.fileName, in: directory.fd, flags: O_WRONLY | O_APPEND)
         } else {
             // Placeholders until synchronize fills them in.
             index = MessageIndex(uidValidity: 1, uidNext: 1, highestModseq: 0)
-        }
-        uidListFile = directory  // replaced below
-        cache = try MessageCache(in: directory.fd)
-        if cacheIsValid {
-            uidListFile = try FileHandle.openFile(UIDList.fileName, in: directory.fd, flags: O_WRONLY | O_APPEND)
-        } else {
-            let synchronizer = MailboxSynchronizer(mailbox: self)
-            let outcome = try synchronizer.synchronize(previous: loaded)
+            uidListFile = directory
+            if loaded?.wasClean == true { try FileOperation.markIndexInUse(directory).run() }
+            indexChanged = true
+            let outcome = try MailboxSynchronizer(mailbox: self).synchronize(previous: loaded)
             if !outcome.cacheUsable { try cache.reset() }
         }
         try removeStaleTemporaryFiles()
-        try writeIndex(clean: false)
     }
 
     /// Removes what crashed appends of an earlier process left in tmp/ (files named `apus-…` or
@@ -318,6 +313,29 @@ public final class Mailbox {
         index.uidListFingerprint = FileFingerprint(try Directory.status(UIDList.fileName, in: directory.fd))
         try Directory.replaceFile(MessageIndex.fileName, in: directory.fd, with: index.serialized(clean: clean),
                                   durable: false)
+        diskSnapshotIsClean = clean
+        indexChanged = false
+    }
+
+    /// Notes that `commit` changes this mailbox's files. The first change after a clean snapshot
+    /// marks the snapshot in use, durably, in phase 0, before any file of the commit changes: a crash
+    /// from then on makes the next open reconcile instead of trusting the snapshot. Call only for a
+    /// commit that will be returned.
+    func beginChange(in commit: inout PendingCommit) {
+        indexChanged = true
+        if diskSnapshotIsClean {
+            commit.add(.markIndexInUse(directory), phase: 0)
+            diskSnapshotIsClean = false
+        }
+    }
+
+    /// As `beginChange(in:)`, for changes made here and now (reconciling).
+    func beginChangeNow() throws(StoreError) {
+        indexChanged = true
+        if diskSnapshotIsClean {
+            try FileOperation.markIndexInUse(directory).run()
+            diskSnapshotIsClean = false
+        }
     }
 
     /// Writes a snapshot of the index (a cache; not fsynced). The back end calls it now and then so a
@@ -329,13 +347,14 @@ public final class Mailbox {
     /// go of it) closes itself.
     public func close() throws(StoreError) {
         guard !isClosed else { return }
-        try writeIndex(clean: true)
+        if indexChanged || !diskSnapshotIsClean { try writeIndex(clean: true) }
         isClosed = true
     }
 
     /// Reconciles the index with the files (after a failed commit, or when another program changed
     /// the Maildir). Reads the directories and the UID list; keeps UIDs.
     public func resynchronize() throws(StoreError) {
+        try beginChangeNow()
         let synchronizer = MailboxSynchronizer(mailbox: self)
         let before = Set(index.records.map(\.uid))
         _ = try synchronizer.synchronize(previous: index)

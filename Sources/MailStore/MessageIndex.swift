@@ -117,6 +117,8 @@ struct MessageIndex {
     static let magic: [UInt8] = Array("APUSIDX1".utf8)
     static let version: UInt32 = 1
     static let headerSize = 88
+    /// Where the `clean` word is: outside the checksum, so it can be cleared in place.
+    static let cleanFlagOffset: Int64 = 12
 
     var uidValidity: UInt32
     var uidNext: UInt32

@@ -161,6 +161,7 @@ public final class UserMaildir {
 
     private func renameInbox(to target: MailboxName) throws(StoreError) {
         let inbox = try mailbox(.inbox)
+        try inbox.beginChangeNow()
         try createMailbox(target)
         let folder = try FileHandle.openDirectory(target.folderName, in: root.fd)
         let folderCur = try FileHandle.openDirectory("cur", in: folder.fd)

@@ -179,15 +179,7 @@ enum CrashChild {
     /// Starts the child, reads its reports until `killAfter` acknowledgements (0: just after it is
     /// ready), kills it with SIGKILL, and returns every report it made before it died.
     private func runChild(dataDirectory: String, seed: UInt64, killAfter: Int) throws -> [String] {
-        var pipeEnds: [Int32] = [0, 0]
-        #expect(pipe(&pipeEnds) == 0)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], CrashChild.reportDescriptor)
-        posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let pipeEnds = try #require(makePipe())
         let arguments = ["/proc/self/exe", "--testing-library", "swift-testing", "--filter", "crashChildWriterLoop"]
         var environment = ["\(CrashChild.directoryVariable)=\(dataDirectory)", "\(CrashChild.seedVariable)=\(seed)"]
         var index = 0
@@ -196,28 +188,18 @@ enum CrashChild {
             if !text.hasPrefix("APUS_CRASH_CHILD") { environment.append(text) }
             index += 1
         }
-        var argv = arguments.map { strdup($0) } + [nil]
-        var envp = environment.map { strdup($0) } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, "/proc/self/exe", &actions, nil, &argv, &envp)
+        let spawned = spawnProcess("/proc/self/exe", arguments: arguments, environment: environment,
+                                   descriptors: [(CrashChild.reportDescriptor, pipeEnds[1])])
         close(pipeEnds[1])
         defer { close(pipeEnds[0]) }
-        try #require(spawned == 0)
+        let child = try #require(spawned)
 
         var lines: [String] = []
         var pending: [UInt8] = []
         var acknowledgements = 0
         var killed = false
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(pipeEnds[0], &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            pending += buffer[0..<count]
+        readToEnd(pipeEnds[0]) { chunk in
+            pending += chunk
             while let newline = pending.firstIndex(of: 0x0A) {
                 let line = String(decoding: pending[..<newline], as: UTF8.self)
                 pending.removeSubrange(...newline)
