@@ -119,6 +119,7 @@ extension Mailbox {
             commit.add(.unlink(cur, index.name(of: record)), phase: 3, sync: cur)
         }
         index.records.removeAll { doomed.contains($0.uid) }
+        index.deadUIDListLines += UInt32(uids.count)
         // RFC 7162 section 3.2.7: an expunge changes HIGHESTMODSEQ.
         _ = nextModseq()
         user.record(commit, event: .expunged(uids), in: self, usage: (-Int64(uids.count), -removedSize))

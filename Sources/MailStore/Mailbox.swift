@@ -269,7 +269,11 @@ public final class Mailbox {
                 throw .mailboxNotFound
             }
         }
-        try Maildir.createFolder(in: directory.fd, marker: !name.isInbox)
+        // A folder made by another program may lack a subdirectory; only then is anything created.
+        for subdirectory in ["cur", "new", "tmp"] where try Directory.status(subdirectory, in: directory.fd) == nil {
+            try Maildir.createFolder(in: directory.fd, marker: !name.isInbox)
+            break
+        }
         cur = try FileHandle.openDirectory("cur", in: directory.fd)
         new = try FileHandle.openDirectory("new", in: directory.fd)
         tmp = try FileHandle.openDirectory("tmp", in: directory.fd)
@@ -347,8 +351,20 @@ public final class Mailbox {
     /// go of it) closes itself.
     public func close() throws(StoreError) {
         guard !isClosed else { return }
+        if index.deadUIDListLines > index.records.count / 2 + 64 { try compactUIDList() }
         if indexChanged || !diskSnapshotIsClean { try writeIndex(clean: true) }
         isClosed = true
+    }
+
+    /// Rewrites the UID list with only the messages that exist (expunged lines are dropped). Only
+    /// with nothing in flight: commits append to the list through its descriptor.
+    func compactUIDList() throws(StoreError) {
+        var list = UIDList(uidValidity: index.uidValidity, uidNext: index.uidNext)
+        list.entries = index.records.map { UIDList.Entry(uid: $0.uid, name: Substring(index.name(of: $0))) }
+        try Directory.replaceFile(UIDList.fileName, in: directory.fd, with: list.serialized, durable: true)
+        uidListFile = try FileHandle.openFile(UIDList.fileName, in: directory.fd, flags: O_WRONLY | O_APPEND)
+        index.deadUIDListLines = 0
+        indexChanged = true
     }
 
     /// Reconciles the index with the files (after a failed commit, or when another program changed

@@ -7,7 +7,7 @@
 //    16  checksum u64 of bytes 24..end
 //    24  uidValidity u32        28  uidNext u32        32  highestModseq u64
 //    40  firstUnseenRecentUID u32                      44  count u32
-//    48  namesLength u32        52  reserved u32       56  cur/ mtime ns i64
+//    48  namesLength u32        52  dead UID-list lines u32   56  cur/ mtime ns i64
 //    64  UID list size i64      72  UID list mtime ns i64   80  UID list inode u64
 //   records: count x 80 bytes (see `MessageRecord`)
 //   names: the current file name of every message, back to back
@@ -125,6 +125,8 @@ struct MessageIndex {
     var highestModseq: UInt64
     /// UIDs at or above this have not been seen by any session yet (\Recent, RFC 3501 section 2.3.2).
     var firstUnclaimedRecentUID: UInt32
+    /// UID-list lines whose message was expunged since the list was last compacted.
+    var deadUIDListLines: UInt32 = 0
     var records: [MessageRecord] = []
     var names: [UInt8] = []
     /// Set by `parse` from the file header; saved with every snapshot.
@@ -191,7 +193,7 @@ struct MessageIndex {
         bytes.appendLittleEndian(UInt32(records.count))
         let namesLength = records.reduce(0) { $0 + Int($1.nameLength) }
         bytes.appendLittleEndian(UInt32(namesLength))
-        bytes.appendLittleEndian(UInt32(0))
+        bytes.appendLittleEndian(deadUIDListLines)
         bytes.appendLittleEndian(curModificationTime)
         bytes.appendLittleEndian(uidListFingerprint.size)
         bytes.appendLittleEndian(uidListFingerprint.modificationTime)
@@ -230,6 +232,7 @@ struct MessageIndex {
             index.firstUnclaimedRecentUID = buffer.loadLittleEndian(at: 40, as: UInt32.self)
             let count = Int(buffer.loadLittleEndian(at: 44, as: UInt32.self))
             let namesLength = Int(buffer.loadLittleEndian(at: 48, as: UInt32.self))
+            index.deadUIDListLines = buffer.loadLittleEndian(at: 52, as: UInt32.self)
             index.curModificationTime = buffer.loadLittleEndian(at: 56, as: Int64.self)
             index.uidListFingerprint = FileFingerprint(
                 size: buffer.loadLittleEndian(at: 64, as: Int64.self),

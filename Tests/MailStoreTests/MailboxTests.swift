@@ -133,6 +133,35 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(try appendMessage(sampleMessage("d"), to: inbox) == 4)
     }
 
+    @Test func uidListIsCompactedAtCloseWithoutLosingUIDNext() throws {
+        let temporary = TemporaryDirectory()
+        do {
+            let store = try temporary.openStore()
+            let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+            var commits: [PendingCommit] = []
+            for tag in 0..<200 {
+                let writer = try inbox.beginAppend()
+                try sampleMessage("\(tag)").withUnsafeBytes { try writer.write($0) }
+                commits.append(try inbox.prepareAppend([AppendRequest(message: try writer.finish(), flags: [.deleted])]))
+            }
+            let batcher = DurabilityBatcher()
+            for commit in commits { batcher.enqueue(commit) }
+            for completion in batcher.runPending() { inbox.complete(completion.commit, error: completion.error) }
+            try inbox.commitNow(try #require(inbox.prepareExpunge(uids: Array(1...199))))
+            try inbox.close()
+        }
+        let list = try #require(readFile(temporary.path + "/data/users/u/apus-uidlist"))
+        let lines = list.split(separator: 0x0A)
+        #expect(lines.count == 2)
+        #expect(lines[0].starts(with: Array("3 V".utf8)) && lines[0].reversed().starts(with: Array("N201".utf8).reversed()))
+        #expect(lines[1].starts(with: Array("200 :".utf8)))
+        Directory.removeFileForTest(temporary.path + "/data/users/u/apus-index")
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        #expect(inbox.uids == [200])
+        #expect(inbox.uidNext == 201)
+    }
+
     @Test func storeFlagsRenamesFilesAndHonoursUnchangedSince() throws {
         let temporary = TemporaryDirectory()
         let store = try temporary.openStore()
