@@ -88,8 +88,8 @@ enum Maildir {
     static func createFolder(in directory: Int32, marker: Bool = false) throws(StoreError) {
         for name in ["cur", "new", "tmp"] { try Directory.make(name, in: directory) }
         if marker {
-            let file = try FileHandle.openFile("maildirfolder", in: directory, flags: O_WRONLY | O_CREAT)
-            _ = file
+            // An empty file; the handle closes at once.
+            _ = try FileHandle.openFile("maildirfolder", in: directory, flags: O_WRONLY | O_CREAT)
         }
         _ = try systemCall("fsync") { fsync(directory) }
     }

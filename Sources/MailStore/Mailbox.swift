@@ -218,8 +218,17 @@ public final class Mailbox {
     public func openMessage(uid: UInt32) throws(StoreError) -> (file: FileHandle, size: Int64) {
         guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
         let record = index.records[position]
-        let file = try FileHandle.openFile(index.name(of: record), in: cur.fd, flags: O_RDONLY)
-        return (file, record.fileSize)
+        let name = index.name(of: record)
+        do {
+            return (try FileHandle.openFile(name, in: cur.fd, flags: O_RDONLY), record.fileSize)
+        } catch .system(_, let code) where code == ENOENT {
+            // The name changes with the flags: a STORE whose rename has not run yet, or another
+            // Maildir reader, may have it under its previous info suffix. The base stays.
+            let base = MailboxSynchronizer.base(of: name)
+            guard let current = try Directory.entries(of: cur.fd).first(where: { MailboxSynchronizer.base(of: $0) == base })
+            else { throw .noSuchMessage(uid) }
+            return (try FileHandle.openFile(current, in: cur.fd, flags: O_RDONLY), record.fileSize)
+        }
     }
 
     /// Maps a message read-only and runs `body` over its bytes.

@@ -22,7 +22,6 @@ struct MaildirFilename: Equatable {
     var virtualSize: Int64?
 
     init(parsing name: String) {
-        let bytes = name.utf8
         var baseEnd = name.endIndex
         var flags = SystemFlags()
         var keywords = KeywordSet()
@@ -39,7 +38,6 @@ struct MaildirFilename: Equatable {
                 }
             }
         }
-        _ = bytes
         base = name[..<baseEnd]
         self.flags = flags
         self.keywords = keywords

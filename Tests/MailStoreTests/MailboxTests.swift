@@ -191,6 +191,18 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(inbox.highestModseq == inbox.message(at: 1).modseq)
     }
 
+    @Test func messageStaysReadableWhileItsFlagRenameIsInFlight() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        try appendMessage(sampleMessage("a"), to: inbox)
+        let pending = try #require(try inbox.prepareStore(uids: [1], change: .add, flags: [.seen]).commit)
+        #expect(try storedBytes(of: 1, in: inbox) == sampleMessage("a"))
+        try inbox.commitNow(pending)
+        #expect(try storedBytes(of: 1, in: inbox) == sampleMessage("a"))
+        #expect(throws: StoreError.noSuchMessage(9)) { try inbox.openMessage(uid: 9) }
+    }
+
     @Test func copyAndMoveKeepFlagsAndReportCopyUID() throws {
         let temporary = TemporaryDirectory()
         let store = try temporary.openStore()
