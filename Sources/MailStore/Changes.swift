@@ -118,7 +118,7 @@ extension Mailbox {
             removedSize += record.size
             commit.add(.unlink(cur, index.name(of: record)), phase: 3, sync: cur)
         }
-        index.records.removeAll { doomed.contains($0.uid) }
+        index.records.removeAll(uids: doomed)
         index.deadUIDListLines += UInt32(uids.count)
         // RFC 7162 section 3.2.7: an expunge changes HIGHESTMODSEQ.
         _ = nextModseq()
@@ -171,9 +171,8 @@ extension Mailbox {
             let oldName = index.name(of: record)
             let newName = MaildirFilename.name(base: MailboxSynchronizer.base(of: oldName), flags: newFlags,
                                                keywords: newKeywords)
-            index.records[position].flags = newFlags
-            index.records[position].keywords = newKeywords
-            index.records[position].modseq = nextModseq()
+            index.records.setHot(HotRecord(uid: uid, flags: newFlags, keywords: newKeywords, modseq: nextModseq()),
+                                 at: position)
             index.setName(newName, ofRecordAt: position)
             commit.add(.rename(from: cur, oldName, to: cur, newName), phase: 2, sync: cur)
             changed.append(uid)

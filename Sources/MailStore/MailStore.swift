@@ -45,6 +45,13 @@ public final class MailStore: Sendable {
         self.configuration = configuration
     }
 
+    deinit {
+        // Unlock explicitly: a child process forked by another thread may still share the lock's
+        // open file description until it execs, and closing our descriptor alone would leave the
+        // directory locked for that moment.
+        flock(lock.fd, LOCK_UN)
+    }
+
     /// Opens a user's Maildir, creating it with INBOX and the special-use folders on first login.
     public func openUser(_ name: UserName) throws(StoreError) -> UserMaildir {
         let isNew = try Directory.status(name.value, in: usersDirectory.fd) == nil

@@ -162,11 +162,18 @@ public final class Mailbox {
     /// up to date).
     public func message(at position: Int) -> MessageInfo { MessageInfo(index.records[position]) }
 
+    /// UID, flags, keywords and MODSEQ of the message at a position: what FETCH FLAGS and the
+    /// sequence-to-UID mapping need, read from the compact part of the index.
+    public func flags(at position: Int) -> (uid: UInt32, flags: SystemFlags, keywords: KeywordSet, modseq: UInt64) {
+        let record = index.records.hot[position]
+        return (record.uid, record.flags, record.keywords, record.modseq)
+    }
+
     /// The 0-based position of a UID, or nil when no such message exists.
     public func position(of uid: UInt32) -> Int? { index.position(of: uid) }
 
     /// All UIDs, ascending.
-    public var uids: [UInt32] { index.records.map(\.uid) }
+    public var uids: [UInt32] { index.records.hot.map(\.uid) }
 
     /// The names of the keywords in `set`.
     public func keywordNames(_ set: KeywordSet) -> [String] { keywordTable.names(of: set) }
@@ -207,8 +214,7 @@ public final class Mailbox {
         guard let analyzer = configuration.analyzer else { return [] }
         let blob = try withMessageBytes(of: uid) { analyzer.analyze($0) }
         let (offset, length) = try cache.append(blob, uid: uid)
-        index.records[position].cacheOffset = offset
-        index.records[position].cacheLength = length
+        index.records.setCache(offset: offset, length: length, at: position)
         indexChanged = true
         return blob
     }

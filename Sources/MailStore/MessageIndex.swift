@@ -127,7 +127,7 @@ struct MessageIndex {
     var firstUnclaimedRecentUID: UInt32
     /// UID-list lines whose message was expunged since the list was last compacted.
     var deadUIDListLines: UInt32 = 0
-    var records: [MessageRecord] = []
+    var records = RecordTable()
     var names: [UInt8] = []
     /// Set by `parse` from the file header; saved with every snapshot.
     var wasClean = false
@@ -150,8 +150,7 @@ struct MessageIndex {
     }
 
     mutating func setName(_ name: String, ofRecordAt position: Int) {
-        records[position].nameOffset = UInt32(names.count)
-        records[position].nameLength = UInt32(name.utf8.count)
+        records.setName(offset: UInt32(names.count), length: UInt32(name.utf8.count), at: position)
         names.append(contentsOf: name.utf8)
     }
 
@@ -161,9 +160,9 @@ struct MessageIndex {
         var high = records.count
         while low < high {
             let middle = (low + high) / 2
-            if records[middle].uid < uid { low = middle + 1 } else { high = middle }
+            if records.hot[middle].uid < uid { low = middle + 1 } else { high = middle }
         }
-        return low < records.count && records[low].uid == uid ? low : nil
+        return low < records.count && records.hot[low].uid == uid ? low : nil
     }
 
     /// The next MODSEQ. Normally HIGHESTMODSEQ + 1; `afterLoss` (the index was rebuilt or reconciled

@@ -200,7 +200,7 @@ for count in [10_000, 100_000] {
         var seen = 0
         for _ in 0..<10 {
             for position in 0..<mailbox.count {
-                let info = mailbox.message(at: position)
+                let info = mailbox.flags(at: position)
                 if info.flags.contains(.seen) || !info.keywords.isEmpty { seen += 1 }
             }
         }
