@@ -17,74 +17,73 @@
 // the files. A damaged or missing index is rebuilt from the files and the UID list (UIDs unchanged).
 
 /// The index record of one message.
+///
+/// A record is its hot part (what flag operations read) and its cold part (what looking at the
+/// message reads); `RecordTable` stores the two in separate arrays. Fields of either part read as
+/// fields of the record (`record.flags`, `record.size`).
+@dynamicMemberLookup
 struct MessageRecord: Equatable {
     static let encodedSize = 80
 
-    var uid: UInt32
-    var flags: SystemFlags
-    var keywords: KeywordSet
-    var modseq: UInt64
-    /// RFC822.SIZE: the size with CRLF line endings (Maildir `W=`).
-    var size: Int64
-    /// The file's size in bytes (Maildir `S=`).
-    var fileSize: Int64
-    /// INTERNALDATE, seconds since the epoch (the file's mtime, as other Maildir servers keep it).
-    var internalDate: Int64
-    /// SAVEDATE (RFC 8514), seconds since the epoch (the time at the front of the file name).
-    var saveDate: Int64
-    var nameOffset: UInt32
-    var nameLength: UInt32
-    /// Where the analyzer's blob (cached ENVELOPE/BODYSTRUCTURE) is in `apus-cache`; -1 when none.
-    var cacheOffset: Int64
-    var cacheLength: UInt32
+    var hot: HotRecord
+    var cold: ColdRecord
+
+    subscript<Value>(dynamicMember field: WritableKeyPath<HotRecord, Value>) -> Value {
+        get { hot[keyPath: field] }
+        set { hot[keyPath: field] = newValue }
+    }
+
+    subscript<Value>(dynamicMember field: WritableKeyPath<ColdRecord, Value>) -> Value {
+        get { cold[keyPath: field] }
+        set { cold[keyPath: field] = newValue }
+    }
 
     func encode(into bytes: inout [UInt8]) {
-        bytes.appendLittleEndian(uid)
-        bytes.appendLittleEndian(UInt32(flags.rawValue))
-        bytes.appendLittleEndian(keywords.bits)
+        bytes.appendLittleEndian(hot.uid)
+        bytes.appendLittleEndian(UInt32(hot.flags.rawValue))
+        bytes.appendLittleEndian(hot.keywords.bits)
         bytes.appendLittleEndian(UInt32(0))
-        bytes.appendLittleEndian(modseq)
-        bytes.appendLittleEndian(size)
-        bytes.appendLittleEndian(fileSize)
-        bytes.appendLittleEndian(internalDate)
-        bytes.appendLittleEndian(saveDate)
-        bytes.appendLittleEndian(nameOffset)
-        bytes.appendLittleEndian(nameLength)
-        bytes.appendLittleEndian(cacheOffset)
-        bytes.appendLittleEndian(cacheLength)
+        bytes.appendLittleEndian(hot.modseq)
+        bytes.appendLittleEndian(cold.size)
+        bytes.appendLittleEndian(cold.fileSize)
+        bytes.appendLittleEndian(cold.internalDate)
+        bytes.appendLittleEndian(cold.saveDate)
+        bytes.appendLittleEndian(cold.nameOffset)
+        bytes.appendLittleEndian(cold.nameLength)
+        bytes.appendLittleEndian(cold.cacheOffset)
+        bytes.appendLittleEndian(cold.cacheLength)
         bytes.appendLittleEndian(UInt32(0))
     }
 
     init(decoding buffer: UnsafeRawBufferPointer, at offset: Int) {
-        uid = buffer.loadLittleEndian(at: offset, as: UInt32.self)
-        flags = SystemFlags(rawValue: UInt8(truncatingIfNeeded: buffer.loadLittleEndian(at: offset + 4, as: UInt32.self)))
-        keywords = KeywordSet(bits: buffer.loadLittleEndian(at: offset + 8, as: UInt32.self))
-        modseq = buffer.loadLittleEndian(at: offset + 16, as: UInt64.self)
-        size = buffer.loadLittleEndian(at: offset + 24, as: Int64.self)
-        fileSize = buffer.loadLittleEndian(at: offset + 32, as: Int64.self)
-        internalDate = buffer.loadLittleEndian(at: offset + 40, as: Int64.self)
-        saveDate = buffer.loadLittleEndian(at: offset + 48, as: Int64.self)
-        nameOffset = buffer.loadLittleEndian(at: offset + 56, as: UInt32.self)
-        nameLength = buffer.loadLittleEndian(at: offset + 60, as: UInt32.self)
-        cacheOffset = buffer.loadLittleEndian(at: offset + 64, as: Int64.self)
-        cacheLength = buffer.loadLittleEndian(at: offset + 72, as: UInt32.self)
+        hot = HotRecord(
+            uid: buffer.loadLittleEndian(at: offset, as: UInt32.self),
+            flags: SystemFlags(rawValue: UInt8(truncatingIfNeeded: buffer.loadLittleEndian(at: offset + 4, as: UInt32.self))),
+            keywords: KeywordSet(bits: buffer.loadLittleEndian(at: offset + 8, as: UInt32.self)),
+            modseq: buffer.loadLittleEndian(at: offset + 16, as: UInt64.self))
+        cold = ColdRecord(
+            size: buffer.loadLittleEndian(at: offset + 24, as: Int64.self),
+            fileSize: buffer.loadLittleEndian(at: offset + 32, as: Int64.self),
+            internalDate: buffer.loadLittleEndian(at: offset + 40, as: Int64.self),
+            saveDate: buffer.loadLittleEndian(at: offset + 48, as: Int64.self),
+            nameOffset: buffer.loadLittleEndian(at: offset + 56, as: UInt32.self),
+            nameLength: buffer.loadLittleEndian(at: offset + 60, as: UInt32.self),
+            cacheOffset: buffer.loadLittleEndian(at: offset + 64, as: Int64.self),
+            cacheLength: buffer.loadLittleEndian(at: offset + 72, as: UInt32.self))
     }
 
+    init(hot: HotRecord, cold: ColdRecord) {
+        self.hot = hot
+        self.cold = cold
+    }
+
+    /// A record without a file name or cached blob yet.
     init(uid: UInt32, flags: SystemFlags, keywords: KeywordSet, modseq: UInt64, size: Int64, fileSize: Int64,
          internalDate: Int64, saveDate: Int64)
     {
-        self.uid = uid
-        self.flags = flags
-        self.keywords = keywords
-        self.modseq = modseq
-        self.size = size
-        self.fileSize = fileSize
-        self.internalDate = internalDate
-        self.saveDate = saveDate
-        nameOffset = 0
-        nameLength = 0
-        cacheOffset = -1
-        cacheLength = 0
+        hot = HotRecord(uid: uid, flags: flags, keywords: keywords, modseq: modseq)
+        cold = ColdRecord(size: size, fileSize: fileSize, internalDate: internalDate, saveDate: saveDate,
+                          nameOffset: 0, nameLength: 0, cacheOffset: -1, cacheLength: 0)
     }
 }
 

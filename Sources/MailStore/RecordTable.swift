@@ -15,12 +15,18 @@ struct HotRecord: Equatable {
 
 /// The fields read when a message itself is looked at.
 struct ColdRecord: Equatable {
+    /// RFC822.SIZE: the size with CRLF line endings (Maildir `W=`).
     var size: Int64
+    /// The file's size in bytes (Maildir `S=`).
     var fileSize: Int64
+    /// INTERNALDATE, seconds since the epoch (the file's mtime, as other Maildir servers keep it).
     var internalDate: Int64
+    /// SAVEDATE (RFC 8514), seconds since the epoch (the time at the front of the file name).
     var saveDate: Int64
+    /// Where the current file name is in the index's name arena.
     var nameOffset: UInt32
     var nameLength: UInt32
+    /// Where the analyzer's blob (cached ENVELOPE/BODYSTRUCTURE) is in `apus-cache`; -1 when none.
     var cacheOffset: Int64
     var cacheLength: UInt32
 }
@@ -80,23 +86,5 @@ struct RecordTable: RandomAccessCollection, MutableCollection {
     mutating func setCache(offset: Int64, length: UInt32, at position: Int) {
         cold[position].cacheOffset = offset
         cold[position].cacheLength = length
-    }
-}
-
-extension MessageRecord {
-    init(hot: HotRecord, cold: ColdRecord) {
-        self.init(uid: hot.uid, flags: hot.flags, keywords: hot.keywords, modseq: hot.modseq, size: cold.size,
-                  fileSize: cold.fileSize, internalDate: cold.internalDate, saveDate: cold.saveDate)
-        nameOffset = cold.nameOffset
-        nameLength = cold.nameLength
-        cacheOffset = cold.cacheOffset
-        cacheLength = cold.cacheLength
-    }
-
-    var hot: HotRecord { HotRecord(uid: uid, flags: flags, keywords: keywords, modseq: modseq) }
-
-    var cold: ColdRecord {
-        ColdRecord(size: size, fileSize: fileSize, internalDate: internalDate, saveDate: saveDate,
-                   nameOffset: nameOffset, nameLength: nameLength, cacheOffset: cacheOffset, cacheLength: cacheLength)
     }
 }
