@@ -29,6 +29,7 @@ extension Mailbox {
             sourceUIDs.append(index.records[position].uid)
             addedSize += index.records[position].size
         }
+        try destination.index.ensureUIDsAvailable(sourceUIDs.count)
         if !removeSource || destination === self {
             try user.checkQuota(addingMessages: Int64(sourceUIDs.count), bytes: addedSize)
         }
@@ -194,6 +195,7 @@ extension Mailbox {
     public func checkForNewMessages() throws(StoreError) -> PendingCommit? {
         let delivered = try Directory.entries(of: new.fd).filter { !$0.hasPrefix(".") }.sorted()
         guard !delivered.isEmpty else { return nil }
+        try index.ensureUIDsAvailable(delivered.count)
         let firstUID = index.uidNext
         var commit = makeCommit(assignedUIDs: delivered.indices.map { firstUID + UInt32($0) })
         beginChange(in: &commit)

@@ -78,6 +78,7 @@ struct MailboxSynchronizer {
         }
         // Files without a UID, in name order: names start with the delivery time.
         var lines: [UInt8] = []
+        try index.ensureUIDsAvailable(files.count)
         for (base, located) in files.sorted(by: { $0.key < $1.key }) {
             let uid = index.uidNext
             index.uidNext += 1

@@ -153,6 +153,11 @@ struct MessageIndex {
         names.append(contentsOf: name.utf8)
     }
 
+    /// Throws unless `count` more UIDs fit below 2^32. Call before changing anything.
+    func ensureUIDsAvailable(_ count: Int) throws(StoreError) {
+        guard count <= Int(UInt32.max) - Int(uidNext) else { throw .uidSpaceExhausted }
+    }
+
     /// The position of `uid` in `records` (binary search).
     func position(of uid: UInt32) -> Int? {
         var low = 0

@@ -82,7 +82,8 @@ struct UIDList: Equatable {
         for entry in parsed where unique.last?.uid != entry.uid { unique.append(entry) }
         damaged += parsed.count - unique.count
         uidValidity = validity
-        uidNext = max(next, (unique.last?.uid ?? 0) + 1)
+        // A UID of 2^32-1 leaves UIDNEXT there: no UID is left, and appends say so.
+        uidNext = max(next, unique.last.map { $0.uid == .max ? .max : $0.uid + 1 } ?? 1)
         entries = unique
         damagedLines = damaged
     }

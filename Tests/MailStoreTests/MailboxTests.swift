@@ -349,6 +349,42 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(inbox.message(at: 0).size == 16)
     }
 
+    @Test func keywordTableHoldsTwentySixKeywordsAndRefusesMore() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        try appendMessage(sampleMessage("a"), to: inbox)
+        let names = (0..<26).map { "K\($0)" }
+        try inbox.commitNow(try #require(inbox.prepareStore(uids: [1], change: .add, flags: [], keywords: names).commit))
+        #expect(inbox.keywords == names)
+        #expect(!inbox.canCreateKeywords)
+        #expect(fileNames(in: temporary.path + "/data/users/u/cur")[0].hasSuffix(":2,abcdefghijklmnopqrstuvwxyz"))
+        #expect(throws: StoreError.tooManyKeywords) {
+            try inbox.prepareStore(uids: [1], change: .add, flags: [], keywords: ["OneTooMany"])
+        }
+        // Keywords compare case-insensitively, so this is not a new one.
+        #expect(try inbox.prepareStore(uids: [1], change: .add, flags: [.seen], keywords: ["k3"]).changed == [1])
+        #expect(throws: StoreError.invalidKeyword) {
+            try inbox.prepareStore(uids: [1], change: .add, flags: [], keywords: [String(repeating: "k", count: 101)])
+        }
+        #expect(inbox.keywords == names)
+    }
+
+    @Test func exhaustedUIDSpaceIsAnErrorNotACrash() throws {
+        let temporary = TemporaryDirectory()
+        _ = try temporary.openStore().openUser(UserName("d"))
+        let root = temporary.path + "/data/users/d"
+        writeFile(root + "/dovecot-uidlist", Array("3 V7 N4294967294\n4294967293 :1.M1P1.h,S=14,W=16\n".utf8))
+        writeFile(root + "/cur/1.M1P1.h,S=14,W=16:2,", Array("Subject: a\n\nx\n".utf8))
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("d")).mailbox(.inbox)
+        #expect(inbox.uids == [4_294_967_293])
+        try appendMessage(sampleMessage("last"), to: inbox)
+        #expect(inbox.uidNext == UInt32.max)
+        #expect(throws: StoreError.uidSpaceExhausted) { try appendMessage(sampleMessage("none"), to: inbox) }
+        #expect(inbox.count == 2)
+    }
+
     @Test func groupCommitRunsManyCommitsInOneRound() throws {
         let temporary = TemporaryDirectory()
         let store = try temporary.openStore()
