@@ -35,7 +35,8 @@ struct MailboxSynchronizer {
         }
         let staged = Set(try Directory.entries(of: mailbox.tmp.fd).filter { $0.hasPrefix("apus.") })
 
-        var index = MessageIndex(uidValidity: list.uidValidity, uidNext: list.uidNext,
+        // UIDNEXT never goes down, not even over UIDs a failed commit reserved and gave up.
+        var index = MessageIndex(uidValidity: list.uidValidity, uidNext: max(list.uidNext, usable?.uidNext ?? 0),
                                  highestModseq: usable?.highestModseq ?? 0)
         index.firstUnclaimedRecentUID = usable?.firstUnclaimedRecentUID ?? list.uidNext
         index.records.reserveCapacity(list.entries.count + files.count)

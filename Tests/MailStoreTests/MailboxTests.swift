@@ -114,6 +114,41 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(inbox.count == 2)
     }
 
+    /// A MULTIAPPEND interrupted after `phases` of its commit: phase 1 (the UID-list lines) is the
+    /// commit point; the reconciliation that follows a crash rolls it forward whole or drops it whole.
+    @Test(arguments: [1, 2])
+    func interruptedMultiappendIsAllOrNothing(phases: Int) throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        var requests: [AppendRequest] = []
+        for tag in ["a", "b", "c"] {
+            let writer = try inbox.beginAppend()
+            try sampleMessage(tag).withUnsafeBytes { try writer.write($0) }
+            requests.append(AppendRequest(message: try writer.finish(), flags: [.flagged]))
+        }
+        let commit = try inbox.prepareAppend(requests)
+        var interrupted = commit
+        for phase in phases..<PendingCommit.phaseCount {
+            interrupted.operations[phase] = []
+            interrupted.syncTargets[phase] = []
+        }
+        #expect(interrupted.makeDurable() == nil)
+        // As after a crash: the index is reconciled with what is on disk.
+        inbox.complete(commit, error: .system(call: "simulated crash", errno: EIO))
+        if phases == 1 {
+            #expect(inbox.count == 0)
+        } else {
+            #expect(inbox.uids == [1, 2, 3])
+            for (uid, tag) in zip(inbox.uids, ["a", "b", "c"]) {
+                #expect(try storedBytes(of: uid, in: inbox) == sampleMessage(tag))
+                #expect(inbox.message(at: Int(uid) - 1).flags == [.flagged])
+            }
+        }
+        // UIDNEXT does not go back, even over UIDs the lost commit had reserved.
+        #expect(try appendMessage(sampleMessage("d"), to: inbox) == 4)
+    }
+
     @Test func expungedUIDsAreNeverReusedEvenAfterTheIndexIsLost() throws {
         let temporary = TemporaryDirectory()
         do {
