@@ -63,7 +63,9 @@ enum FileOperation: Sendable {
 ///
 /// Threading: `Sendable`. Prepare it on the mailbox's owner thread, make it durable on any thread
 /// (`DurabilityBatcher`), then hand the result back to `Mailbox.complete(_:error:)` on the owner
-/// thread. Commits of one mailbox must reach the batcher in the order they were prepared.
+/// thread. Commits of one mailbox must reach the batcher in the order they were prepared, and every
+/// prepared commit must be completed (with its error, if any): until then the user's state keeps
+/// the mailbox, and so the store and its data-directory lock, alive.
 public struct PendingCommit: Sendable {
     static let phaseCount = 4
 

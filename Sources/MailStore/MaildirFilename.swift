@@ -21,6 +21,8 @@ struct MaildirFilename: Equatable {
     /// `W=` when present.
     var virtualSize: Int64?
 
+    ///     name  = base [":2," *flag-letter]
+    ///     base  = unique *("," field)                ; fields used: "S=" size, "W=" CRLF size
     init(parsing name: String) {
         var baseEnd = name.endIndex
         var flags = SystemFlags()

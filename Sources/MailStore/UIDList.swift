@@ -38,7 +38,13 @@ struct UIDList: Equatable {
         damagedLines = 0
     }
 
-    /// Parses a version 3 list. Throws `.damaged` when the header is unusable (the caller keeps the
+    /// Parses a version 3 list:
+    ///
+    ///     uidlist = header LF *(entry LF)
+    ///     header  = "3" *(SP field)                  ; fields used: "V" uidvalidity, "N" uidnext
+    ///     entry   = uid *(SP ext-field) SP ":" filename
+    ///
+    /// Throws `.damaged` when the header is unusable (the caller keeps the
     /// file aside rather than invent a new UIDVALIDITY over it).
     init(parsing bytes: [UInt8]) throws(StoreError) {
         let text = String(decoding: bytes, as: UTF8.self)
