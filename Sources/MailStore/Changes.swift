@@ -30,7 +30,8 @@ extension Mailbox {
             addedSize += index.records[position].size
         }
         try destination.index.ensureUIDsAvailable(sourceUIDs.count)
-        if !removeSource || destination === self {
+        // A move takes as much as it frees: only a copy can go over quota.
+        if !removeSource {
             try user.checkQuota(addingMessages: Int64(sourceUIDs.count), bytes: addedSize)
         }
         // Map keyword bits through names: each mailbox has its own table.

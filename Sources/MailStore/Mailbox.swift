@@ -172,6 +172,28 @@ public final class Mailbox {
     /// The 0-based position of a UID, or nil when no such message exists.
     public func position(of uid: UInt32) -> Int? { index.position(of: uid) }
 
+    /// The UIDs that exist within UID ranges (a client's UID set, `*` already replaced by the
+    /// highest UID), ascending and without repeats. Costs a binary search per range plus the result,
+    /// however wide the ranges (`1:4294967295` included).
+    public func uids(in ranges: [ClosedRange<UInt32>]) -> [UInt32] {
+        var found: [UInt32] = []
+        for range in ranges {
+            var position = index.lowerBound(of: range.lowerBound)
+            while position < index.records.count && index.records.hot[position].uid <= range.upperBound {
+                found.append(index.records.hot[position].uid)
+                position += 1
+            }
+        }
+        if ranges.count > 1 {
+            found.sort()
+            var unique: [UInt32] = []
+            unique.reserveCapacity(found.count)
+            for uid in found where unique.last != uid { unique.append(uid) }
+            return unique
+        }
+        return found
+    }
+
     /// All UIDs, ascending.
     public var uids: [UInt32] { index.records.hot.map(\.uid) }
 

@@ -160,13 +160,19 @@ struct MessageIndex {
 
     /// The position of `uid` in `records` (binary search).
     func position(of uid: UInt32) -> Int? {
+        let low = lowerBound(of: uid)
+        return low < records.count && records.hot[low].uid == uid ? low : nil
+    }
+
+    /// The position of the first record whose UID is at least `uid`.
+    func lowerBound(of uid: UInt32) -> Int {
         var low = 0
         var high = records.count
         while low < high {
             let middle = (low + high) / 2
             if records.hot[middle].uid < uid { low = middle + 1 } else { high = middle }
         }
-        return low < records.count && records.hot[low].uid == uid ? low : nil
+        return low
     }
 
     /// The next MODSEQ. Normally HIGHESTMODSEQ + 1; `afterLoss` (the index was rebuilt or reconciled

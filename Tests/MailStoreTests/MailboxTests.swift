@@ -238,6 +238,18 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(throws: StoreError.noSuchMessage(9)) { try inbox.openMessage(uid: 9) }
     }
 
+    @Test func uidSetsResolveToExistingUIDsWhateverTheirWidth() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        for tag in ["a", "b", "c", "d"] { try appendMessage(sampleMessage(tag), to: inbox) }
+        try inbox.commitNow(try #require(inbox.prepareStore(uids: [2], change: .add, flags: [.deleted]).commit))
+        try inbox.commitNow(try #require(inbox.prepareExpunge()))
+        #expect(inbox.uids(in: [1...UInt32.max]) == [1, 3, 4])
+        #expect(inbox.uids(in: [3...3, 1...2, 2...4]) == [1, 3, 4])
+        #expect(inbox.uids(in: [5...9]).isEmpty)
+    }
+
     @Test func copyAndMoveKeepFlagsAndReportCopyUID() throws {
         let temporary = TemporaryDirectory()
         let store = try temporary.openStore()
