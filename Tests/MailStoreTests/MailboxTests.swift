@@ -370,6 +370,28 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(try inbox.checkForNewMessages() == nil)
     }
 
+    @Test func flagsChangedByAnotherMaildirReaderWhileClosedAreSeenWithNewModseqs() throws {
+        let temporary = TemporaryDirectory()
+        var highest: UInt64 = 0
+        do {
+            let store = try temporary.openStore()
+            let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+            for tag in ["a", "b"] { try appendMessage(sampleMessage(tag), to: inbox) }
+            highest = inbox.highestModseq
+            try inbox.close()
+        }
+        // As mutt would: mark the second message seen and replied by renaming its file.
+        let cur = temporary.path + "/data/users/u/cur/"
+        let second = fileNames(in: cur)[1]
+        #expect(rename(cur + second, cur + second.replacingSuffix(":2,", with: ":2,RS")) == 0)
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        #expect(inbox.message(at: 0).flags == [])
+        #expect(inbox.message(at: 1).flags == [.answered, .seen])
+        #expect(inbox.message(at: 0).modseq <= highest)
+        #expect(inbox.message(at: 1).modseq > highest)
+    }
+
     @Test func dovecotUIDListIsImportedWithItsUIDsAndKeywords() throws {
         let temporary = TemporaryDirectory()
         _ = try temporary.openStore().openUser(UserName("d"))
@@ -480,4 +502,10 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
 
 extension Directory {
     static func removeFileForTest(_ path: String) { unlink(path) }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String, with replacement: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) + replacement : self
+    }
 }
