@@ -96,8 +96,6 @@ public struct PendingCommit: Sendable {
         if !syncTargets[phase].contains(where: { $0 === target }) { syncTargets[phase].append(target) }
     }
 
-    var isEmpty: Bool { operations.allSatisfy(\.isEmpty) }
-
     /// Runs this commit alone (no batching): every phase, then its fsyncs. Any thread.
     public func makeDurable() -> StoreError? {
         DurabilityBatcher.run([self])[0].error
