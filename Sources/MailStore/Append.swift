@@ -163,6 +163,7 @@ extension Mailbox {
     /// keywords are checked for all of them before anything changes; they get consecutive UIDs.
     /// The messages are in the index at once; observers hear of them in `complete`.
     public func prepareAppend(_ requests: [AppendRequest]) throws(StoreError) -> PendingCommit {
+        try index.ensureUIDsAvailable(requests.count)
         let addedSize = requests.reduce(Int64(0)) { $0 + $1.message.size }
         try user.checkQuota(addingMessages: Int64(requests.count), bytes: addedSize)
         let oldTable = keywordTable
@@ -180,6 +181,7 @@ extension Mailbox {
         }
         let firstUID = index.uidNext
         var commit = makeCommit(assignedUIDs: requests.indices.map { firstUID + UInt32($0) })
+        beginChange(in: &commit)
         if tableChanged { addKeywordTableWrite(to: &commit) }
         var lines: [UInt8] = []
         for (position, request) in requests.enumerated() {

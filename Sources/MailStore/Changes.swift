@@ -29,7 +29,9 @@ extension Mailbox {
             sourceUIDs.append(index.records[position].uid)
             addedSize += index.records[position].size
         }
-        if !removeSource || destination === self {
+        try destination.index.ensureUIDsAvailable(sourceUIDs.count)
+        // A move takes as much as it frees: only a copy can go over quota.
+        if !removeSource {
             try user.checkQuota(addingMessages: Int64(sourceUIDs.count), bytes: addedSize)
         }
         // Map keyword bits through names: each mailbox has its own table.
@@ -49,6 +51,8 @@ extension Mailbox {
         }
         let firstUID = destination.index.uidNext
         var commit = destination.makeCommit(assignedUIDs: sourceUIDs.indices.map { firstUID + UInt32($0) })
+        destination.beginChange(in: &commit)
+        if removeSource { beginChange(in: &commit) }
         if tableChanged { destination.addKeywordTableWrite(to: &commit) }
         let now = currentTimeNanoseconds()
         var lines: [UInt8] = []
@@ -101,6 +105,7 @@ extension Mailbox {
         }
         guard !victims.isEmpty else { return nil }
         var commit = makeCommit()
+        beginChange(in: &commit)
         removeMessages(victims, in: &commit)
         return commit
     }
@@ -115,7 +120,8 @@ extension Mailbox {
             removedSize += record.size
             commit.add(.unlink(cur, index.name(of: record)), phase: 3, sync: cur)
         }
-        index.records.removeAll { doomed.contains($0.uid) }
+        index.records.removeAll(uids: doomed)
+        index.deadUIDListLines += UInt32(uids.count)
         // RFC 7162 section 3.2.7: an expunge changes HIGHESTMODSEQ.
         _ = nextModseq()
         user.record(commit, event: .expunged(uids), in: self, usage: (-Int64(uids.count), -removedSize))
@@ -167,9 +173,8 @@ extension Mailbox {
             let oldName = index.name(of: record)
             let newName = MaildirFilename.name(base: MailboxSynchronizer.base(of: oldName), flags: newFlags,
                                                keywords: newKeywords)
-            index.records[position].flags = newFlags
-            index.records[position].keywords = newKeywords
-            index.records[position].modseq = nextModseq()
+            index.records.setHot(HotRecord(uid: uid, flags: newFlags, keywords: newKeywords, modseq: nextModseq()),
+                                 at: position)
             index.setName(newName, ofRecordAt: position)
             commit.add(.rename(from: cur, oldName, to: cur, newName), phase: 2, sync: cur)
             changed.append(uid)
@@ -177,6 +182,7 @@ extension Mailbox {
         guard !changed.isEmpty || tableChanged else {
             return StoreFlagsResult(commit: nil, changed: [], modified: modified)
         }
+        beginChange(in: &commit)
         if !changed.isEmpty { user.record(commit, event: .flagsChanged(changed), in: self, usage: (0, 0)) }
         return StoreFlagsResult(commit: commit, changed: changed, modified: modified)
     }
@@ -190,8 +196,10 @@ extension Mailbox {
     public func checkForNewMessages() throws(StoreError) -> PendingCommit? {
         let delivered = try Directory.entries(of: new.fd).filter { !$0.hasPrefix(".") }.sorted()
         guard !delivered.isEmpty else { return nil }
+        try index.ensureUIDsAvailable(delivered.count)
         let firstUID = index.uidNext
         var commit = makeCommit(assignedUIDs: delivered.indices.map { firstUID + UInt32($0) })
+        beginChange(in: &commit)
         var lines: [UInt8] = []
         var addedSize: Int64 = 0
         for (offset, fileName) in delivered.enumerated() {

@@ -29,6 +29,8 @@ enum FileOperation: Sendable {
     case rename(from: FileHandle, String, to: FileHandle, String)
     case link(from: FileHandle, String, to: FileHandle, String)
     case unlink(FileHandle, String)
+    /// Mark the mailbox's clean index snapshot (in this directory) as in use, durably.
+    case markIndexInUse(FileHandle)
 
     func run() throws(StoreError) {
         switch self {
@@ -44,6 +46,15 @@ enum FileOperation: Sendable {
             _ = try systemCall("linkat") { linkat(fromDirectory.fd, from, toDirectory.fd, to, 0) }
         case .unlink(let directory, let name):
             try Directory.removeFile(name, in: directory.fd)
+        case .markIndexInUse(let directory):
+            let fd = openat(directory.fd, MessageIndex.fileName, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+            if fd < 0 {
+                if errno == ENOENT { return }
+                throw .system(call: "openat", errno: errno)
+            }
+            let file = FileHandle(fd: fd)
+            try file.write([0, 0, 0, 0], at: MessageIndex.cleanFlagOffset)
+            _ = try systemCall("fdatasync") { fdatasync(file.fd) }
         }
     }
 }
@@ -52,7 +63,9 @@ enum FileOperation: Sendable {
 ///
 /// Threading: `Sendable`. Prepare it on the mailbox's owner thread, make it durable on any thread
 /// (`DurabilityBatcher`), then hand the result back to `Mailbox.complete(_:error:)` on the owner
-/// thread. Commits of one mailbox must reach the batcher in the order they were prepared.
+/// thread. Commits of one mailbox must reach the batcher in the order they were prepared, and every
+/// prepared commit must be completed (with its error, if any): until then the user's state keeps
+/// the mailbox, and so the store and its data-directory lock, alive.
 public struct PendingCommit: Sendable {
     static let phaseCount = 4
 
@@ -82,8 +95,6 @@ public struct PendingCommit: Sendable {
     mutating func addSync(_ target: FileHandle, phase: Int) {
         if !syncTargets[phase].contains(where: { $0 === target }) { syncTargets[phase].append(target) }
     }
-
-    var isEmpty: Bool { operations.allSatisfy(\.isEmpty) }
 
     /// Runs this commit alone (no batching): every phase, then its fsyncs. Any thread.
     public func makeDurable() -> StoreError? {

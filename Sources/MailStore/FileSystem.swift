@@ -32,10 +32,37 @@ public enum StoreError: Error, Equatable, Sendable {
     case tooManyKeywords
     /// A keyword that is not a valid IMAP atom.
     case invalidKeyword
+    /// The mailbox has no UIDs left under its UIDVALIDITY (UIDs are 32-bit, RFC 3501 section 2.3.1.1).
+    case uidSpaceExhausted
     /// An append writer was used after it finished or failed.
     case writerClosed
     /// A store file (index, UID list) is unreadable and cannot be repaired automatically.
     case damaged(String)
+}
+
+extension StoreError: CustomStringConvertible {
+    /// A sentence for logs and for the operator (never contains a password or message data).
+    public var description: String {
+        switch self {
+        case .system(let call, let code): return "\(call) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .invalidMailboxName(let reason): return "invalid mailbox name: \(reason)"
+        case .invalidUserName: return "invalid user name"
+        case .mailboxNotFound: return "no such mailbox"
+        case .mailboxExists: return "mailbox already exists"
+        case .cannotDeleteInbox: return "INBOX cannot be deleted"
+        case .dataDirectoryLocked(let pid?):
+            return "the data directory is in use by another Apus process (pid \(pid)); stop it first"
+        case .dataDirectoryLocked(nil): return "the data directory is in use by another Apus process"
+        case .overQuota: return "quota exceeded"
+        case .messageTooLarge: return "message larger than the configured maximum"
+        case .noSuchMessage(let uid): return "no message with UID \(uid)"
+        case .tooManyKeywords: return "the mailbox has no room for another keyword"
+        case .invalidKeyword: return "invalid keyword"
+        case .writerClosed: return "the append writer is closed"
+        case .uidSpaceExhausted: return "the mailbox has used up its UIDs; recreate it"
+        case .damaged(let what): return "damaged store file: \(what)"
+        }
+    }
 }
 
 /// Retries a system call while it fails with EINTR; returns its result or throws `StoreError.system`.

@@ -52,6 +52,8 @@ struct KeywordTable: Equatable {
     init(names: [String] = []) { self.names = names }
 
     /// Parses the file; lines that do not parse and indexes out of range are skipped.
+    ///
+    ///     keywords = *(index SP keyword LF)          ; index 0..25, letter = "a" + index
     init(parsing bytes: [UInt8]) {
         var table = [String?](repeating: nil, count: KeywordTable.capacity)
         for line in bytes.split(separator: UInt8(ascii: "\n")) {

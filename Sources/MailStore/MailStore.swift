@@ -4,6 +4,7 @@
 //     <data>/users/<user>/          the user's Maildir++ (INBOX: cur new tmp; folders: .Sent .Work ...)
 
 import Glibc
+import Synchronization
 
 /// An open data directory. Holding it holds the directory's lock; one process owns a data directory.
 ///
@@ -19,6 +20,8 @@ public final class MailStore: Sendable {
     let usersDirectory: FileHandle
     private let lock: FileHandle
     let nameGenerator = MaildirNameGenerator()
+    /// The users whose `UserMaildir` is alive, so a second open finds the first.
+    private let openUsers = Mutex<[String: OpenUser]>([:])
 
     /// Opens (creating when needed) the data directory at `path` and takes its lock.
     ///
@@ -45,12 +48,30 @@ public final class MailStore: Sendable {
         self.configuration = configuration
     }
 
+    deinit {
+        // Unlock explicitly: a child process forked by another thread may still share the lock's
+        // open file description until it execs, and closing our descriptor alone would leave the
+        // directory locked for that moment.
+        flock(lock.fd, LOCK_UN)
+    }
+
     /// Opens a user's Maildir, creating it with INBOX and the special-use folders on first login.
+    ///
+    /// While a user's `UserMaildir` is alive, opening the user again returns the same object: there
+    /// is one per user, so each mailbox has one `Mailbox` and one owner thread. Call it for a user
+    /// only on that user's thread (the back end's home loop of the user).
     public func openUser(_ name: UserName) throws(StoreError) -> UserMaildir {
+        if let open = openUsers.withLock({ $0[name.value] })?.user { return open }
         let isNew = try Directory.status(name.value, in: usersDirectory.fd) == nil
         if isNew { try createMaildir(for: name) }
         let root = try FileHandle.openDirectory(name.value, in: usersDirectory.fd)
-        return UserMaildir(name: name, root: root, store: self)
+        let user = UserMaildir(name: name, root: root, store: self)
+        let entry = OpenUser(user)
+        openUsers.withLock { users in
+            users = users.filter { $0.value.user != nil }
+            users[name.value] = entry
+        }
+        return user
     }
 
     /// Creates the Maildir under a temporary name and renames it into place, so a crash never leaves
@@ -82,14 +103,22 @@ public final class MailStore: Sendable {
     }
 }
 
+/// A weak entry of the registry of open users. The registry is shared by all threads, but an entry
+/// is only ever handed back to `openUser` for its own user, which runs on that user's thread (the
+/// contract of `openUser`); weak references load atomically.
+final class OpenUser: @unchecked Sendable {
+    weak var user: UserMaildir?
+    init(_ user: UserMaildir) { self.user = user }
+}
+
 /// Maildir layout helpers.
 enum Maildir {
     /// Creates cur/ new/ tmp/ in `directory` and, for a Maildir++ folder, the `maildirfolder` marker.
     static func createFolder(in directory: Int32, marker: Bool = false) throws(StoreError) {
         for name in ["cur", "new", "tmp"] { try Directory.make(name, in: directory) }
         if marker {
-            let file = try FileHandle.openFile("maildirfolder", in: directory, flags: O_WRONLY | O_CREAT)
-            _ = file
+            // An empty file; the handle closes at once.
+            _ = try FileHandle.openFile("maildirfolder", in: directory, flags: O_WRONLY | O_CREAT)
         }
         _ = try systemCall("fsync") { fsync(directory) }
     }

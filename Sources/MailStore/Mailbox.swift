@@ -130,9 +130,13 @@ public final class Mailbox {
     var keywordTable: KeywordTable
     private var observers: [WeakObserver] = []
     var isClosed = false
+    /// True while the index file on disk is a clean snapshot of what is in memory and on disk.
+    var diskSnapshotIsClean = false
+    /// True when memory holds something the index file lacks (flags, \Recent, cache offsets).
+    var indexChanged = false
 
     deinit {
-        if !isClosed { try? writeIndex(clean: true) }
+        if !isClosed { try? close() }
     }
 
     private struct WeakObserver {
@@ -158,11 +162,40 @@ public final class Mailbox {
     /// up to date).
     public func message(at position: Int) -> MessageInfo { MessageInfo(index.records[position]) }
 
+    /// UID, flags, keywords and MODSEQ of the message at a position: what FETCH FLAGS and the
+    /// sequence-to-UID mapping need, read from the compact part of the index.
+    public func flags(at position: Int) -> (uid: UInt32, flags: SystemFlags, keywords: KeywordSet, modseq: UInt64) {
+        let record = index.records.hot[position]
+        return (record.uid, record.flags, record.keywords, record.modseq)
+    }
+
     /// The 0-based position of a UID, or nil when no such message exists.
     public func position(of uid: UInt32) -> Int? { index.position(of: uid) }
 
+    /// The UIDs that exist within UID ranges (a client's UID set, `*` already replaced by the
+    /// highest UID), ascending and without repeats. Costs a binary search per range plus the result,
+    /// however wide the ranges (`1:4294967295` included).
+    public func uids(in ranges: [ClosedRange<UInt32>]) -> [UInt32] {
+        var found: [UInt32] = []
+        for range in ranges {
+            var position = index.lowerBound(of: range.lowerBound)
+            while position < index.records.count && index.records.hot[position].uid <= range.upperBound {
+                found.append(index.records.hot[position].uid)
+                position += 1
+            }
+        }
+        if ranges.count > 1 {
+            found.sort()
+            var unique: [UInt32] = []
+            unique.reserveCapacity(found.count)
+            for uid in found where unique.last != uid { unique.append(uid) }
+            return unique
+        }
+        return found
+    }
+
     /// All UIDs, ascending.
-    public var uids: [UInt32] { index.records.map(\.uid) }
+    public var uids: [UInt32] { index.records.hot.map(\.uid) }
 
     /// The names of the keywords in `set`.
     public func keywordNames(_ set: KeywordSet) -> [String] { keywordTable.names(of: set) }
@@ -189,6 +222,7 @@ public final class Mailbox {
     public func claimRecent() -> [UInt32] {
         let threshold = index.firstUnclaimedRecentUID
         index.firstUnclaimedRecentUID = index.uidNext
+        indexChanged = true
         guard let start = index.records.firstIndex(where: { $0.uid >= threshold }) else { return [] }
         return index.records[start...].map(\.uid)
     }
@@ -202,8 +236,8 @@ public final class Mailbox {
         guard let analyzer = configuration.analyzer else { return [] }
         let blob = try withMessageBytes(of: uid) { analyzer.analyze($0) }
         let (offset, length) = try cache.append(blob, uid: uid)
-        index.records[position].cacheOffset = offset
-        index.records[position].cacheLength = length
+        index.records.setCache(offset: offset, length: length, at: position)
+        indexChanged = true
         return blob
     }
 
@@ -212,8 +246,17 @@ public final class Mailbox {
     public func openMessage(uid: UInt32) throws(StoreError) -> (file: FileHandle, size: Int64) {
         guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
         let record = index.records[position]
-        let file = try FileHandle.openFile(index.name(of: record), in: cur.fd, flags: O_RDONLY)
-        return (file, record.fileSize)
+        let name = index.name(of: record)
+        do {
+            return (try FileHandle.openFile(name, in: cur.fd, flags: O_RDONLY), record.fileSize)
+        } catch .system(_, let code) where code == ENOENT {
+            // The name changes with the flags: a STORE whose rename has not run yet, or another
+            // Maildir reader, may have it under its previous info suffix. The base stays.
+            let base = MailboxSynchronizer.base(of: name)
+            guard let current = try Directory.entries(of: cur.fd).first(where: { MailboxSynchronizer.base(of: $0) == base })
+            else { throw .noSuchMessage(uid) }
+            return (try FileHandle.openFile(current, in: cur.fd, flags: O_RDONLY), record.fileSize)
+        }
     }
 
     /// Maps a message read-only and runs `body` over its bytes.
@@ -263,45 +306,38 @@ public final class Mailbox {
                 throw .mailboxNotFound
             }
         }
-        try Maildir.createFolder(in: directory.fd, marker: !name.isInbox)
+        // A folder made by another program may lack a subdirectory; only then is anything created.
+        for subdirectory in ["cur", "new", "tmp"] where try Directory.status(subdirectory, in: directory.fd) == nil {
+            try Maildir.createFolder(in: directory.fd, marker: !name.isInbox)
+            break
+        }
         cur = try FileHandle.openDirectory("cur", in: directory.fd)
         new = try FileHandle.openDirectory("new", in: directory.fd)
         tmp = try FileHandle.openDirectory("tmp", in: directory.fd)
         keywordTable = KeywordTable(parsing: try Directory.readFile(KeywordTable.fileName, in: directory.fd) ?? [])
 
         let loaded = try Directory.readFile(MessageIndex.fileName, in: directory.fd).flatMap(MessageIndex.parse)
-        if let loaded, loaded.wasClean {
-            // Mark the snapshot in use, durably, before anything on disk changes: a crash from here
-            // on makes the next open reconcile instead of trusting the snapshot.
-            let file = try FileHandle.openFile(MessageIndex.fileName, in: directory.fd, flags: O_WRONLY)
-            var zero: UInt32 = 0
-            try withUnsafeBytes(of: &zero) { (buffer) throws(StoreError) in try file.write(buffer, at: 12) }
-            _ = try systemCall("fdatasync") { fdatasync(file.fd) }
-        }
         let uidListStatus = try Directory.status(UIDList.fileName, in: directory.fd)
         let curStatus = try cur.status()
         let newIsEmpty = try Directory.entries(of: new.fd).allSatisfy { $0.hasPrefix(".") }
-        var cacheIsValid = false
+        cache = try MessageCache(in: directory.fd)
         if let loaded, loaded.wasClean, loaded.curModificationTime == curStatus.modificationTime,
             loaded.uidListFingerprint == FileFingerprint(uidListStatus), newIsEmpty
         {
+            // The fast path: the clean snapshot describes the files; nothing else is read.
             index = loaded
-            cacheIsValid = true
+            diskSnapshotIsClean = true
+            uidListFile = try FileHandle.openFile(UIDList.fileName, in: directory.fd, flags: O_WRONLY | O_APPEND)
         } else {
             // Placeholders until synchronize fills them in.
             index = MessageIndex(uidValidity: 1, uidNext: 1, highestModseq: 0)
-        }
-        uidListFile = directory  // replaced below
-        cache = try MessageCache(in: directory.fd)
-        if cacheIsValid {
-            uidListFile = try FileHandle.openFile(UIDList.fileName, in: directory.fd, flags: O_WRONLY | O_APPEND)
-        } else {
-            let synchronizer = MailboxSynchronizer(mailbox: self)
-            let outcome = try synchronizer.synchronize(previous: loaded)
+            uidListFile = directory
+            if loaded?.wasClean == true { try FileOperation.markIndexInUse(directory).run() }
+            indexChanged = true
+            let outcome = try MailboxSynchronizer(mailbox: self).synchronize(previous: loaded)
             if !outcome.cacheUsable { try cache.reset() }
         }
         try removeStaleTemporaryFiles()
-        try writeIndex(clean: false)
     }
 
     /// Removes what crashed appends of an earlier process left in tmp/ (files named `apus-…` or
@@ -318,6 +354,29 @@ public final class Mailbox {
         index.uidListFingerprint = FileFingerprint(try Directory.status(UIDList.fileName, in: directory.fd))
         try Directory.replaceFile(MessageIndex.fileName, in: directory.fd, with: index.serialized(clean: clean),
                                   durable: false)
+        diskSnapshotIsClean = clean
+        indexChanged = false
+    }
+
+    /// Notes that `commit` changes this mailbox's files. The first change after a clean snapshot
+    /// marks the snapshot in use, durably, in phase 0, before any file of the commit changes: a crash
+    /// from then on makes the next open reconcile instead of trusting the snapshot. Call only for a
+    /// commit that will be returned.
+    func beginChange(in commit: inout PendingCommit) {
+        indexChanged = true
+        if diskSnapshotIsClean {
+            commit.add(.markIndexInUse(directory), phase: 0)
+            diskSnapshotIsClean = false
+        }
+    }
+
+    /// As `beginChange(in:)`, for changes made here and now (reconciling).
+    func beginChangeNow() throws(StoreError) {
+        indexChanged = true
+        if diskSnapshotIsClean {
+            try FileOperation.markIndexInUse(directory).run()
+            diskSnapshotIsClean = false
+        }
     }
 
     /// Writes a snapshot of the index (a cache; not fsynced). The back end calls it now and then so a
@@ -329,13 +388,26 @@ public final class Mailbox {
     /// go of it) closes itself.
     public func close() throws(StoreError) {
         guard !isClosed else { return }
-        try writeIndex(clean: true)
+        if index.deadUIDListLines > index.records.count / 2 + 64 { try compactUIDList() }
+        if indexChanged || !diskSnapshotIsClean { try writeIndex(clean: true) }
         isClosed = true
+    }
+
+    /// Rewrites the UID list with only the messages that exist (expunged lines are dropped). Only
+    /// with nothing in flight: commits append to the list through its descriptor.
+    func compactUIDList() throws(StoreError) {
+        var list = UIDList(uidValidity: index.uidValidity, uidNext: index.uidNext)
+        list.entries = index.records.map { UIDList.Entry(uid: $0.uid, name: Substring(index.name(of: $0))) }
+        try Directory.replaceFile(UIDList.fileName, in: directory.fd, with: list.serialized, durable: true)
+        uidListFile = try FileHandle.openFile(UIDList.fileName, in: directory.fd, flags: O_WRONLY | O_APPEND)
+        index.deadUIDListLines = 0
+        indexChanged = true
     }
 
     /// Reconciles the index with the files (after a failed commit, or when another program changed
     /// the Maildir). Reads the directories and the UID list; keeps UIDs.
     public func resynchronize() throws(StoreError) {
+        try beginChangeNow()
         let synchronizer = MailboxSynchronizer(mailbox: self)
         let before = Set(index.records.map(\.uid))
         _ = try synchronizer.synchronize(previous: index)

@@ -35,7 +35,8 @@ struct MailboxSynchronizer {
         }
         let staged = Set(try Directory.entries(of: mailbox.tmp.fd).filter { $0.hasPrefix("apus.") })
 
-        var index = MessageIndex(uidValidity: list.uidValidity, uidNext: list.uidNext,
+        // UIDNEXT never goes down, not even over UIDs a failed commit reserved and gave up.
+        var index = MessageIndex(uidValidity: list.uidValidity, uidNext: max(list.uidNext, usable?.uidNext ?? 0),
                                  highestModseq: usable?.highestModseq ?? 0)
         index.firstUnclaimedRecentUID = usable?.firstUnclaimedRecentUID ?? list.uidNext
         index.records.reserveCapacity(list.entries.count + files.count)
@@ -78,6 +79,7 @@ struct MailboxSynchronizer {
         }
         // Files without a UID, in name order: names start with the delivery time.
         var lines: [UInt8] = []
+        try index.ensureUIDsAvailable(files.count)
         for (base, located) in files.sorted(by: { $0.key < $1.key }) {
             let uid = index.uidNext
             index.uidNext += 1

@@ -21,8 +21,9 @@ struct MaildirFilename: Equatable {
     /// `W=` when present.
     var virtualSize: Int64?
 
+    ///     name  = base [":2," *flag-letter]
+    ///     base  = unique *("," field)                ; fields used: "S=" size, "W=" CRLF size
     init(parsing name: String) {
-        let bytes = name.utf8
         var baseEnd = name.endIndex
         var flags = SystemFlags()
         var keywords = KeywordSet()
@@ -39,7 +40,6 @@ struct MaildirFilename: Equatable {
                 }
             }
         }
-        _ = bytes
         base = name[..<baseEnd]
         self.flags = flags
         self.keywords = keywords

@@ -7,7 +7,7 @@
 //    16  checksum u64 of bytes 24..end
 //    24  uidValidity u32        28  uidNext u32        32  highestModseq u64
 //    40  firstUnseenRecentUID u32                      44  count u32
-//    48  namesLength u32        52  reserved u32       56  cur/ mtime ns i64
+//    48  namesLength u32        52  dead UID-list lines u32   56  cur/ mtime ns i64
 //    64  UID list size i64      72  UID list mtime ns i64   80  UID list inode u64
 //   records: count x 80 bytes (see `MessageRecord`)
 //   names: the current file name of every message, back to back
@@ -17,74 +17,73 @@
 // the files. A damaged or missing index is rebuilt from the files and the UID list (UIDs unchanged).
 
 /// The index record of one message.
+///
+/// A record is its hot part (what flag operations read) and its cold part (what looking at the
+/// message reads); `RecordTable` stores the two in separate arrays. Fields of either part read as
+/// fields of the record (`record.flags`, `record.size`).
+@dynamicMemberLookup
 struct MessageRecord: Equatable {
     static let encodedSize = 80
 
-    var uid: UInt32
-    var flags: SystemFlags
-    var keywords: KeywordSet
-    var modseq: UInt64
-    /// RFC822.SIZE: the size with CRLF line endings (Maildir `W=`).
-    var size: Int64
-    /// The file's size in bytes (Maildir `S=`).
-    var fileSize: Int64
-    /// INTERNALDATE, seconds since the epoch (the file's mtime, as other Maildir servers keep it).
-    var internalDate: Int64
-    /// SAVEDATE (RFC 8514), seconds since the epoch (the time at the front of the file name).
-    var saveDate: Int64
-    var nameOffset: UInt32
-    var nameLength: UInt32
-    /// Where the analyzer's blob (cached ENVELOPE/BODYSTRUCTURE) is in `apus-cache`; -1 when none.
-    var cacheOffset: Int64
-    var cacheLength: UInt32
+    var hot: HotRecord
+    var cold: ColdRecord
+
+    subscript<Value>(dynamicMember field: WritableKeyPath<HotRecord, Value>) -> Value {
+        get { hot[keyPath: field] }
+        set { hot[keyPath: field] = newValue }
+    }
+
+    subscript<Value>(dynamicMember field: WritableKeyPath<ColdRecord, Value>) -> Value {
+        get { cold[keyPath: field] }
+        set { cold[keyPath: field] = newValue }
+    }
 
     func encode(into bytes: inout [UInt8]) {
-        bytes.appendLittleEndian(uid)
-        bytes.appendLittleEndian(UInt32(flags.rawValue))
-        bytes.appendLittleEndian(keywords.bits)
+        bytes.appendLittleEndian(hot.uid)
+        bytes.appendLittleEndian(UInt32(hot.flags.rawValue))
+        bytes.appendLittleEndian(hot.keywords.bits)
         bytes.appendLittleEndian(UInt32(0))
-        bytes.appendLittleEndian(modseq)
-        bytes.appendLittleEndian(size)
-        bytes.appendLittleEndian(fileSize)
-        bytes.appendLittleEndian(internalDate)
-        bytes.appendLittleEndian(saveDate)
-        bytes.appendLittleEndian(nameOffset)
-        bytes.appendLittleEndian(nameLength)
-        bytes.appendLittleEndian(cacheOffset)
-        bytes.appendLittleEndian(cacheLength)
+        bytes.appendLittleEndian(hot.modseq)
+        bytes.appendLittleEndian(cold.size)
+        bytes.appendLittleEndian(cold.fileSize)
+        bytes.appendLittleEndian(cold.internalDate)
+        bytes.appendLittleEndian(cold.saveDate)
+        bytes.appendLittleEndian(cold.nameOffset)
+        bytes.appendLittleEndian(cold.nameLength)
+        bytes.appendLittleEndian(cold.cacheOffset)
+        bytes.appendLittleEndian(cold.cacheLength)
         bytes.appendLittleEndian(UInt32(0))
     }
 
     init(decoding buffer: UnsafeRawBufferPointer, at offset: Int) {
-        uid = buffer.loadLittleEndian(at: offset, as: UInt32.self)
-        flags = SystemFlags(rawValue: UInt8(truncatingIfNeeded: buffer.loadLittleEndian(at: offset + 4, as: UInt32.self)))
-        keywords = KeywordSet(bits: buffer.loadLittleEndian(at: offset + 8, as: UInt32.self))
-        modseq = buffer.loadLittleEndian(at: offset + 16, as: UInt64.self)
-        size = buffer.loadLittleEndian(at: offset + 24, as: Int64.self)
-        fileSize = buffer.loadLittleEndian(at: offset + 32, as: Int64.self)
-        internalDate = buffer.loadLittleEndian(at: offset + 40, as: Int64.self)
-        saveDate = buffer.loadLittleEndian(at: offset + 48, as: Int64.self)
-        nameOffset = buffer.loadLittleEndian(at: offset + 56, as: UInt32.self)
-        nameLength = buffer.loadLittleEndian(at: offset + 60, as: UInt32.self)
-        cacheOffset = buffer.loadLittleEndian(at: offset + 64, as: Int64.self)
-        cacheLength = buffer.loadLittleEndian(at: offset + 72, as: UInt32.self)
+        hot = HotRecord(
+            uid: buffer.loadLittleEndian(at: offset, as: UInt32.self),
+            flags: SystemFlags(rawValue: UInt8(truncatingIfNeeded: buffer.loadLittleEndian(at: offset + 4, as: UInt32.self))),
+            keywords: KeywordSet(bits: buffer.loadLittleEndian(at: offset + 8, as: UInt32.self)),
+            modseq: buffer.loadLittleEndian(at: offset + 16, as: UInt64.self))
+        cold = ColdRecord(
+            size: buffer.loadLittleEndian(at: offset + 24, as: Int64.self),
+            fileSize: buffer.loadLittleEndian(at: offset + 32, as: Int64.self),
+            internalDate: buffer.loadLittleEndian(at: offset + 40, as: Int64.self),
+            saveDate: buffer.loadLittleEndian(at: offset + 48, as: Int64.self),
+            nameOffset: buffer.loadLittleEndian(at: offset + 56, as: UInt32.self),
+            nameLength: buffer.loadLittleEndian(at: offset + 60, as: UInt32.self),
+            cacheOffset: buffer.loadLittleEndian(at: offset + 64, as: Int64.self),
+            cacheLength: buffer.loadLittleEndian(at: offset + 72, as: UInt32.self))
     }
 
+    init(hot: HotRecord, cold: ColdRecord) {
+        self.hot = hot
+        self.cold = cold
+    }
+
+    /// A record without a file name or cached blob yet.
     init(uid: UInt32, flags: SystemFlags, keywords: KeywordSet, modseq: UInt64, size: Int64, fileSize: Int64,
          internalDate: Int64, saveDate: Int64)
     {
-        self.uid = uid
-        self.flags = flags
-        self.keywords = keywords
-        self.modseq = modseq
-        self.size = size
-        self.fileSize = fileSize
-        self.internalDate = internalDate
-        self.saveDate = saveDate
-        nameOffset = 0
-        nameLength = 0
-        cacheOffset = -1
-        cacheLength = 0
+        hot = HotRecord(uid: uid, flags: flags, keywords: keywords, modseq: modseq)
+        cold = ColdRecord(size: size, fileSize: fileSize, internalDate: internalDate, saveDate: saveDate,
+                          nameOffset: 0, nameLength: 0, cacheOffset: -1, cacheLength: 0)
     }
 }
 
@@ -117,13 +116,17 @@ struct MessageIndex {
     static let magic: [UInt8] = Array("APUSIDX1".utf8)
     static let version: UInt32 = 1
     static let headerSize = 88
+    /// Where the `clean` word is: outside the checksum, so it can be cleared in place.
+    static let cleanFlagOffset: Int64 = 12
 
     var uidValidity: UInt32
     var uidNext: UInt32
     var highestModseq: UInt64
     /// UIDs at or above this have not been seen by any session yet (\Recent, RFC 3501 section 2.3.2).
     var firstUnclaimedRecentUID: UInt32
-    var records: [MessageRecord] = []
+    /// UID-list lines whose message was expunged since the list was last compacted.
+    var deadUIDListLines: UInt32 = 0
+    var records = RecordTable()
     var names: [UInt8] = []
     /// Set by `parse` from the file header; saved with every snapshot.
     var wasClean = false
@@ -146,20 +149,30 @@ struct MessageIndex {
     }
 
     mutating func setName(_ name: String, ofRecordAt position: Int) {
-        records[position].nameOffset = UInt32(names.count)
-        records[position].nameLength = UInt32(name.utf8.count)
+        records.setName(offset: UInt32(names.count), length: UInt32(name.utf8.count), at: position)
         names.append(contentsOf: name.utf8)
+    }
+
+    /// Throws unless `count` more UIDs fit below 2^32. Call before changing anything.
+    func ensureUIDsAvailable(_ count: Int) throws(StoreError) {
+        guard count <= Int(UInt32.max) - Int(uidNext) else { throw .uidSpaceExhausted }
     }
 
     /// The position of `uid` in `records` (binary search).
     func position(of uid: UInt32) -> Int? {
+        let low = lowerBound(of: uid)
+        return low < records.count && records.hot[low].uid == uid ? low : nil
+    }
+
+    /// The position of the first record whose UID is at least `uid`.
+    func lowerBound(of uid: UInt32) -> Int {
         var low = 0
         var high = records.count
         while low < high {
             let middle = (low + high) / 2
-            if records[middle].uid < uid { low = middle + 1 } else { high = middle }
+            if records.hot[middle].uid < uid { low = middle + 1 } else { high = middle }
         }
-        return low < records.count && records[low].uid == uid ? low : nil
+        return low
     }
 
     /// The next MODSEQ. Normally HIGHESTMODSEQ + 1; `afterLoss` (the index was rebuilt or reconciled
@@ -189,7 +202,7 @@ struct MessageIndex {
         bytes.appendLittleEndian(UInt32(records.count))
         let namesLength = records.reduce(0) { $0 + Int($1.nameLength) }
         bytes.appendLittleEndian(UInt32(namesLength))
-        bytes.appendLittleEndian(UInt32(0))
+        bytes.appendLittleEndian(deadUIDListLines)
         bytes.appendLittleEndian(curModificationTime)
         bytes.appendLittleEndian(uidListFingerprint.size)
         bytes.appendLittleEndian(uidListFingerprint.modificationTime)
@@ -228,6 +241,7 @@ struct MessageIndex {
             index.firstUnclaimedRecentUID = buffer.loadLittleEndian(at: 40, as: UInt32.self)
             let count = Int(buffer.loadLittleEndian(at: 44, as: UInt32.self))
             let namesLength = Int(buffer.loadLittleEndian(at: 48, as: UInt32.self))
+            index.deadUIDListLines = buffer.loadLittleEndian(at: 52, as: UInt32.self)
             index.curModificationTime = buffer.loadLittleEndian(at: 56, as: Int64.self)
             index.uidListFingerprint = FileFingerprint(
                 size: buffer.loadLittleEndian(at: 64, as: Int64.self),

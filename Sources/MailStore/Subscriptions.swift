@@ -8,6 +8,7 @@ struct Subscriptions: Equatable {
 
     init(_ names: [String] = []) { self.names = names }
 
+    ///     file = ["V" TAB "2" LF] *(name LF)        ; version 2 names: prefix TAB level *(TAB level)
     init(parsing bytes: [UInt8]) {
         var names: [String] = []
         var isVersion2 = false

@@ -38,7 +38,13 @@ struct UIDList: Equatable {
         damagedLines = 0
     }
 
-    /// Parses a version 3 list. Throws `.damaged` when the header is unusable (the caller keeps the
+    /// Parses a version 3 list:
+    ///
+    ///     uidlist = header LF *(entry LF)
+    ///     header  = "3" *(SP field)                  ; fields used: "V" uidvalidity, "N" uidnext
+    ///     entry   = uid *(SP ext-field) SP ":" filename
+    ///
+    /// Throws `.damaged` when the header is unusable (the caller keeps the
     /// file aside rather than invent a new UIDVALIDITY over it).
     init(parsing bytes: [UInt8]) throws(StoreError) {
         let text = String(decoding: bytes, as: UTF8.self)
@@ -82,7 +88,8 @@ struct UIDList: Equatable {
         for entry in parsed where unique.last?.uid != entry.uid { unique.append(entry) }
         damaged += parsed.count - unique.count
         uidValidity = validity
-        uidNext = max(next, (unique.last?.uid ?? 0) + 1)
+        // A UID of 2^32-1 leaves UIDNEXT there: no UID is left, and appends say so.
+        uidNext = max(next, unique.last.map { $0.uid == .max ? .max : $0.uid + 1 } ?? 1)
         entries = unique
         damagedLines = damaged
     }

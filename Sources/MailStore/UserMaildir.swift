@@ -118,7 +118,8 @@ public final class UserMaildir {
     }
 
     /// DELETE (RFC 3501 section 6.3.4). Folders below it stay. The folder is first renamed out of
-    /// sight, then removed, so a crash never leaves half a mailbox visible.
+    /// sight, then removed, so a crash never leaves half a mailbox visible. Sessions that had it
+    /// selected must let go of their `Mailbox`: its operations fail from now on.
     public func deleteMailbox(_ name: MailboxName) throws(StoreError) {
         if name.isInbox { throw .cannotDeleteInbox }
         guard try Directory.status(name.folderName, in: root.fd)?.isDirectory == true else { throw .mailboxNotFound }
@@ -131,7 +132,8 @@ public final class UserMaildir {
     }
 
     /// RENAME (RFC 3501 section 6.3.5), with the folders below it. Renaming INBOX moves its messages
-    /// into a new mailbox (UIDs and UIDVALIDITY go along) and leaves INBOX empty.
+    /// into a new mailbox (UIDs and UIDVALIDITY go along) and leaves INBOX empty. Sessions that had a
+    /// renamed mailbox selected must let go of their `Mailbox` and open the new name.
     public func renameMailbox(_ from: MailboxName, to: MailboxName) throws(StoreError) {
         if to.isInbox { throw .mailboxExists }
         if try Directory.status(to.folderName, in: root.fd) != nil { throw .mailboxExists }
@@ -161,6 +163,7 @@ public final class UserMaildir {
 
     private func renameInbox(to target: MailboxName) throws(StoreError) {
         let inbox = try mailbox(.inbox)
+        try inbox.beginChangeNow()
         try createMailbox(target)
         let folder = try FileHandle.openDirectory(target.folderName, in: root.fd)
         let folderCur = try FileHandle.openDirectory("cur", in: folder.fd)

@@ -10,6 +10,7 @@
 //   - every message present is a whole message the child wrote (no partial message);
 //   - no UID ever names two different messages; UIDNEXT is above every UID seen; UIDVALIDITY stays;
 //   - acknowledged flags are what the files say, except on the message the child was working on;
+//   - a MULTIAPPEND cut short by the kill left all of its messages or none;
 //   - an index rebuilt from the files equals the one the reopen produced (modseqs aside).
 
 import Glibc
@@ -105,6 +106,7 @@ enum CrashChild {
                     requests.append(AppendRequest(message: try writer.finish(), flags: [.seen]))
                     ids.append(nextID)
                 }
+                report("G " + ids.map(String.init).joined(separator: ","))
                 let commit = try inbox.prepareAppend(requests)
                 batcher.enqueue(commit)
                 for completion in batcher.runPending() {
@@ -142,14 +144,17 @@ enum CrashChild {
         var random = CrashChild.Random(state: UInt64(getpid()))
         let kills = 210
         var acknowledged = 0
+        var interruptedGroups = 0
         for iteration in 0..<kills {
             let lines = try runChild(dataDirectory: dataDirectory, seed: UInt64(iteration + 1),
                                      killAfter: random.below(7))
             var inFlight: UInt32?
+            var unacknowledgedGroup: [UInt64]?
             for line in lines {
                 let fields = line.split(separator: " ")
                 switch fields.first {
                 case "I": inFlight = UInt32(fields[1])
+                case "G": unacknowledgedGroup = fields[1].split(separator: ",").map { UInt64($0)! }
                 case "A":
                     let uid = UInt32(fields[1])!
                     ledger.live.insert(uid)
@@ -158,6 +163,7 @@ enum CrashChild {
                             "UID \(uid) reused")
                     ledger.messageOfUID[uid] = UInt64(fields[2])!
                     acknowledged += 1
+                    unacknowledgedGroup = nil
                 case "S":
                     ledger.flags[UInt32(fields[1])!] = SystemFlags(rawValue: UInt8(fields[2])!)
                     inFlight = nil
@@ -169,25 +175,23 @@ enum CrashChild {
                 default: break
                 }
             }
-            try verify(dataDirectory: dataDirectory, ledger: &ledger, inFlight: inFlight)
+            let presentIDs = try verify(dataDirectory: dataDirectory, ledger: &ledger, inFlight: inFlight)
+            if let group = unacknowledgedGroup {
+                let survivors = group.filter { presentIDs.contains($0) }.count
+                #expect(survivors == 0 || survivors == group.count, "MULTIAPPEND \(group) half there")
+                interruptedGroups += group.count > 1 ? 1 : 0
+            }
         }
         // The runs did real work.
         #expect(acknowledged > kills / 2)
         #expect(!ledger.expunged.isEmpty)
+        print("crash test: \(kills) kills, \(acknowledged) acknowledged appends, \(interruptedGroups) interrupted MULTIAPPENDs")
     }
 
     /// Starts the child, reads its reports until `killAfter` acknowledgements (0: just after it is
     /// ready), kills it with SIGKILL, and returns every report it made before it died.
     private func runChild(dataDirectory: String, seed: UInt64, killAfter: Int) throws -> [String] {
-        var pipeEnds: [Int32] = [0, 0]
-        #expect(pipe(&pipeEnds) == 0)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], CrashChild.reportDescriptor)
-        posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let pipeEnds = try #require(makePipe())
         let arguments = ["/proc/self/exe", "--testing-library", "swift-testing", "--filter", "crashChildWriterLoop"]
         var environment = ["\(CrashChild.directoryVariable)=\(dataDirectory)", "\(CrashChild.seedVariable)=\(seed)"]
         var index = 0
@@ -196,28 +200,18 @@ enum CrashChild {
             if !text.hasPrefix("APUS_CRASH_CHILD") { environment.append(text) }
             index += 1
         }
-        var argv = arguments.map { strdup($0) } + [nil]
-        var envp = environment.map { strdup($0) } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, "/proc/self/exe", &actions, nil, &argv, &envp)
+        let spawned = spawnProcess("/proc/self/exe", arguments: arguments, environment: environment,
+                                   descriptors: [(CrashChild.reportDescriptor, pipeEnds[1])])
         close(pipeEnds[1])
         defer { close(pipeEnds[0]) }
-        try #require(spawned == 0)
+        let child = try #require(spawned)
 
         var lines: [String] = []
         var pending: [UInt8] = []
         var acknowledgements = 0
         var killed = false
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(pipeEnds[0], &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            pending += buffer[0..<count]
+        readToEnd(pipeEnds[0]) { chunk in
+            pending += chunk
             while let newline = pending.firstIndex(of: 0x0A) {
                 let line = String(decoding: pending[..<newline], as: UTF8.self)
                 pending.removeSubrange(...newline)
@@ -236,8 +230,10 @@ enum CrashChild {
         return lines
     }
 
-    private func verify(dataDirectory: String, ledger: inout Ledger, inFlight: UInt32?) throws {
+    /// Reopens the store, checks it against the ledger, and returns the ids of the messages present.
+    private func verify(dataDirectory: String, ledger: inout Ledger, inFlight: UInt32?) throws -> Set<UInt64> {
         var reopened: [MessageInfo] = []
+        var presentIDs: Set<UInt64> = []
         do {
             let store = try MailStore(dataDirectory: dataDirectory)
             let inbox = try store.openUser(UserName("crash")).mailbox(.inbox)
@@ -254,6 +250,7 @@ enum CrashChild {
                 let info = inbox.message(at: position)
                 let bytes = try storedBytes(of: info.uid, in: inbox)
                 let id = try #require(CrashChild.claimedID(of: bytes), "UID \(info.uid) is not a whole message")
+                presentIDs.insert(id)
                 #expect(bytes == CrashChild.message(id: id), "UID \(info.uid) is partial or damaged")
                 if let known = ledger.messageOfUID[info.uid] { #expect(known == id, "UID \(info.uid) reused") }
                 ledger.messageOfUID[info.uid] = id
@@ -275,5 +272,6 @@ enum CrashChild {
         let strip = { (infos: [MessageInfo]) in infos.map { [Int64($0.uid), Int64($0.flags.rawValue), Int64($0.keywords.bits), $0.size, $0.internalDate, $0.saveDate] } }
         #expect(strip(rebuilt) == strip(reopened))
         try inbox.close()
+        return presentIDs
     }
 }

@@ -114,6 +114,41 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(inbox.count == 2)
     }
 
+    /// A MULTIAPPEND interrupted after `phases` of its commit: phase 1 (the UID-list lines) is the
+    /// commit point; the reconciliation that follows a crash rolls it forward whole or drops it whole.
+    @Test(arguments: [1, 2])
+    func interruptedMultiappendIsAllOrNothing(phases: Int) throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        var requests: [AppendRequest] = []
+        for tag in ["a", "b", "c"] {
+            let writer = try inbox.beginAppend()
+            try sampleMessage(tag).withUnsafeBytes { try writer.write($0) }
+            requests.append(AppendRequest(message: try writer.finish(), flags: [.flagged]))
+        }
+        let commit = try inbox.prepareAppend(requests)
+        var interrupted = commit
+        for phase in phases..<PendingCommit.phaseCount {
+            interrupted.operations[phase] = []
+            interrupted.syncTargets[phase] = []
+        }
+        #expect(interrupted.makeDurable() == nil)
+        // As after a crash: the index is reconciled with what is on disk.
+        inbox.complete(commit, error: .system(call: "simulated crash", errno: EIO))
+        if phases == 1 {
+            #expect(inbox.count == 0)
+        } else {
+            #expect(inbox.uids == [1, 2, 3])
+            for (uid, tag) in zip(inbox.uids, ["a", "b", "c"]) {
+                #expect(try storedBytes(of: uid, in: inbox) == sampleMessage(tag))
+                #expect(inbox.message(at: Int(uid) - 1).flags == [.flagged])
+            }
+        }
+        // UIDNEXT does not go back, even over UIDs the lost commit had reserved.
+        #expect(try appendMessage(sampleMessage("d"), to: inbox) == 4)
+    }
+
     @Test func expungedUIDsAreNeverReusedEvenAfterTheIndexIsLost() throws {
         let temporary = TemporaryDirectory()
         do {
@@ -131,6 +166,35 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
         #expect(inbox.uids == [1])
         #expect(try appendMessage(sampleMessage("d"), to: inbox) == 4)
+    }
+
+    @Test func uidListIsCompactedAtCloseWithoutLosingUIDNext() throws {
+        let temporary = TemporaryDirectory()
+        do {
+            let store = try temporary.openStore()
+            let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+            var commits: [PendingCommit] = []
+            for tag in 0..<200 {
+                let writer = try inbox.beginAppend()
+                try sampleMessage("\(tag)").withUnsafeBytes { try writer.write($0) }
+                commits.append(try inbox.prepareAppend([AppendRequest(message: try writer.finish(), flags: [.deleted])]))
+            }
+            let batcher = DurabilityBatcher()
+            for commit in commits { batcher.enqueue(commit) }
+            for completion in batcher.runPending() { inbox.complete(completion.commit, error: completion.error) }
+            try inbox.commitNow(try #require(inbox.prepareExpunge(uids: Array(1...199))))
+            try inbox.close()
+        }
+        let list = try #require(readFile(temporary.path + "/data/users/u/apus-uidlist"))
+        let lines = list.split(separator: 0x0A)
+        #expect(lines.count == 2)
+        #expect(lines[0].starts(with: Array("3 V".utf8)) && lines[0].reversed().starts(with: Array("N201".utf8).reversed()))
+        #expect(lines[1].starts(with: Array("200 :".utf8)))
+        Directory.removeFileForTest(temporary.path + "/data/users/u/apus-index")
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        #expect(inbox.uids == [200])
+        #expect(inbox.uidNext == 201)
     }
 
     @Test func storeFlagsRenamesFilesAndHonoursUnchangedSince() throws {
@@ -160,6 +224,30 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(inbox.message(at: 1).flags == [.draft])
         #expect(inbox.message(at: 1).keywords.isEmpty)
         #expect(inbox.highestModseq == inbox.message(at: 1).modseq)
+    }
+
+    @Test func messageStaysReadableWhileItsFlagRenameIsInFlight() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        try appendMessage(sampleMessage("a"), to: inbox)
+        let pending = try #require(try inbox.prepareStore(uids: [1], change: .add, flags: [.seen]).commit)
+        #expect(try storedBytes(of: 1, in: inbox) == sampleMessage("a"))
+        try inbox.commitNow(pending)
+        #expect(try storedBytes(of: 1, in: inbox) == sampleMessage("a"))
+        #expect(throws: StoreError.noSuchMessage(9)) { try inbox.openMessage(uid: 9) }
+    }
+
+    @Test func uidSetsResolveToExistingUIDsWhateverTheirWidth() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        for tag in ["a", "b", "c", "d"] { try appendMessage(sampleMessage(tag), to: inbox) }
+        try inbox.commitNow(try #require(inbox.prepareStore(uids: [2], change: .add, flags: [.deleted]).commit))
+        try inbox.commitNow(try #require(inbox.prepareExpunge()))
+        #expect(inbox.uids(in: [1...UInt32.max]) == [1, 3, 4])
+        #expect(inbox.uids(in: [3...3, 1...2, 2...4]) == [1, 3, 4])
+        #expect(inbox.uids(in: [5...9]).isEmpty)
     }
 
     @Test func copyAndMoveKeepFlagsAndReportCopyUID() throws {
@@ -282,6 +370,28 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(try inbox.checkForNewMessages() == nil)
     }
 
+    @Test func flagsChangedByAnotherMaildirReaderWhileClosedAreSeenWithNewModseqs() throws {
+        let temporary = TemporaryDirectory()
+        var highest: UInt64 = 0
+        do {
+            let store = try temporary.openStore()
+            let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+            for tag in ["a", "b"] { try appendMessage(sampleMessage(tag), to: inbox) }
+            highest = inbox.highestModseq
+            try inbox.close()
+        }
+        // As mutt would: mark the second message seen and replied by renaming its file.
+        let cur = temporary.path + "/data/users/u/cur/"
+        let second = fileNames(in: cur)[1]
+        #expect(rename(cur + second, cur + second.replacingSuffix(":2,", with: ":2,RS")) == 0)
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        #expect(inbox.message(at: 0).flags == [])
+        #expect(inbox.message(at: 1).flags == [.answered, .seen])
+        #expect(inbox.message(at: 0).modseq <= highest)
+        #expect(inbox.message(at: 1).modseq > highest)
+    }
+
     @Test func dovecotUIDListIsImportedWithItsUIDsAndKeywords() throws {
         let temporary = TemporaryDirectory()
         _ = try temporary.openStore().openUser(UserName("d"))
@@ -306,6 +416,42 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(inbox.message(at: 1).flags == [.deleted])
         #expect(inbox.keywordNames(inbox.message(at: 1).keywords) == ["Important"])
         #expect(inbox.message(at: 0).size == 16)
+    }
+
+    @Test func keywordTableHoldsTwentySixKeywordsAndRefusesMore() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        try appendMessage(sampleMessage("a"), to: inbox)
+        let names = (0..<26).map { "K\($0)" }
+        try inbox.commitNow(try #require(inbox.prepareStore(uids: [1], change: .add, flags: [], keywords: names).commit))
+        #expect(inbox.keywords == names)
+        #expect(!inbox.canCreateKeywords)
+        #expect(fileNames(in: temporary.path + "/data/users/u/cur")[0].hasSuffix(":2,abcdefghijklmnopqrstuvwxyz"))
+        #expect(throws: StoreError.tooManyKeywords) {
+            try inbox.prepareStore(uids: [1], change: .add, flags: [], keywords: ["OneTooMany"])
+        }
+        // Keywords compare case-insensitively, so this is not a new one.
+        #expect(try inbox.prepareStore(uids: [1], change: .add, flags: [.seen], keywords: ["k3"]).changed == [1])
+        #expect(throws: StoreError.invalidKeyword) {
+            try inbox.prepareStore(uids: [1], change: .add, flags: [], keywords: [String(repeating: "k", count: 101)])
+        }
+        #expect(inbox.keywords == names)
+    }
+
+    @Test func exhaustedUIDSpaceIsAnErrorNotACrash() throws {
+        let temporary = TemporaryDirectory()
+        _ = try temporary.openStore().openUser(UserName("d"))
+        let root = temporary.path + "/data/users/d"
+        writeFile(root + "/dovecot-uidlist", Array("3 V7 N4294967294\n4294967293 :1.M1P1.h,S=14,W=16\n".utf8))
+        writeFile(root + "/cur/1.M1P1.h,S=14,W=16:2,", Array("Subject: a\n\nx\n".utf8))
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("d")).mailbox(.inbox)
+        #expect(inbox.uids == [4_294_967_293])
+        try appendMessage(sampleMessage("last"), to: inbox)
+        #expect(inbox.uidNext == UInt32.max)
+        #expect(throws: StoreError.uidSpaceExhausted) { try appendMessage(sampleMessage("none"), to: inbox) }
+        #expect(inbox.count == 2)
     }
 
     @Test func groupCommitRunsManyCommitsInOneRound() throws {
@@ -356,4 +502,10 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
 
 extension Directory {
     static func removeFileForTest(_ path: String) { unlink(path) }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String, with replacement: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) + replacement : self
+    }
 }

@@ -91,6 +91,7 @@ import Testing
         let temporary = TemporaryDirectory()
         let first = try temporary.openStore()
         #expect(throws: StoreError.dataDirectoryLocked(pid: getpid())) { try temporary.openStore() }
+        #expect("\(StoreError.dataDirectoryLocked(pid: 42))".contains("in use by another Apus process (pid 42)"))
         _ = first
     }
 

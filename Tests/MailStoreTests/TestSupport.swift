@@ -81,3 +81,69 @@ final class EventRecorder: MailboxObserver {
     var events: [MailboxEvent] = []
     func mailbox(_ mailbox: Mailbox, didChange event: MailboxEvent) { events.append(event) }
 }
+
+/// Starts `path` with `arguments` (argv[0] included) and `environment`, with descriptors of this
+/// process mapped into the child (`child fd <- our fd`); unmapped 0, 1 and 2 go to /dev/null.
+/// Returns the child's pid, or nil when posix_spawn failed.
+func spawnProcess(_ path: String, arguments: [String], environment: [String], descriptors: [(child: Int32, ours: Int32)])
+    -> pid_t?
+{
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    for standard in Int32(0)...2 where !descriptors.contains(where: { $0.child == standard }) {
+        posix_spawn_file_actions_addopen(&actions, standard, "/dev/null", standard == 0 ? O_RDONLY : O_WRONLY, 0)
+    }
+    for mapping in descriptors { posix_spawn_file_actions_adddup2(&actions, mapping.ours, mapping.child) }
+    var argv = arguments.map { strdup($0) } + [nil]
+    var envp = environment.map { strdup($0) } + [nil]
+    defer {
+        for pointer in argv { free(pointer) }
+        for pointer in envp { free(pointer) }
+    }
+    var child: pid_t = 0
+    return posix_spawn(&child, path, &actions, nil, &argv, &envp) == 0 ? child : nil
+}
+
+/// Runs a program to completion with `input` on its stdin; returns its wait status and stdout.
+func runProgram(_ path: String, _ arguments: [String], environment: [String], input: [UInt8] = [])
+    -> (status: Int32, output: [UInt8])
+{
+    guard let stdinPipe = makePipe(), let stdoutPipe = makePipe() else { return (-1, []) }
+    let child = spawnProcess(path, arguments: [path] + arguments, environment: environment,
+                             descriptors: [(0, stdinPipe[0]), (1, stdoutPipe[1])])
+    close(stdinPipe[0])
+    close(stdoutPipe[1])
+    _ = input.withUnsafeBytes { write(stdinPipe[1], $0.baseAddress, $0.count) }
+    close(stdinPipe[1])
+    let output = readToEnd(stdoutPipe[0])
+    close(stdoutPipe[0])
+    guard let child else { return (-1, output) }
+    var status: Int32 = 0
+    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+    return (status, output)
+}
+
+/// A pipe whose ends are closed on exec (tests run in parallel: a child must not inherit another
+/// test's pipe, or that pipe never sees end of file). posix_spawn's dup2 clears the flag on the
+/// descriptors it maps into the child.
+func makePipe() -> [Int32]? {
+    var ends: [Int32] = [0, 0]
+    guard pipe(&ends) == 0 else { return nil }
+    for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+    return ends
+}
+
+/// Reads a descriptor until end of file, passing each chunk to `chunk` (if given) as it arrives.
+@discardableResult
+func readToEnd(_ fd: Int32, chunk: ([UInt8]) -> Void = { _ in }) -> [UInt8] {
+    var all: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count < 0 && errno == EINTR { continue }
+        if count <= 0 { return all }
+        chunk(Array(buffer[0..<count]))
+        all += buffer[0..<count]
+    }
+}

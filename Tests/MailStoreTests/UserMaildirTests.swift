@@ -119,6 +119,7 @@ import Testing
         let user = try store.openUser(UserName("u"))
         let inbox = try user.mailbox(.inbox)
         #expect(try user.mailbox(MailboxName("inbox")) === inbox)
+        #expect(try store.openUser(UserName("u")) === user)
         let first = EventRecorder()
         let second = EventRecorder()
         inbox.addObserver(first)

@@ -112,6 +112,8 @@ public final class PasswordFile: Sendable {
         }
     }
 
+    ///     file  = *(line LF)
+    ///     line  = "#" comment / user ":" password [":" uid ":" gid ":" gecos ":" home ":" shell ":" extra]
     private static func parse(_ bytes: [UInt8]) -> Snapshot {
         var result = Snapshot()
         for line in bytes.split(separator: UInt8(ascii: "\n")) {
