@@ -207,11 +207,11 @@ extension IMAPSession {
         if isTrustedProxy, let parameters {
             for (field, value) in parameters {
                 guard let value else { continue }
-                if field.equalsCaseInsensitive("x-originating-ip") {
+                if field.equalsCaseInsensitive("X-ORIGINATING-IP") {
                     clientAddress = value.string
-                } else if field.equalsCaseInsensitive("x-originating-port") {
+                } else if field.equalsCaseInsensitive("X-ORIGINATING-PORT") {
                     clientPort = UInt16(value.string) ?? clientPort
-                } else if field.equalsCaseInsensitive("x-session-id") {
+                } else if field.equalsCaseInsensitive("X-SESSION-ID") {
                     forwardedSessionID = value.string
                 }
             }
@@ -226,7 +226,7 @@ extension IMAPSession {
     /// RFC 5161, RFC 9051 6.3.1. `C: a ENABLE IMAP4rev2` / `S: * ENABLED IMAP4rev2`
     func enable(tag: IMAPBytes, names: IMAPAtomList) {
         out.write("* ENABLED")
-        for name in names where name.equalsCaseInsensitive("IMAP4rev2") {
+        for name in names where name.equalsCaseInsensitive("IMAP4REV2") {
             isRev2 = true
             out.write(" IMAP4rev2")
         }

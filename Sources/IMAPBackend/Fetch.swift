@@ -36,8 +36,9 @@ final class FetchJob {
     let targets: [(sequence: UInt32, uid: UInt32)]
     let items: [FetchItem]
     var next = 0
-    /// The \Seen a non-PEEK body fetch sets (RFC 9051 6.4.5), made durable before the tagged OK.
-    var seenCommit: PendingCommit?
+    /// Messages a non-PEEK body fetch marks \Seen (RFC 9051 6.4.5). The change is prepared once the
+    /// bodies are written (preparing renames the files in the index before the disk) and is durable
+    /// before the tagged OK.
     var seenChanged: Set<UInt32> = []
 
     init(tag: [UInt8], targets: [(sequence: UInt32, uid: UInt32)], items: [FetchItem]) {
@@ -70,10 +71,7 @@ extension IMAPSession {
                 guard let position = selected.mailbox.position(of: target.uid) else { return nil }
                 return selected.mailbox.message(at: position).flags.contains(.seen) ? nil : target.uid
             }
-            if !unseen.isEmpty, let result = try? selected.mailbox.prepareStore(uids: unseen, change: .add, flags: .seen) {
-                job.seenCommit = result.commit
-                job.seenChanged = Set(result.changed)
-            }
+            job.seenChanged = Set(unseen)
         }
         fetchJob = job
         suspend()
@@ -98,7 +96,10 @@ extension IMAPSession {
             }
         }
         fetchJob = nil
-        guard let commit = job.seenCommit, let user else {
+        guard !job.seenChanged.isEmpty, let user,
+              let commit = try? selected.mailbox.prepareStore(uids: job.seenChanged.sorted(), change: .add,
+                                                              flags: .seen).commit
+        else {
             finish(job.tag, .ok, "FETCH completed")
             resume()
             return
@@ -114,7 +115,8 @@ extension IMAPSession {
     private func writeMessage(_ sequence: UInt32, _ uid: UInt32, _ job: FetchJob, _ selected: SelectedMailbox) {
         let mailbox = selected.mailbox
         guard let position = mailbox.position(of: uid) else { return }  // expunged meanwhile
-        let info = mailbox.message(at: position)
+        var info = mailbox.message(at: position)
+        if job.seenChanged.contains(uid) { info.flags.insert(.seen) }
         var structure: MessageStructure?
         var content: MessageContent?
         out.beginFetch(sequenceNumber: sequence)

@@ -90,9 +90,8 @@ extension IMAPSession {
             answer()
             return
         }
-        let silent = action.silent
         suspend()
-        selected.ignoreFlagChanges = !silent
+        selected.ignoreFlagChanges = true
         user.commit(commit, in: selected.mailbox, transport: transport) { [self] error in
             selected.ignoreFlagChanges = false
             if let error {
