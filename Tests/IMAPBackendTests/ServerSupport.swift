@@ -110,6 +110,18 @@ final class TestClient {
         }
     }
 
+    /// One line as it is, literal bytes not included.
+    func readRawLine() -> String? {
+        while true {
+            if let end = buffer.firstIndex(of: 0x0A) {
+                let line = Array(buffer[...end])
+                buffer.removeFirst(end + 1)
+                return String(decoding: line, as: UTF8.self)
+            }
+            guard fill() else { return nil }
+        }
+    }
+
     /// Reads lines until the tagged answer for `tag`; returns all of them.
     func readUntil(tag: String) -> String {
         var text = ""
