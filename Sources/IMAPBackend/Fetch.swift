@@ -260,6 +260,7 @@ extension IMAPSession {
                     flush()
                     let descriptor = dup(opened.file.fd)
                     if descriptor >= 0 {
+                        context.metrics.bytesOut.increment(by: UInt64(range.count))
                         transport?.writeFile(descriptor: descriptor, offset: Int64(range.lowerBound), count: range.count)
                     } else {
                         // Out of descriptors: fall back to reading (the literal size is already sent).

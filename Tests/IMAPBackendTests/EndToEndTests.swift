@@ -119,31 +119,42 @@ import Testing
         let client = try TestClient(port: server.plainPort, timeoutSeconds: 60)
         _ = client.readLine()
         _ = client.command("a", "LOGIN alice secret")
-        let body = Array(repeating: Array("0123456789012345678901234567890123456789\r\n".utf8), count: 2000).flatMap { $0 }
-        let message = Array("Subject: x\r\n\r\n".utf8) + body
-        var batch: [UInt8] = []
-        for index in 0..<40 {
-            batch += Array("p\(index) APPEND INBOX {\(message.count)+}\r\n".utf8) + message + [0x0D, 0x0A]
+        let line = Array("0123456789012345678901234567890123456789012345678901234567890123456789\r\n".utf8)
+        let message = Array("Subject: x\r\n\r\n".utf8) + Array(repeating: line, count: 14_000).flatMap { $0 }
+        let count = 40
+        for index in 0..<count {
+            client.send(bytes: Array("p\(index) APPEND INBOX {\(message.count)+}\r\n".utf8) + message + [0x0D, 0x0A])
+            #expect(client.readUntil(tag: "p\(index)").contains("p\(index) OK"))
         }
-        client.send(bytes: batch)
-        #expect(client.readUntil(tag: "p39").contains("p39 OK"))
         _ = client.command("s", "SELECT INBOX")
-        // Ask for ~3.5 MB and read nothing for a while: the server must stop producing well before
-        // it has queued everything. Its queue is bounded by the high-water mark plus one message.
+        let before = server.bytesProduced
+        // About 40 MB asked for, nothing read: the server must stop producing once the socket and its
+        // queue are full, and wait. Bounded wait for the production count to settle.
         client.send("f UID FETCH 1:* (BODY.PEEK[])\r\n")
-        var pause = timespec(tv_sec: 0, tv_nsec: 300_000_000)
-        nanosleep(&pause, nil)  // not synchronisation: only gives the server time to over-produce if it would
-        var received = 0
-        var lines = 0
-        while let line = client.readLineHeader() {
-            if line.hasPrefix("f OK") { break }
-            if line.hasPrefix("* ") {
-                lines += 1
-                received += message.count
+        var last = server.bytesProduced
+        var stableSince = ContinuousClock.now
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline, ContinuousClock.now - stableSince < .milliseconds(500) {
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            nanosleep(&pause, nil)
+            let now = server.bytesProduced
+            if now != last {
+                last = now
+                stableSince = ContinuousClock.now
+            }
+        }
+        let produced = Int(last - before)
+        #expect(produced < count * message.count / 2, "produced \(produced) bytes without the client reading")
+        var responses = 0
+        while let header = client.readLineHeader() {
+            if header.hasPrefix("f OK") { break }
+            if header.hasPrefix("* ") {
+                responses += 1
+                #expect(header.hasSuffix("BODY[] {\(message.count)}\r\n"))
                 #expect(client.skip(message.count))
             }
         }
-        #expect(lines == 40)
+        #expect(responses == count)
     }
 }
 

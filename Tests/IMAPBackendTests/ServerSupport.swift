@@ -15,6 +15,7 @@ final class RunningServer {
     let accounts: TestAccounts
     let group: EventLoopGroup
     let server: BackendServer
+    let metrics = MetricsRegistry()
     let plainPort: UInt16
     let tlsPort: UInt16
     var certificatePath: String { accounts.directory.path + "/cert.pem" }
@@ -33,10 +34,15 @@ final class RunningServer {
         group = try EventLoopGroup(loopCount: 2, workerCount: 2, name: "betest")
         server = try BackendServer(configuration: configuration,
                                    logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
-                                   metrics: MetricsRegistry())
+                                   metrics: metrics)
         let addresses = try server.start(on: group)
         plainPort = addresses[0].port
         tlsPort = addresses[1].port
+    }
+
+    /// Response bytes the server has produced so far (queued for the socket).
+    var bytesProduced: UInt64 {
+        metrics.counter("apus_imap4be_bytes_out_total", help: "Response bytes queued").current
     }
 
     func stop() {
