@@ -356,6 +356,10 @@ final class IMAPSession {
     func resume() {
         waiting = false
         flush()
+        if shutdownPending {
+            disconnect("Server shutting down")
+            return
+        }
         transport?.resumeReading()
     }
 
