@@ -38,8 +38,9 @@ import Testing
         let socket = home + "/tmux.sock"
         let tmux = ["tmux", "-S", socket]
         defer { _ = runProcess(tmux + ["kill-server"], timeout: .seconds(10)) }
-        let started = runProcess(tmux + ["new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                                         "env HOME=\(home) TERM=xterm neomutt -n -F \(home)/muttrc"],
+        // The tmux server daemonises with the client's descriptors: give it none of our pipes.
+        let started = runProcess(["sh", "-c", "tmux -S \(socket) new-session -d -s \(session) -x 160 -y 40 "
+                                  + "'env HOME=\(home) TERM=xterm neomutt -n -F \(home)/muttrc' </dev/null >/dev/null 2>&1"],
                                  timeout: .seconds(10))
         #expect(started.status == 0, "\(started.output)")
         func screen() -> String { runProcess(tmux + ["capture-pane", "-p", "-t", session], timeout: .seconds(10)).output }
