@@ -57,6 +57,7 @@ final class Client {
     var buffer: [UInt8] = []
     var exists = 0
     var tagNumber = 0
+    var lastFailure: [UInt8] = []
 
     func connect(host: String, port: UInt16) -> Bool {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -132,9 +133,17 @@ final class Client {
         guard send(bytes) else { return false }
         let prefix = Array("\(tag) ".utf8)
         while let line = readLine() {
-            if line.starts(with: prefix) { return line.dropFirst(prefix.count).starts(with: Array("OK".utf8)) }
+            if line.starts(with: prefix) {
+                let ok = line.dropFirst(prefix.count).starts(with: Array("OK".utf8))
+                if !ok { lastFailure = Array(text.utf8.prefix(60)) + Array(" -> ".utf8) + line }
+                return ok
+            }
             if line.starts(with: Array("* ".utf8)), line.count > 9, line.suffix(8).elementsEqual(Array("EXISTS\r\n".utf8)) {
                 exists = Int(String(decoding: line[2..<(line.count - 9)], as: UTF8.self)) ?? exists
+            } else if line.starts(with: Array("* ".utf8)), line.suffix(9).elementsEqual(Array("EXPUNGE\r\n".utf8)) {
+                exists = max(0, exists - 1)
+            } else if line.starts(with: prefix) == false, line.starts(with: Array("t".utf8)) {
+                lastFailure = line
             }
         }
         return false
@@ -192,7 +201,12 @@ final class LoadClient: @unchecked Sendable {
 
     func timed(_ name: String, _ body: () -> Bool) {
         let start = now()
-        if body() { statistics.record(name, now() - start) } else { statistics.recordError() }
+        if body() {
+            statistics.record(name, now() - start)
+        } else {
+            statistics.recordError()
+            if getenv("BENCH_VERBOSE") != nil { print("error in \(name): \(String(decoding: client.lastFailure, as: UTF8.self))") }
+        }
     }
 
     func login() -> Bool {
