@@ -202,6 +202,8 @@ final class BackendConnection: ConnectionHandler, IMAPSessionTransport {
         connection.loop.runBlocking(work, then: completion)
     }
 
+    var executor: (any BlockingExecutor)? { connection?.loop }
+
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void {
         guard let connection else { return {} }
         let timer = connection.loop.schedule(after: delay, action)

@@ -59,6 +59,7 @@ final class IMAPSession {
     private var commandStart = Deadline(nanoseconds: 0)
     private var commandRule = CommandTable.noop
     private(set) var isClosed = false
+    private var started = false
 
     init(context: BackendContext, transport: any IMAPSessionTransport, peer: SocketAddress, sessionID: String) {
         self.context = context
@@ -79,6 +80,7 @@ final class IMAPSession {
 
     /// Sends the greeting (RFC 9051 7.1.1) with the capabilities, and arms the pre-login timeout.
     func start() {
+        started = true
         context.metrics.sessions.add(1)
         context.metrics.connections.increment()
         transport?.setIdleTimeout(context.configuration.preLoginIdleTimeout)
@@ -94,7 +96,7 @@ final class IMAPSession {
     func connectionClosed() {
         guard !isClosed else { return }
         isClosed = true
-        context.metrics.sessions.add(-1)
+        if started { context.metrics.sessions.add(-1) }
         idleKeepalive?()
         idleKeepalive = nil
         append?.writer?.cancel()

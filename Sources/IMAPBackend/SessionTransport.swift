@@ -29,6 +29,8 @@ protocol IMAPSessionTransport: AnyObject {
     func moveToLoop(_ index: Int) -> Bool
     /// Runs `work` off the loop and `completion` back on it.
     func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void)
+    /// The loop's runner of blocking work, which outlives this connection (group commit uses it).
+    var executor: (any BlockingExecutor)? { get }
     /// Runs `action` on the loop after `delay`; returns a cancel closure.
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void
     /// Stops and restarts input delivery (a command waits on a worker, or output backs up).
@@ -37,6 +39,14 @@ protocol IMAPSessionTransport: AnyObject {
     /// Inactivity limit of the connection.
     func setIdleTimeout(_ timeout: Duration?)
 }
+
+/// Runs work on a worker and its completion back on the loop (an `EventLoop`, or inline in tests).
+protocol BlockingExecutor: AnyObject {
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
+                                       then completion: @escaping (Result) -> Void)
+}
+
+extension EventLoop: BlockingExecutor {}
 
 /// What every session of one server shares (immutable or internally synchronised).
 final class BackendContext: Sendable {
@@ -121,7 +131,7 @@ final class LoopState: @unchecked Sendable {
             return entry
         }
         let maildir = try store.openUser(UserName(user))
-        let entry = UserEntry(maildir: maildir)
+        let entry = UserEntry(maildir: maildir, loop: self)
         entry.sessions = 1
         users[user] = entry
         return entry
@@ -130,43 +140,84 @@ final class LoopState: @unchecked Sendable {
     /// A session of the user ended; the last one closes the Maildir (clean index snapshots) once no
     /// commit is in flight.
     func release(_ entry: UserEntry) {
-        entry.sessions -= 1
+        if entry.sessions > 0 { entry.sessions -= 1 }
         guard entry.sessions == 0 else { return }
-        if entry.inFlight == 0 {
+        if entry.inFlight == 0, users[entry.maildir.name.value] === entry {
             users.removeValue(forKey: entry.maildir.name.value)
             try? entry.maildir.close()
         }
     }
 
     var openUserCount: Int { users.count }
+
+    // MARK: - Group commit
+
+    /// Commits waiting for the next round, in the order they were prepared.
+    private var queue: [(commit: PendingCommit, done: (StoreError?) -> Void)] = []
+    private var roundRunning = false
+
+    /// Queues a commit; one round of fsyncs at a time runs on a worker for this loop, taking every
+    /// commit queued meanwhile, so concurrent sessions (of any user on this loop) share fsyncs. Rounds
+    /// run one after another, which keeps each mailbox's commits in the order they were prepared.
+    func enqueue(_ commit: PendingCommit, transport: IMAPSessionTransport, done: @escaping (StoreError?) -> Void) {
+        if executor == nil { executor = transport.executor }
+        queue.append((commit, done))
+        if !roundRunning { startRound() }
+    }
+
+    /// The loop's executor, taken from the first session that commits (the loop outlives it).
+    private var executor: (any BlockingExecutor)?
+
+    private func startRound() {
+        guard let executor else {
+            let failed = queue
+            queue = []
+            for entry in failed { entry.done(.writerClosed) }
+            return
+        }
+        let batch = queue
+        queue = []
+        roundRunning = true
+        let commits = batch.map(\.commit)
+        executor.runBlocking({
+            let batcher = DurabilityBatcher()
+            for commit in commits { batcher.enqueue(commit) }
+            return batcher.runPending()
+        }) { [self] completions in
+            // A fresh batcher per round returns exactly this round's completions, in queue order.
+            for (index, entry) in batch.enumerated() {
+                entry.done(index < completions.count ? completions[index].error : .writerClosed)
+            }
+            roundRunning = false
+            if !queue.isEmpty { startRound() }
+        }
+    }
 }
 
-/// One open user on its home loop: the Maildir, its commit queue and the callbacks waiting on it.
+/// One open user on its home loop: the Maildir and how many commits of it are in flight.
 final class UserEntry {
     let maildir: UserMaildir
+    unowned let loop: LoopState
     var sessions = 0
-    /// Group commit for this user's sessions: many appends, one round of fsyncs.
-    let batcher = DurabilityBatcher()
-    var callbacks: [UInt64: (StoreError?) -> Void] = [:]
-    var inFlight: Int { callbacks.count }
+    var inFlight = 0
 
-    init(maildir: UserMaildir) { self.maildir = maildir }
+    init(maildir: UserMaildir, loop: LoopState) {
+        self.maildir = maildir
+        self.loop = loop
+    }
 
-    /// Makes `commit` durable on a worker (with whatever else is queued), then completes it on the
-    /// mailbox's owner thread and calls `done`. The tagged OK goes out from `done`.
+    /// Makes `commit` durable on a worker (group commit with everything else queued on this loop),
+    /// then completes it on the mailbox's owner thread and calls `done`. The tagged OK goes out from
+    /// `done`.
     func commit(_ commit: PendingCommit, in mailbox: Mailbox, transport: IMAPSessionTransport,
                 done: @escaping (StoreError?) -> Void)
     {
-        batcher.enqueue(commit)
-        callbacks[commit.id] = { error in
+        inFlight += 1
+        loop.enqueue(commit, transport: transport) { [self] error in
+            inFlight -= 1
             mailbox.complete(commit, error: error)
             done(error)
-        }
-        let batcher = self.batcher
-        transport.runBlocking({ batcher.runPending() }) { [self] completions in
-            for completion in completions {
-                callbacks.removeValue(forKey: completion.commit.id)?(completion.error)
-            }
+            if sessions == 0 && inFlight == 0 { loop.release(self) }
         }
     }
 }

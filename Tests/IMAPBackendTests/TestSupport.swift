@@ -110,6 +110,8 @@ final class MemoryTransport: IMAPSessionTransport {
         completion(work())
     }
 
+    var executor: (any BlockingExecutor)? { InlineExecutor.shared }
+
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void {
         timers.append((delay, action))
         let index = timers.count - 1
@@ -203,4 +205,14 @@ func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Boo
         nanosleep(&pause, nil)
     }
     return condition()
+}
+
+/// Runs blocking work inline (no workers in session tests).
+final class InlineExecutor: BlockingExecutor {
+    nonisolated(unsafe) static let shared = InlineExecutor()
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
+                                       then completion: @escaping (Result) -> Void)
+    {
+        completion(work())
+    }
 }
