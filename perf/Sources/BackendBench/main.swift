@@ -138,15 +138,19 @@ final class Client {
                 if !ok { lastFailure = Array(text.utf8.prefix(60)) + Array(" -> ".utf8) + line }
                 return ok
             }
-            if line.starts(with: Array("* ".utf8)), line.count > 9, line.suffix(8).elementsEqual(Array("EXISTS\r\n".utf8)) {
-                exists = Int(String(decoding: line[2..<(line.count - 9)], as: UTF8.self)) ?? exists
-            } else if line.starts(with: Array("* ".utf8)), line.suffix(9).elementsEqual(Array("EXPUNGE\r\n".utf8)) {
-                exists = max(0, exists - 1)
-            } else if line.starts(with: prefix) == false, line.starts(with: Array("t".utf8)) {
-                lastFailure = line
-            }
+            track(line)
         }
         return false
+    }
+
+    /// Follows the mailbox size through untagged EXISTS and EXPUNGE.
+    func track(_ line: [UInt8]) {
+        guard line.starts(with: Array("* ".utf8)) else { return }
+        if line.count > 9, line.suffix(8).elementsEqual(Array("EXISTS\r\n".utf8)) {
+            exists = Int(String(decoding: line[2..<(line.count - 9)], as: UTF8.self)) ?? exists
+        } else if line.suffix(9).elementsEqual(Array("EXPUNGE\r\n".utf8)) {
+            exists = max(0, exists - 1)
+        }
     }
 
     func idle() -> Bool {
@@ -156,10 +160,12 @@ final class Client {
         while let line = readLine() {
             if line.first == UInt8(ascii: "+") { break }
             if line.starts(with: Array("\(tag) ".utf8)) { return false }
+            track(line)
         }
         guard send(Array("DONE\r\n".utf8)) else { return false }
         while let line = readLine() {
             if line.starts(with: Array("\(tag) ".utf8)) { return true }
+            track(line)
         }
         return false
     }
