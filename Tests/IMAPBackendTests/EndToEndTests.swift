@@ -86,6 +86,25 @@ import Testing
         #expect(polled.contains("* 1 EXISTS") && polled.contains("* 1 EXPUNGE"))
     }
 
+    @Test func shutdownSaysByeToIdleSessionsAndStopsAccepting() throws {
+        let server = try RunningServer()
+        defer { server.stop() }
+        let idle = try TestClient(port: server.plainPort)
+        _ = idle.readLine()
+        _ = idle.command("a", "LOGIN alice secret")
+        _ = idle.command("b", "SELECT INBOX")
+        idle.send("i IDLE\r\n")
+        #expect(idle.readLine() == "+ idling\r\n")
+        let waiting = try TestClient(port: server.plainPort)
+        #expect(waiting.readLine()?.hasPrefix("* OK") == true)
+        #expect(waitUntil { server.server.sessionCount == 2 })
+        server.server.beginShutdown()
+        #expect(idle.readLine()?.hasPrefix("* BYE") == true)
+        #expect(waiting.readLine()?.hasPrefix("* BYE") == true)
+        #expect(waitUntil { server.server.sessionCount == 0 })
+        #expect((try? TestClient(port: server.plainPort)) == nil, "listeners are closed")
+    }
+
     @Test func literalOfFiftyMegabytesRoundTrips() throws {
         let server = try RunningServer()
         defer { server.stop() }
