@@ -217,7 +217,10 @@ final class LoadClient: @unchecked Sendable {
 
     func login() -> Bool {
         client.close()
-        guard client.connect(host: host, port: port) else { return false }
+        guard client.connect(host: host, port: port) else {
+            if getenv("BENCH_VERBOSE") != nil { print("connect failed: errno \(errno)") }
+            return false
+        }
         var ok = true
         timed("LOGIN") { ok = client.command("LOGIN \(user) pass"); return ok }
         guard ok else { return false }
