@@ -28,5 +28,10 @@ let package = Package(
             name: "ProxyBench",
             dependencies: [.product(name: "IMAPFrontend", package: "Apus"), .product(name: "Reactor", package: "Apus")]
         ),
+        // perf/bench/backend-vs-dovecot: the back end and Dovecot under the same mixed load.
+        .executableTarget(
+            name: "BackendBench",
+            dependencies: [.product(name: "IMAPBackend", package: "Apus"), .product(name: "Reactor", package: "Apus")]
+        ),
     ]
 )

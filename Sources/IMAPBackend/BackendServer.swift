@@ -1,0 +1,218 @@
+// IMAPBackend: BackendServer, the imap4be service: listeners, sessions on the reactor, shutdown.
+
+import IMAPProtocol
+import MailStore
+import Reactor
+import Synchronization
+// BackendServer's initializer takes Telemetry's Logger and MetricsRegistry; Telemetry is not a
+// product of the package, so users outside it (perf/) get it through this module.
+@_exported import Telemetry
+
+/// Errors a user can act on when the back end cannot start.
+public enum BackendError: Error, CustomStringConvertible, Sendable {
+    /// The data directory could not be opened (or another process holds it).
+    case store(StoreError)
+    /// An implicit-TLS listener is configured without a certificate.
+    case tlsListenerWithoutCertificate(BackendListener)
+    /// A listener could not be opened (port in use, permission denied).
+    case listen(BackendListener, IOError)
+
+    public var description: String {
+        switch self {
+        case .store(.dataDirectoryLocked(let pid?)): return "the data directory is in use by process \(pid)"
+        case .store(let error): return "cannot open the data directory: \(error)"
+        case .tlsListenerWithoutCertificate(let listener):
+            return "TLS listener \(listener.host):\(listener.port) needs [tls] cert and key"
+        case .listen(let listener, let error): return "cannot listen on \(listener.host):\(listener.port): \(error)"
+        }
+    }
+}
+
+/// The back-end IMAP server (imap4be): a complete IMAP4rev1/IMAP4rev2 server over MailStore.
+///
+/// ```swift
+/// let server = try BackendServer(configuration: configuration, logger: logger, metrics: metrics)
+/// let addresses = try server.start(on: group)   // ports resolved when 0 was asked
+/// …
+/// server.beginShutdown()
+/// group.shutdown()
+/// ```
+public final class BackendServer: Sendable {
+    let configuration: BackendConfiguration
+    let logger: Logger
+    let metrics: MetricsRegistry
+    let store: MailStore
+    private let context = Mutex<BackendContext?>(nil)
+    private let sessionCounter = Atomic<UInt64>(0)
+    private let live = Atomic<Int>(0)
+    private let group = Mutex<EventLoopGroup?>(nil)
+
+    /// Opens the data directory (taking its lock).
+    public init(configuration: BackendConfiguration, logger: Logger, metrics: MetricsRegistry) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        var storeConfiguration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(),
+                                                    contentSearcher: MIMEContentSearcher())
+        storeConfiguration.maximumMessageSize = Int64(clamping: configuration.limits.maxAppendLiteralSize)
+        do {
+            store = try MailStore(dataDirectory: configuration.dataDirectory, configuration: storeConfiguration)
+        } catch {
+            throw BackendError.store(error)
+        }
+    }
+
+    /// Opens the listeners on `group`; returns the bound addresses (ports resolved when 0 was asked).
+    public func start(on group: EventLoopGroup) throws -> [SocketAddress] {
+        // OpenSSL writes with write(2): a client gone mid-response must give EPIPE, not kill the process.
+        signal(SIGPIPE, SIG_IGN)
+        let context = BackendContext(configuration: configuration, store: store, logger: logger, metrics: metrics,
+                                     loopHandles: group.loops)
+        self.context.withLock { $0 = context }
+        self.group.withLock { $0 = group }
+        var addresses: [SocketAddress] = []
+        for listener in configuration.listeners {
+            var tls: TLSContextHolder? = nil
+            if listener.implicitTLS {
+                guard let holder = configuration.tls else { throw BackendError.tlsListenerWithoutCertificate(listener) }
+                tls = holder
+            }
+            var options = ConnectionOptions()
+            options.highWaterMark = configuration.outputHighWaterMark
+            options.lowWaterMark = configuration.outputHighWaterMark / 4
+            // A command is at most maxCommandLength; more unconsumed input than that plus a margin is abuse.
+            options.maximumBufferedInput = max(options.maximumBufferedInput, configuration.limits.maxCommandLength * 2)
+            let spec = ListenerSpec(host: listener.host, port: listener.port, tls: tls, options: options) {
+                [self] connection in
+                self.makeHandler(connection, context: context)
+            }
+            do {
+                let port = try group.listen(spec)
+                addresses.append(SocketAddress(host: listener.host, port: port))
+            } catch {
+                throw BackendError.listen(listener, error)
+            }
+            logger.info("listening on \(listener.host):\(addresses.last!.port)\(listener.implicitTLS ? " (TLS)" : "")")
+        }
+        return addresses
+    }
+
+    private func makeHandler(_ connection: Connection, context: BackendContext) -> ConnectionHandler {
+        let number = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        live.wrappingAdd(1, ordering: .relaxed)
+        let handler = BackendConnection(connection: connection, context: context,
+                                        sessionID: String(number, radix: 16)) { [self] in
+            live.wrappingSubtract(1, ordering: .relaxed)
+        }
+        return handler
+    }
+
+    /// Stop accepting, `* BYE` to idle/IDLE sessions, let commands in flight finish. The loops' own
+    /// graceful shutdown (`EventLoopGroup.shutdown`) delivers `connectionShutdownRequested` to each
+    /// session, which answers it; this call starts that on every loop.
+    public func beginShutdown() {
+        guard let group = group.withLock({ $0 }) else { return }
+        for handle in group.loops {
+            handle.execute { loop in loop.beginShutdown(gracePeriod: .seconds(10)) }
+        }
+    }
+
+    /// Open sessions.
+    public var sessionCount: Int { live.load(ordering: .relaxed) }
+
+    /// Password checks the auth cache answered without hashing.
+    public var authCacheHits: Int { context.withLock { $0?.authenticator.cacheHitCount ?? 0 } }
+}
+
+/// The reactor side of a session: a `ConnectionHandler` that feeds the session and carries out what it
+/// asks of its connection.
+final class BackendConnection: ConnectionHandler, IMAPSessionTransport {
+    private weak var connection: Connection?
+    private var session: IMAPSession!
+    private let onClose: () -> Void
+    private let context: BackendContext
+    private var countedAddress: String?
+
+    init(connection: Connection, context: BackendContext, sessionID: String, onClose: @escaping () -> Void) {
+        self.connection = connection
+        self.onClose = onClose
+        self.context = context
+        session = IMAPSession(context: context, transport: self, peer: connection.peer, sessionID: sessionID)
+    }
+
+    // MARK: ConnectionHandler
+
+    func connectionActive(_ connection: Connection) {
+        let address = connection.peer.host
+        guard context.addressCounts.acquire(address, limit: context.configuration.maxConnectionsPerAddress) else {
+            connection.write("* BYE Too many connections from your address\r\n")
+            connection.close(.afterFlush)
+            return
+        }
+        countedAddress = address
+        session.start()
+    }
+
+    func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
+        session.receive(bytes)
+    }
+
+    func connectionWritable(_ connection: Connection) { session.writable() }
+
+    func connectionIdleTimeout(_ connection: Connection) { session.timedOut() }
+
+    func connectionMoved(_ connection: Connection) { session.didMove() }
+
+    func connectionShutdownRequested(_ connection: Connection) { session.shutdownRequested() }
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        if let countedAddress { context.addressCounts.release(countedAddress) }
+        countedAddress = nil
+        session.connectionClosed()
+        onClose()
+    }
+
+    // MARK: IMAPSessionTransport
+
+    func write(_ bytes: UnsafeRawBufferPointer) { connection?.write(bytes) }
+
+    func writeFile(descriptor: Int32, offset: Int64, count: Int) {
+        if let connection {
+            connection.writeFile(descriptor: descriptor, offset: offset, count: count)
+        } else {
+            _ = Glibc.close(descriptor)
+        }
+    }
+
+    var queuedOutputBytes: Int { connection?.queuedOutputBytes ?? 0 }
+    var isTLS: Bool { connection?.isTLS ?? false }
+    func startTLS(_ context: TLSContext) { connection?.startTLS(context: context) }
+    func close() { connection?.close(.afterFlush) }
+    var loopIndex: Int { connection?.loop.index ?? 0 }
+
+    func moveToLoop(_ index: Int) -> Bool {
+        guard let connection, connection.loop.index != index, index < context.loopStates.count else { return false }
+        guard index < context.loopHandles.count else { return false }
+        connection.transfer(to: context.loopHandles[index])
+        return true
+    }
+
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void) {
+        guard let connection else { return }
+        connection.loop.runBlocking(work, then: completion)
+    }
+
+    var executor: (any BlockingExecutor)? { connection?.loop }
+
+    func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void {
+        guard let connection else { return {} }
+        let timer = connection.loop.schedule(after: delay, action)
+        return { timer.cancel() }
+    }
+
+    func pauseReading() { connection?.pauseReading() }
+    func resumeReading() { connection?.resumeReading() }
+    func setIdleTimeout(_ timeout: Duration?) { connection?.idleTimeout = timeout }
+}
+
+import Glibc

@@ -1,1 +1,0 @@
-// IMAPBackend: imap4be sessions and command handlers (issue 5).

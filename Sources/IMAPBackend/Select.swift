@@ -1,0 +1,307 @@
+// IMAPBackend: SELECT, EXAMINE, CLOSE, UNSELECT, and the selected mailbox's view: sequence numbers,
+// and the untagged EXISTS / EXPUNGE / FETCH FLAGS updates other sessions' changes cause.
+
+import Glibc
+import IMAPProtocol
+import Reactor
+import Telemetry
+import MailStore
+
+/// A session's view of its selected mailbox. Sequence numbers are this session's: a message expunged
+/// by someone else keeps its number here until the session may announce the EXPUNGE (RFC 9051 7.5.1).
+final class SelectedMailbox {
+    let mailbox: Mailbox
+    let readOnly: Bool
+    /// Message sequence number - 1 -> UID, ascending.
+    var uids: [UInt32]
+    /// Appends and expunges not yet announced, in order.
+    var events: [MailboxEvent] = []
+    /// UIDs whose flags changed and are not yet announced.
+    var flagChanges: Set<UInt32> = []
+    /// \Recent messages of this session (IMAP4rev1 only).
+    var recent: Set<UInt32> = []
+    /// UIDs of the last `SEARCH RETURN (SAVE)` (RFC 5182).
+    var savedSearch: [UInt32] = []
+    /// While the session completes its own STORE, it answers those flags itself.
+    var ignoreFlagChanges = false
+
+    init(mailbox: Mailbox, readOnly: Bool) {
+        self.mailbox = mailbox
+        self.readOnly = readOnly
+        uids = mailbox.uids
+    }
+
+    var count: UInt32 { UInt32(uids.count) }
+
+    /// The sequence number of `uid` in this view.
+    func sequenceNumber(of uid: UInt32) -> UInt32? {
+        let position = lowerBound(uid)
+        return position < uids.count && uids[position] == uid ? UInt32(position + 1) : nil
+    }
+
+    /// The first position whose UID is >= `uid`.
+    func lowerBound(_ uid: UInt32) -> Int {
+        var low = 0
+        var high = uids.count
+        while low < high {
+            let middle = (low + high) / 2
+            if uids[middle] < uid { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// The (sequence number, UID) pairs a set names, ascending and without duplicates. Sequence
+    /// numbers beyond the view and UIDs not in it are left out (RFC 9051 6.4.8 for UIDs).
+    func resolve(_ set: IMAPSequenceSet, uid: Bool) -> [(sequence: UInt32, uid: UInt32)] {
+        var positions: [Int] = []
+        if set.isSavedResult {
+            positions = savedSearch.compactMap { sequenceNumber(of: $0).map { Int($0) - 1 } }
+        } else if uid {
+            let largest = uids.last ?? 0
+            for range in set {
+                let resolved = range.resolved(largest: largest)
+                var position = lowerBound(resolved.lowerBound)
+                while position < uids.count, uids[position] <= resolved.upperBound {
+                    positions.append(position)
+                    position += 1
+                }
+            }
+        } else {
+            guard count > 0 else { return [] }
+            for range in set {
+                let resolved = range.resolved(largest: count)
+                guard resolved.lowerBound >= 1 else { continue }
+                let upper = min(resolved.upperBound, count)
+                guard resolved.lowerBound <= upper else { continue }
+                for number in resolved.lowerBound...upper { positions.append(Int(number) - 1) }
+            }
+        }
+        positions.sort()
+        var result: [(UInt32, UInt32)] = []
+        result.reserveCapacity(positions.count)
+        var last = -1
+        for position in positions where position != last {
+            result.append((UInt32(position + 1), uids[position]))
+            last = position
+        }
+        return result
+    }
+
+    /// Whether a sequence set names a message beyond the view (a client error, `BAD` for non-UID forms).
+    func isOutOfRange(_ set: IMAPSequenceSet) -> Bool {
+        guard !set.isSavedResult else { return false }
+        for range in set {
+            if case .number(let first) = range.first, first > count { return true }
+            if case .number(let last) = range.last, last > count { return true }
+        }
+        return false
+    }
+}
+
+extension IMAPSession: MailboxObserver {
+    func mailbox(_ mailbox: Mailbox, didChange event: MailboxEvent) {
+        guard let selected, selected.mailbox === mailbox else { return }
+        switch event {
+        case .flagsChanged(let uids):
+            if !selected.ignoreFlagChanges { selected.flagChanges.formUnion(uids) }
+        case .appended, .expunged:
+            selected.events.append(event)
+        }
+        // In IDLE, changes go out as they happen (RFC 2177).
+        if case .idle = mode {
+            writeUpdates(allowExpunge: true)
+            flush()
+        }
+    }
+
+    /// Writes the pending untagged updates: EXPUNGE and EXISTS (and RECENT in IMAP4rev1) when
+    /// `allowExpunge`, then FETCH FLAGS of changed messages still in the view.
+    func writeUpdates(allowExpunge: Bool) {
+        guard let selected else { return }
+        if allowExpunge && !selected.events.isEmpty {
+            var announcedCount = selected.count
+            var newMessages = false
+            for event in selected.events {
+                switch event {
+                case .appended(let uids):
+                    for uid in uids where uid > (selected.uids.last ?? 0) { selected.uids.append(uid) }
+                    newMessages = true
+                case .expunged(let uids):
+                    for uid in uids {
+                        guard let number = selected.sequenceNumber(of: uid) else { continue }
+                        if number > announcedCount {
+                            // Announce the messages before taking one of them away again.
+                            writeExists(selected)
+                            announcedCount = selected.count
+                        }
+                        selected.uids.remove(at: Int(number) - 1)
+                        selected.flagChanges.remove(uid)
+                        selected.recent.remove(uid)
+                        out.writeUntagged(number: number, "EXPUNGE")
+                        announcedCount -= 1
+                    }
+                case .flagsChanged:
+                    break
+                }
+            }
+            selected.events.removeAll()
+            if newMessages || announcedCount != selected.count { writeExists(selected) }
+        }
+        if !selected.flagChanges.isEmpty {
+            for uid in selected.flagChanges.sorted() {
+                guard let number = selected.sequenceNumber(of: uid),
+                      let position = selected.mailbox.position(of: uid) else { continue }
+                let info = selected.mailbox.message(at: position)
+                out.beginFetch(sequenceNumber: number)
+                out.write("FLAGS ")
+                writeFlags(info, selected)
+                if state == .selected, isRev2 {
+                    out.write(" UID ")
+                    out.write(number: uid)
+                }
+                out.endFetch()
+            }
+            selected.flagChanges.removeAll()
+        }
+    }
+
+    private func writeExists(_ selected: SelectedMailbox) {
+        out.writeUntagged(number: selected.count, "EXISTS")
+        if !isRev2 {
+            if !selected.readOnly { selected.recent.formUnion(selected.mailbox.claimRecent()) }
+            out.writeUntagged(number: UInt32(selected.recent.count), "RECENT")
+        }
+    }
+
+    /// Writes a flag list: `(\Seen $Junk)`, with \Recent in IMAP4rev1.
+    func writeFlags(_ info: MessageInfo, _ selected: SelectedMailbox) {
+        out.write(byte: UInt8(ascii: "("))
+        var first = true
+        func separator() {
+            if !first { out.write(byte: 0x20) }
+            first = false
+        }
+        for (flag, name) in IMAPSession.systemFlagNames where info.flags.contains(flag) {
+            separator()
+            out.write(name)
+        }
+        if !isRev2, selected.recent.contains(info.uid) {
+            separator()
+            out.write("\\Recent")
+        }
+        if !info.keywords.isEmpty {
+            for name in selected.mailbox.keywordNames(info.keywords) {
+                separator()
+                out.write(contentsOf: name.utf8)
+            }
+        }
+        out.write(byte: UInt8(ascii: ")"))
+    }
+
+    static let systemFlagNames: [(SystemFlags, StaticString)] = [
+        (.answered, "\\Answered"), (.flagged, "\\Flagged"), (.deleted, "\\Deleted"), (.seen, "\\Seen"),
+        (.draft, "\\Draft"),
+    ]
+
+    // MARK: - SELECT / EXAMINE
+
+    /// RFC 9051 6.3.2 and 6.3.3.
+    func select(tag: IMAPBytes, name: IMAPMailboxName, readOnly: Bool) {
+        // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); with one selected, the old one is
+        // closed first and announced with [CLOSED] (RFC 7162 3.2.11, 9051 7.1).
+        let hadSelection = selected != nil
+        deselect()
+        if hadSelection { out.write("* OK [CLOSED] Previous mailbox closed\r\n") }
+        state = .authenticated
+        guard let user, let mailboxName = storeName(name) else {
+            finish(tag, .no, code: .nonExistent, "No such mailbox")
+            return
+        }
+        let mailbox: Mailbox
+        do {
+            mailbox = try user.maildir.mailbox(mailboxName)
+        } catch {
+            fail(tag, error)
+            return
+        }
+        let view = SelectedMailbox(mailbox: mailbox, readOnly: readOnly)
+        if !isRev2 && !readOnly { view.recent = Set(mailbox.claimRecent()) }
+        selected = view
+        mailbox.addObserver(self)
+        state = .selected
+        let keywords = mailbox.keywords
+        out.write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
+        for keyword in keywords {
+            out.write(byte: 0x20)
+            out.write(contentsOf: keyword.utf8)
+        }
+        out.write(")\r\n")
+        out.writeUntagged(number: view.count, "EXISTS")
+        if !isRev2 { out.writeUntagged(number: UInt32(view.recent.count), "RECENT") }
+        if readOnly {
+            out.write("* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
+        } else {
+            out.write("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
+            for keyword in keywords {
+                out.write(byte: 0x20)
+                out.write(contentsOf: keyword.utf8)
+            }
+            out.write(mailbox.canCreateKeywords ? " \\*)] Limited\r\n" : ")] Limited\r\n")
+        }
+        out.write("* OK [UIDVALIDITY ")
+        out.write(number: mailbox.uidValidity)
+        out.write("] UIDs valid\r\n* OK [UIDNEXT ")
+        out.write(number: mailbox.uidNext)
+        out.write("] Predicted next UID\r\n")
+        if !isRev2, let firstUnseen = firstUnseenSequenceNumber(view) {
+            out.write("* OK [UNSEEN ")
+            out.write(number: firstUnseen)
+            out.write("] First unseen\r\n")
+        }
+        if isRev2 {
+            out.write("* LIST () \"/\" ")
+            out.write(string: wireName(mailbox.name))
+            out.write("\r\n")
+        }
+        if readOnly {
+            finish(tag, .ok, code: .readOnly, "EXAMINE completed")
+        } else {
+            finish(tag, .ok, code: .readWrite, "SELECT completed")
+        }
+    }
+
+    private func firstUnseenSequenceNumber(_ view: SelectedMailbox) -> UInt32? {
+        for (offset, uid) in view.uids.enumerated() {
+            if let position = view.mailbox.position(of: uid), !view.mailbox.message(at: position).flags.contains(.seen) {
+                return UInt32(offset + 1)
+            }
+        }
+        return nil
+    }
+
+    /// Leaves the selected state without a response.
+    func deselect() {
+        guard let selected else { return }
+        selected.mailbox.removeObserver(self)
+        self.selected = nil
+        if state == .selected { state = .authenticated }
+    }
+
+    // MARK: - CLOSE / UNSELECT
+
+    /// CLOSE (RFC 9051 6.4.1: expunges \Deleted silently when read-write) and UNSELECT (RFC 3691).
+    func closeMailbox(tag: IMAPBytes, expunge: Bool) {
+        guard let selected, let user, let transport else { return }
+        deselect()
+        if expunge, !selected.readOnly, let commit = selected.mailbox.prepareExpunge() {
+            let tagCopy = tag.copyBytes()
+            suspend()
+            user.commit(commit, in: selected.mailbox, transport: transport) { [self] error in
+                if let error { fail(tagCopy, error) } else { finish(tagCopy, .ok, "CLOSE completed") }
+                resume()
+            }
+            return
+        }
+        finish(tag, .ok, expunge ? "CLOSE completed" : "UNSELECT completed")
+    }
+}

@@ -1,0 +1,265 @@
+// IMAPBackend: what a session needs from its connection, and the per-loop state its user lives in.
+
+import Glibc
+import IMAPProtocol
+import MailStore
+import Reactor
+import Telemetry
+
+/// The session's side of its connection. The reactor adapter (``BackendConnection``) implements it
+/// over a `Connection`; tests implement it with an in-memory recorder, so every command can be driven
+/// without sockets.
+protocol IMAPSessionTransport: AnyObject {
+    /// Queues bytes for the client.
+    func write(_ bytes: UnsafeRawBufferPointer)
+    /// Queues `count` bytes of a file from `offset` (sendfile on plain connections); takes `descriptor`.
+    func writeFile(descriptor: Int32, offset: Int64, count: Int)
+    /// Bytes queued and not yet written to the socket.
+    var queuedOutputBytes: Int { get }
+    /// Whether the connection is encrypted.
+    var isTLS: Bool { get }
+    /// Switches to TLS after the queued output; unconsumed plaintext input is discarded.
+    func startTLS(_ context: TLSContext)
+    /// Closes after the queued output.
+    func close()
+    /// The loop the session runs on now.
+    var loopIndex: Int { get }
+    /// Moves the connection to loop `index`; the session then hears `didMove()` on that loop.
+    /// Returns false when it is already there (the caller continues at once).
+    func moveToLoop(_ index: Int) -> Bool
+    /// Runs `work` off the loop and `completion` back on it.
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void)
+    /// The loop's runner of blocking work, which outlives this connection (group commit uses it).
+    var executor: (any BlockingExecutor)? { get }
+    /// Runs `action` on the loop after `delay`; returns a cancel closure.
+    func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void
+    /// Stops and restarts input delivery (a command waits on a worker, or output backs up).
+    func pauseReading()
+    func resumeReading()
+    /// Inactivity limit of the connection.
+    func setIdleTimeout(_ timeout: Duration?)
+}
+
+/// Runs work on a worker and its completion back on the loop (an `EventLoop`, or inline in tests).
+protocol BlockingExecutor: AnyObject {
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
+                                       then completion: @escaping (Result) -> Void)
+}
+
+extension EventLoop: BlockingExecutor {}
+
+/// What every session of one server shares (immutable or internally synchronised).
+final class BackendContext: Sendable {
+    let configuration: BackendConfiguration
+    let store: MailStore
+    let authenticator: Authenticator
+    let capabilities: BackendCapabilities
+    let logger: Logger
+    let metrics: BackendMetrics
+    let loopStates: [LoopState]
+    let addressCounts: AddressCounter
+    /// The group's loops, by index (empty when sessions run without a reactor, in tests).
+    let loopHandles: [EventLoopHandle]
+
+    init(configuration: BackendConfiguration, store: MailStore, logger: Logger, metrics: MetricsRegistry,
+         loopHandles: [EventLoopHandle], loopCount: Int? = nil)
+    {
+        self.loopHandles = loopHandles
+        self.configuration = configuration
+        self.store = store
+        authenticator = Authenticator(usersFile: configuration.usersFile, ttl: configuration.authCacheTTL,
+                                      baseDelay: configuration.failedLoginDelay,
+                                      maxDelay: configuration.maxFailedLoginDelay)
+        capabilities = BackendCapabilities(configuration: configuration)
+        self.logger = logger
+        self.metrics = BackendMetrics(metrics)
+        loopStates = (0..<max(1, loopCount ?? loopHandles.count)).map { LoopState(index: $0) }
+        addressCounts = AddressCounter()
+    }
+
+    /// The loop a user's sessions live on (DESIGN.md, Threads and ownership).
+    func homeLoop(of user: String) -> Int {
+        // FNV-1a: stable across processes, unlike Hasher.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in user.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int(hash % UInt64(loopStates.count))
+    }
+}
+
+/// Connections per client address, across loops.
+final class AddressCounter: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    /// Adds one; false (and nothing added) when `limit` (> 0) is reached.
+    func acquire(_ address: String, limit: Int) -> Bool {
+        counts.withLock { counts in
+            let current = counts[address, default: 0]
+            if limit > 0 && current >= limit { return false }
+            counts[address] = current + 1
+            return true
+        }
+    }
+
+    func release(_ address: String) {
+        counts.withLock { counts in
+            let remaining = counts[address, default: 1] - 1
+            counts[address] = remaining > 0 ? remaining : nil
+        }
+    }
+}
+
+import Synchronization
+
+/// The open users of one loop. Touched only on that loop's thread: `@unchecked Sendable` because the
+/// server keeps the array of them, but each is used by one thread only (DESIGN.md: a user's
+/// mailboxes have exactly one owner).
+final class LoopState: @unchecked Sendable {
+    let index: Int
+    private var users: [String: UserEntry] = [:]
+
+    init(index: Int) { self.index = index }
+
+    /// The user's open Maildir on this loop, opened at the first session; nil when the per-user
+    /// session limit is reached.
+    func acquire(user: String, store: MailStore, limit: Int) throws(StoreError) -> UserEntry? {
+        if let entry = users[user] {
+            if limit > 0 && entry.sessions >= limit { return nil }
+            entry.sessions += 1
+            return entry
+        }
+        let maildir = try store.openUser(UserName(user))
+        let entry = UserEntry(maildir: maildir, loop: self)
+        entry.sessions = 1
+        users[user] = entry
+        return entry
+    }
+
+    /// A session of the user ended; the last one closes the Maildir (clean index snapshots) once no
+    /// commit is in flight.
+    func release(_ entry: UserEntry) {
+        if entry.sessions > 0 { entry.sessions -= 1 }
+        guard entry.sessions == 0 else { return }
+        if entry.inFlight == 0, users[entry.maildir.name.value] === entry {
+            users.removeValue(forKey: entry.maildir.name.value)
+            try? entry.maildir.close()
+        }
+    }
+
+    var openUserCount: Int { users.count }
+
+    // MARK: - Group commit
+
+    /// Commits waiting for the next round, in the order they were prepared.
+    private var queue: [(commit: PendingCommit, done: (StoreError?) -> Void)] = []
+    private var roundRunning = false
+
+    /// Queues a commit; one round of fsyncs at a time runs on a worker for this loop, taking every
+    /// commit queued meanwhile, so concurrent sessions (of any user on this loop) share fsyncs. Rounds
+    /// run one after another, which keeps each mailbox's commits in the order they were prepared.
+    func enqueue(_ commit: PendingCommit, transport: IMAPSessionTransport, done: @escaping (StoreError?) -> Void) {
+        if executor == nil { executor = transport.executor }
+        queue.append((commit, done))
+        if !roundRunning { startRound() }
+    }
+
+    /// The loop's executor, taken from the first session that commits (the loop outlives it).
+    private var executor: (any BlockingExecutor)?
+
+    private func startRound() {
+        guard let executor else {
+            let failed = queue
+            queue = []
+            for entry in failed { entry.done(.writerClosed) }
+            return
+        }
+        let batch = queue
+        queue = []
+        roundRunning = true
+        let commits = batch.map(\.commit)
+        executor.runBlocking({
+            let batcher = DurabilityBatcher()
+            for commit in commits { batcher.enqueue(commit) }
+            return batcher.runPending()
+        }) { [self] completions in
+            // A fresh batcher per round returns exactly this round's completions, in queue order.
+            for (index, entry) in batch.enumerated() {
+                entry.done(index < completions.count ? completions[index].error : .writerClosed)
+            }
+            roundRunning = false
+            if !queue.isEmpty { startRound() }
+        }
+    }
+}
+
+/// One open user on its home loop: the Maildir and how many commits of it are in flight.
+final class UserEntry {
+    let maildir: UserMaildir
+    unowned let loop: LoopState
+    var sessions = 0
+    var inFlight = 0
+
+    init(maildir: UserMaildir, loop: LoopState) {
+        self.maildir = maildir
+        self.loop = loop
+    }
+
+    /// Makes `commit` durable on a worker (group commit with everything else queued on this loop),
+    /// then completes it on the mailbox's owner thread and calls `done`. The tagged OK goes out from
+    /// `done`.
+    func commit(_ commit: PendingCommit, in mailbox: Mailbox, transport: IMAPSessionTransport,
+                done: @escaping (StoreError?) -> Void)
+    {
+        inFlight += 1
+        loop.enqueue(commit, transport: transport) { [self] error in
+            inFlight -= 1
+            mailbox.complete(commit, error: error)
+            done(error)
+            if sessions == 0 && inFlight == 0 { loop.release(self) }
+        }
+    }
+}
+
+/// The back end's metrics (Prometheus names `apus_imap4be_*`).
+struct BackendMetrics: Sendable {
+    let sessions: Gauge
+    let connections: Counter
+    let loginFailures: Counter
+    let logins: Counter
+    let bytesOut: Counter
+    let bytesIn: Counter
+    let registry: MetricsRegistry
+    private let commandCounters: [String: (Counter, Histogram)]
+
+    static let commandNames = [
+        "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "ENABLE", "SELECT", "EXAMINE",
+        "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND",
+        "IDLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "ID",
+        "UNAUTHENTICATE", "OTHER",
+    ]
+
+    init(_ registry: MetricsRegistry) {
+        self.registry = registry
+        sessions = registry.gauge("apus_imap4be_sessions", help: "Open back-end sessions")
+        connections = registry.counter("apus_imap4be_connections_total", help: "Accepted connections")
+        loginFailures = registry.counter("apus_imap4be_login_failures_total", help: "Failed logins")
+        logins = registry.counter("apus_imap4be_logins_total", help: "Successful logins")
+        bytesOut = registry.counter("apus_imap4be_bytes_out_total", help: "Response bytes queued")
+        bytesIn = registry.counter("apus_imap4be_bytes_in_total", help: "Command bytes read")
+        var counters: [String: (Counter, Histogram)] = [:]
+        for name in BackendMetrics.commandNames {
+            counters[name] = (
+                registry.counter("apus_imap4be_commands_total", help: "Commands by name", labels: [("command", name)]),
+                registry.histogram("apus_imap4be_command_seconds", help: "Command latency",
+                                   labels: [("command", name)])
+            )
+        }
+        commandCounters = counters
+    }
+
+    func command(_ name: String) -> (Counter, Histogram) {
+        commandCounters[name] ?? commandCounters["OTHER"]!
+    }
+}

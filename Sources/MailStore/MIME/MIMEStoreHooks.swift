@@ -1,0 +1,80 @@
+// MIMEStoreHooks: the MIME layer plugged into the store: the analyzer whose blob the index caches
+// (a serialized MessageStructure) and the searcher that answers SEARCH's text keys from it.
+
+/// Caches a serialized ``MessageStructure`` per message, so FETCH ENVELOPE, BODYSTRUCTURE and
+/// section lookups read no message file once a message is analysed.
+public struct MIMEMessageAnalyzer: MessageAnalyzer {
+    public init() {}
+
+    public func analyze(_ message: UnsafeRawBufferPointer) -> [UInt8] {
+        var blob: [UInt8] = []
+        MessageStructure(parsing: message).serialize(into: &blob)
+        return blob
+    }
+}
+
+/// Answers HEADER/FROM/TO/CC/BCC/SUBJECT/BODY/TEXT by reading the message (case-insensitive, over
+/// decoded UTF-8), and SENT* from the envelope's Date when the cached structure has it.
+public struct MIMEContentSearcher: MessageContentSearcher {
+    public init() {}
+
+    public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
+        guard case .sentDate(let comparison, let day) = key, let structure = MessageStructure(serialized: cached)
+        else { return nil }
+        guard let date = structure.envelope.date,
+              let sentDay = MIMEDateParser.day(of: Array(structure.bytes(date)))
+        else { return false }
+        switch comparison {
+        case ..<0: return sentDay < day
+        case 0: return sentDay == day
+        default: return sentDay >= day
+        }
+    }
+
+    public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer) -> Bool {
+        let structure = MessageStructure(parsing: message)
+        switch key {
+        case .header(let field, let value):
+            return structure.headerField(Array(field.utf8), contains: MIMETextMatcher(needle: Array(value.utf8)),
+                                         in: message)
+        case .body(let value):
+            return structure.bodyContains(MIMETextMatcher(needle: Array(value.utf8)), in: message)
+        case .text(let value):
+            return structure.textContains(MIMETextMatcher(needle: Array(value.utf8)), in: message)
+        case .sentDate:
+            var blob: [UInt8] = []
+            structure.serialize(into: &blob)
+            return answer(key, cached: blob) ?? false
+        }
+    }
+}
+
+/// The calendar day of an RFC 5322 Date: value (`Mon, 7 Feb 1994 21:52:25 -0800`), in days since
+/// 1970-01-01 of the date as written (RFC 3501 SENT* ignores the time and zone).
+enum MIMEDateParser {
+    static let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+    // date = day month year (RFC 5322 section 3.3), optionally after "day-of-week ,"
+    static func day(of value: [UInt8]) -> Int64? {
+        var words: [[UInt8]] = []
+        var current: [UInt8] = []
+        for byte in value {
+            if byte == 0x20 || byte == 0x09 || byte == 0x2C || byte == 0x0D || byte == 0x0A {
+                if !current.isEmpty { words.append(current) }
+                current = []
+            } else {
+                current.append(byte)
+            }
+        }
+        if !current.isEmpty { words.append(current) }
+        guard let start = words.firstIndex(where: { $0.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
+              start + 2 < words.count,
+              let dayNumber = Int(String(decoding: words[start], as: UTF8.self)),
+              let month = months.firstIndex(of: String(decoding: words[start + 1].map { $0 | 0x20 }, as: UTF8.self)),
+              var year = Int(String(decoding: words[start + 2], as: UTF8.self))
+        else { return nil }
+        if year < 50 { year += 2000 } else if year < 1000 { year += 1900 }
+        guard dayNumber >= 1, dayNumber <= 31 else { return nil }
+        return SearchKey.day(year: year, month: month + 1, day: dayNumber)
+    }
+}
