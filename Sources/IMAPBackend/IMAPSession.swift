@@ -118,13 +118,17 @@ final class IMAPSession {
     var capabilities: IMAPCapabilitySet {
         let trusted = isTrustedProxy ? 1 : 0
         if state == .authenticated || state == .selected { return context.capabilities.afterLogin[trusted] }
-        if transport?.isTLS == true { return context.capabilities.tlsBeforeLogin[trusted] }
+        if isSecured { return context.capabilities.tlsBeforeLogin[trusted] }
         return context.capabilities.plainBeforeLogin[trusted]
     }
 
+    /// TLS, or a trusted proxy's connection: the proxy ended the client's TLS itself, and the hop
+    /// runs on the operator's own network (as Dovecot treats login_trusted_networks).
+    var isSecured: Bool { transport?.isTLS == true || isTrustedProxy }
+
     /// Whether LOGIN/AUTHENTICATE are refused here (LOGINDISABLED, RFC 9051 6.2.3).
     var loginDisabled: Bool {
-        context.configuration.loginDisabledOnPlain && context.configuration.tls != nil && transport?.isTLS != true
+        context.configuration.loginDisabledOnPlain && context.configuration.tls != nil && !isSecured
     }
 
     // MARK: - Input

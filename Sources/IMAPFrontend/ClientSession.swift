@@ -61,6 +61,9 @@ final class ClientSession: ConnectionHandler {
     private var forwardedInCommand = 0
     private var inIdle = false
     private var logoutTag: [UInt8] = []
+    /// `* CAPABILITY …` as the back end gave it at login, without UNAUTHENTICATE: the answer to a
+    /// client's CAPABILITY after login (the hop's capability is the proxy's, not the client's).
+    private var postLoginCapabilityLine: [UInt8] = []
     /// Our own lines for the client, held while a back-end response is mid-stream.
     private var pendingToClient: [UInt8] = []
     private var pausedForBackend = false
@@ -443,10 +446,14 @@ final class ClientSession: ConnectionHandler {
         core.loginsSucceeded.increment()
         phase = .relaying
         connection.idleTimeout = core.configuration.idleTimeout
-        var bytes = untagged
+        // UNAUTHENTICATE is offered to us as a trusted proxy; clients cannot use it through the
+        // front end (it answers BAD), so they must not see it advertised.
+        var bytes = ClientSession.removingToken("UNAUTHENTICATE", from: untagged)
+        let tagged = ClientSession.removingToken("UNAUTHENTICATE", from: Array(taggedText))
+        postLoginCapabilityLine = ClientSession.capabilityLine(untagged: bytes, tagged: tagged)
         bytes += loginTag
         bytes.append(0x20)
-        bytes += taggedText
+        bytes += tagged
         connection.write(bytes)
         if shutdownRequested {
             beginShutdown()
@@ -620,6 +627,12 @@ final class ClientSession: ConnectionHandler {
             writeToClient(ClientSession.tag(of: bytes) + Array(" BAD UNAUTHENTICATE is not available here\r\n".utf8))
             return .intercepted
         }
+        if ResponseLine.equalsUppercase(name, "CAPABILITY"), backend.outstanding == 0, !postLoginCapabilityLine.isEmpty {
+            // Answered here, from the login's list; only with nothing in flight, so the order of
+            // untagged data the client sees is the back end's.
+            writeToClient(postLoginCapabilityLine + ClientSession.tag(of: bytes) + Array(" OK CAPABILITY completed\r\n".utf8))
+            return .intercepted
+        }
         if ResponseLine.equalsUppercase(name, "STARTTLS") {
             writeToClient(ClientSession.tag(of: bytes) + Array(" BAD STARTTLS is not allowed after login\r\n".utf8))
             return .intercepted
@@ -663,6 +676,45 @@ final class ClientSession: ConnectionHandler {
     }
 
     /// The word after the tag, ending at a space, a brace, or the line's end.
+    /// `bytes` without the capability token `token` (matched case-insensitively as a whole word
+    /// after a space, before a space, `]` or CR).
+    static func removingToken(_ token: String, from bytes: [UInt8]) -> [UInt8] {
+        let needle = Array(token.utf8)
+        var result: [UInt8] = []
+        result.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let end = index + 1 + needle.count
+            if bytes[index] == 0x20, end <= bytes.count,
+               zip(bytes[(index + 1)..<end], needle).allSatisfy({ ($0 & 0xDF) == $1 }),
+               end == bytes.count || bytes[end] == 0x20 || bytes[end] == UInt8(ascii: "]") || bytes[end] == 0x0D {
+                index = end
+                continue
+            }
+            result.append(bytes[index])
+            index += 1
+        }
+        return result
+    }
+
+    /// The `* CAPABILITY …\r\n` line from the login's untagged data, or built from the
+    /// `[CAPABILITY …]` code of its tagged answer; empty when the back end gave neither.
+    static func capabilityLine(untagged: [UInt8], tagged: [UInt8]) -> [UInt8] {
+        let prefix = Array("* CAPABILITY ".utf8)
+        var start = 0
+        while start < untagged.count {
+            var end = start
+            while end < untagged.count, untagged[end] != 0x0A { end += 1 }
+            let line = untagged[start..<min(end + 1, untagged.count)]
+            if line.count > prefix.count, zip(line, prefix).allSatisfy({ ($0 & 0xDF) == ($1 & 0xDF) }) { return Array(line) }
+            start = end + 1
+        }
+        let code = Array("[CAPABILITY ".utf8)
+        guard let open = tagged.indices.first(where: { tagged[$0...].starts(with: code) }),
+              let close = tagged[open...].firstIndex(of: UInt8(ascii: "]")) else { return [] }
+        return prefix + tagged[(open + code.count)..<close] + [0x0D, 0x0A]
+    }
+
     static func commandName(of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         var start = 0
         while start < bytes.count, bytes[start] != 0x20, bytes[start] != 0x0A { start += 1 }

@@ -86,10 +86,9 @@ public struct ServiceStartError: Error, CustomStringConvertible, Sendable {
 
 /// Makes the services this binary runs.
 ///
-/// The stand-in (``StandInService``) serves both names until the back end and front end
-/// modules are wired in (see dist/pending/Adapters.swift); afterwards it stays reachable
-/// with `APUS_STAND_IN=1` in the environment, which the service layer's tests set so they
-/// exercise process control without mail.
+/// `imap4be` is ``BackendService`` and `imap4` is ``FrontendService`` (Adapters.swift). The
+/// stand-in (``StandInService``) serves both names instead with `APUS_STAND_IN=1` in the
+/// environment, which the service layer's tests set so they exercise process control alone.
 public enum ServiceRegistry {
     /// True when the stand-in serves `service` in this process.
     public static func usesStandIn(_ service: ServiceName) -> Bool {
@@ -104,8 +103,11 @@ public enum ServiceRegistry {
         return StandInService(name: service, context: context)
     }
 
-    /// The real implementations; nil until the adapters are wired (see dist/pending/Adapters.swift).
+    /// The real implementations (Adapters.swift).
     static func builtIn(_ service: ServiceName) -> (@Sendable (ServiceContext) throws -> ManagedService)? {
-        nil
+        switch service {
+        case .imap4be: { try BackendService(context: $0) }
+        case .imap4: { try FrontendService(context: $0) }
+        }
     }
 }

@@ -354,6 +354,25 @@ import Testing
         #expect(driver.send("done\r\n") == "j OK IDLE terminated\r\n")
     }
 
+    /// A trusted proxy (the front end) ended the client's TLS itself: its plain connection to the
+    /// back end counts as secured, so logins relayed over it are not refused for want of TLS.
+    @Test func trustedProxyConnectionsAreSecuredForLogin() throws {
+        let accounts = try TestAccounts()
+        let certificate = accounts.directory.path
+        try SelfSignedCertificate.make(certificatePath: certificate + "/c.pem", keyPath: certificate + "/k.pem")
+        let tls = TLSContextHolder(try TLSContext.server(certificateChain: certificate + "/c.pem",
+                                                         privateKey: certificate + "/k.pem"))
+        let proxied = try SessionDriver(accounts: accounts, configuration: accounts.configuration(
+            tls: tls, loginDisabledOnPlain: true, trustedProxies: [TrustedNetwork("192.0.2.0/24")!]))
+        let greeting = proxied.take()
+        #expect(!greeting.contains("LOGINDISABLED") && greeting.contains("AUTH=PLAIN"))
+        #expect(proxied.login().hasPrefix("l1 OK"))
+        let stranger = try SessionDriver(accounts: accounts, configuration: accounts.configuration(
+            tls: tls, loginDisabledOnPlain: true, trustedProxies: [TrustedNetwork("198.51.100.0/24")!]))
+        #expect(stranger.take().contains("LOGINDISABLED"))
+        #expect(stranger.login().hasPrefix("l1 NO [PRIVACYREQUIRED]"))
+    }
+
     @Test func idReturnsServerAndUnauthenticateOnlyForTrustedProxies() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)

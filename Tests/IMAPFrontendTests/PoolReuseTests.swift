@@ -146,6 +146,30 @@ struct PoolReuseTests {
         #expect(backend.events.violations.isEmpty)
     }
 
+    /// The hop's UNAUTHENTICATE is the front end's business: clients never see it advertised,
+    /// neither in the login answer nor in CAPABILITY after login.
+    @Test func clientsNeverSeeUnauthenticateAdvertised() throws {
+        for afterLoginOnly in [false, true] {
+            var options = FakeBackendOptions()
+            options.unauthenticateOnlyAfterLogin = afterLoginOnly
+            let backend = try FakeBackend(options: options)
+            defer { backend.kill() }
+            let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1)
+            defer { harness.stop() }
+            let client = try TestClient(port: harness.port)
+            _ = try client.readResponse()
+            let login = try client.command("L1", "LOGIN alice pw-alice")
+            #expect(login.last?.hasPrefix("L1 OK") == true, "\(login)")
+            #expect(!login.joined().uppercased().contains("UNAUTHENTICATE"), "\(login)")
+            let capability = try client.command("c", "CAPABILITY")
+            #expect(capability.count == 2 && capability[0].hasPrefix("* CAPABILITY IMAP4rev"), "\(capability)")
+            #expect(!capability[0].uppercased().contains("UNAUTHENTICATE"))
+            #expect(capability[0].contains("IDLE"), "the rest of the back end's list is kept")
+            try client.send("z LOGOUT\r\n")
+            _ = try client.readToEnd()
+        }
+    }
+
     @Test func minimumIdleConnectionsAreOpenedAheadAndGreeted() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }

@@ -1,0 +1,59 @@
+# Helpers for the reactor benchmarks (reactor-echo, reactor-idle): build, free ports, servers (source it).
+perf_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo_root=$(cd "$perf_root/.." && pwd)
+c_bin="$perf_root/.build/c"
+
+# Builds the perf package in release mode (quietly) and the C helpers in perf/c.
+build_perf() {
+    (cd "$perf_root" && swift build -c release "$@" 2>&1 | grep -E "error|warning: unre" >&2 || true)
+    mkdir -p "$c_bin"
+    for source in "$perf_root"/c/*.c; do
+        local name
+        name=$(basename "$source" .c)
+        if [ ! -x "$c_bin/$name" ] || [ "$source" -nt "$c_bin/$name" ]; then
+            gcc -O2 -Wall -o "$c_bin/$name" "$source" -lssl -lcrypto
+        fi
+    done
+}
+
+# A free loopback TCP port.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server NAME COMMAND...: starts COMMAND in the background, waits for it to print "ready",
+# and sets server_pid. Every server is killed by the EXIT trap.
+server_pids=()
+start_server() {
+    local name=$1
+    shift
+    local fifo
+    fifo=$(mktemp -u)
+    mkfifo "$fifo"
+    "$@" >"$fifo" 2>&1 &
+    server_pid=$!
+    server_pids+=("$server_pid")
+    if ! timeout 20 grep -q -m1 ready <"$fifo"; then
+        echo "$name did not start" >&2
+        exit 1
+    fi
+    # Keep draining its output so it never blocks on a full pipe.
+    (cat "$fifo" >/dev/null; rm -f "$fifo") &
+}
+
+stop_server() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+cleanup_servers() {
+    for pid in "${server_pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done
+    wait 2>/dev/null || true
+}
+trap cleanup_servers EXIT
+
+# median of the numbers given as arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# ratio A B with two decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
