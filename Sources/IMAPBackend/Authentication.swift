@@ -253,6 +253,7 @@ enum Base64 {
         return table
     }()
 
+    // base64 = *(4base64-char) [base64-terminal]   (RFC 9051 section 9, RFC 4648 section 4)
     /// Decodes `text`; nil when it is not valid base64.
     static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
         var output: [UInt8] = []

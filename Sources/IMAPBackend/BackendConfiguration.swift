@@ -28,6 +28,7 @@ public struct TrustedNetwork: Sendable, Equatable {
     let address: [UInt8]
     let prefixLength: Int
 
+    // network = address ["/" prefix-length]
     /// Parses an address or `address/prefix`; nil when it is neither IPv4 nor IPv6 text.
     public init?(_ text: String) {
         let pieces = text.split(separator: "/", maxSplits: 1).map(String.init)
@@ -61,6 +62,7 @@ public struct TrustedNetwork: Sendable, Equatable {
         return true
     }
 
+    // IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet   (RFC 3986 section 3.2.2)
     static func parseAddress(_ text: String) -> [UInt8]? {
         if text.contains(":") { return parseIPv6(text) }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
@@ -73,6 +75,8 @@ public struct TrustedNetwork: Sendable, Equatable {
         return bytes
     }
 
+    // IPv6address = 8( h16 ":" ) with one "::" standing for a run of zero groups, the last 32 bits
+    //               optionally as an IPv4address (RFC 4291 section 2.2, RFC 3986 section 3.2.2)
     static func parseIPv6(_ text: String) -> [UInt8]? {
         let halves = text.components(separatedByDoubleColon: ())
         func groups(_ part: Substring) -> [UInt8]? {

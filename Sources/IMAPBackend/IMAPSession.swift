@@ -178,8 +178,9 @@ final class IMAPSession {
                     consumed += count
                     if append != nil { abortAppend() }
                 case .disconnect:
+                    // The byte stream cannot be resynchronised (an overlong line, a huge literal).
                     consumed = bytes.count
-                    disconnect("Too many errors")
+                    disconnect("Cannot continue after this error")
                 }
             }
         }
