@@ -91,9 +91,21 @@ let apusExecutable: String = {
 
 /// Starts the `apus` binary with `arguments`; stdout (unless `standardOutput`, a pipe's write
 /// end) and stderr go to files in `directory`. The stand-in serves both services
-/// (`APUS_STAND_IN=1`), so these tests need no mail store.
+/// (`APUS_STAND_IN=1`), so these tests need no mail store; a test may ask for the real services
+/// with `APUS_STAND_IN=0` in `extra`.
 func spawnApus(
     _ arguments: [String], in directory: String, environment extra: [String] = [],
+    standardOutput: Int32? = nil
+) -> pid_t {
+    let standIn = extra.contains { $0.hasPrefix("APUS_STAND_IN=") } ? [] : ["APUS_STAND_IN=1"]
+    return spawnProgram(apusExecutable, name: "apus", arguments, in: directory,
+                        environment: standIn + ["PATH=/usr/bin:/bin"] + extra, standardOutput: standardOutput)
+}
+
+/// Starts `path` with `arguments`, standard input from /dev/null, stdout (unless
+/// `standardOutput`) and stderr to files in `directory`.
+func spawnProgram(
+    _ path: String, name: String, _ arguments: [String], in directory: String, environment: [String],
     standardOutput: Int32? = nil
 ) -> pid_t {
     var actions = posix_spawn_file_actions_t()
@@ -106,17 +118,23 @@ func spawnApus(
         posix_spawn_file_actions_addopen(&actions, 1, directory + "/stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     }
     posix_spawn_file_actions_addopen(&actions, 2, directory + "/stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    let environment = ["APUS_STAND_IN=1", "PATH=/usr/bin:/bin"] + extra
-    var argv: [UnsafeMutablePointer<CChar>?] = (["apus"] + arguments).map { strdup($0) } + [nil]
+    var argv: [UnsafeMutablePointer<CChar>?] = ([name] + arguments).map { strdup($0) } + [nil]
     var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
     defer {
         for pointer in argv { free(pointer) }
         for pointer in envp { free(pointer) }
     }
     var pid = pid_t()
-    let result = posix_spawn(&pid, apusExecutable, &actions, nil, &argv, &envp)
-    precondition(result == 0, "cannot run \(apusExecutable): \(result)")
+    let result = posix_spawn(&pid, path, &actions, nil, &argv, &envp)
+    precondition(result == 0, "cannot run \(path): \(result)")
     return pid
+}
+
+/// Runs `path` to completion in `directory` and returns what it printed.
+func runCommand(_ path: String, _ arguments: [String], in directory: String) -> CommandResult {
+    let pid = spawnProgram(path, name: path, arguments, in: directory, environment: ["PATH=/usr/bin:/bin"])
+    let status = reap(pid)
+    return CommandResult(status: status, output: readFile(directory + "/stdout"), errors: readFile(directory + "/stderr"))
 }
 
 /// Waits for `pid` and returns its exit status (128 + signal when killed).
