@@ -429,29 +429,9 @@ struct ServiceProcessTests {
             imap4be: "tls_listen = 127.0.0.1:0",
             global: "certificate = tls/cert.pem\nprivate_key = tls/key.pem")
         defer { fixture.cleanUp() }
-        var text = readFile(fixture.configurationPath)
-        text = text.replacingLine(startingWith: "backends", with: "")
-        writeFile(fixture.configurationPath, text)
-        var pipeEnds: [Int32] = [0, 0]
-        try #require(pipe(&pipeEnds) == 0)
-        mkdir(fixture.directory.path + "/run-output", 0o755)
-        let pid = spawnApus(["run", "--config", fixture.configurationPath], in: fixture.directory.path + "/run-output",
-                            environment: ["APUS_STAND_IN=0"], standardOutput: pipeEnds[1])
-        close(pipeEnds[1])
-        var reaped = false
-        defer {
-            close(pipeEnds[0])
-            if !reaped {
-                kill(pid, SIGKILL)
-                reap(pid)
-            }
-        }
-        let reader = PipeLineReader(descriptor: pipeEnds[0])
-        var printed: [String] = []
-        while let line = reader.readLine() {
-            printed.append(line)
-            if line.hasPrefix("apus: Ctrl-C") { break }
-        }
+        let run = try ForegroundRun(fixture: fixture, environment: ["APUS_STAND_IN=0"])
+        defer { run.end() }
+        let printed = run.printed
         let passwordLine = try #require(printed.first { $0.contains("with the user 'demo', password '") })
         let password = String(passwordLine.split(separator: "'")[3])
         let frontLine = try #require(printed.first { $0.hasPrefix("imap4: listening on 127.0.0.1:") })
@@ -481,9 +461,7 @@ struct ServiceProcessTests {
                                                      fixture.directory.path + "/tls/cert.pem"],
                                 in: fixture.directory.path + "/client-output")
         #expect(result.output.contains("mail ok"), "\(result)")
-        kill(pid, SIGINT)
-        #expect(reap(pid) == 0)
-        reaped = true
+        #expect(run.interrupt() == 0)
     }
 
     @Test func runServesBothInOneProcessAndMakesFirstRunFiles() throws {
@@ -491,32 +469,9 @@ struct ServiceProcessTests {
             imap4be: "tls_listen = 127.0.0.1:0",
             global: "certificate = tls/cert.pem\nprivate_key = tls/key.pem")
         defer { fixture.cleanUp() }
-        // The front end's default back end: the local one, on the port it really got.
-        var text = readFile(fixture.configurationPath)
-        text = text.replacingLine(startingWith: "backends", with: "")
-        writeFile(fixture.configurationPath, text)
-
-        var pipeEnds: [Int32] = [0, 0]
-        try #require(pipe(&pipeEnds) == 0)
-        mkdir(fixture.directory.path + "/run-output", 0o755)
-        let pid = spawnApus(
-            ["run", "--config", fixture.configurationPath], in: fixture.directory.path + "/run-output",
-            standardOutput: pipeEnds[1])
-        close(pipeEnds[1])
-        var reaped = false
-        defer {
-            close(pipeEnds[0])
-            if !reaped {
-                kill(pid, SIGKILL)
-                reap(pid)
-            }
-        }
-        let reader = PipeLineReader(descriptor: pipeEnds[0])
-        var printed: [String] = []
-        while let line = reader.readLine() {
-            printed.append(line)
-            if line.hasPrefix("apus: Ctrl-C") { break }
-        }
+        let run = try ForegroundRun(fixture: fixture)
+        defer { run.end() }
+        let printed = run.printed
         #expect(
             printed.contains {
                 $0.hasPrefix("apus: made a self-signed certificate: \(fixture.directory.path)/tls/cert.pem")
@@ -532,10 +487,9 @@ struct ServiceProcessTests {
         #expect(printed.contains { $0.hasPrefix("imap4be: listening on 127.0.0.1:") && $0.contains("(TLS)") })
         #expect(!fileExists(fixture.pidFile(.imap4be)), "apus run keeps no pid file")
 
-        kill(pid, SIGINT)
+        run.signal(SIGINT)
         #expect(client.readToEnd() == ["* BYE Apus is shutting down"])
-        #expect(reap(pid) == 0)
-        reaped = true
+        #expect(run.wait() == 0)
     }
 }
 
@@ -567,6 +521,58 @@ final class PipeLineReader {
             let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count <= 0 { return nil }
             buffer += chunk[0..<count]
+        }
+    }
+}
+
+/// `apus run --config <fixture>` in the foreground, with the front end's back end left to its
+/// default (the local one, on the port it really got); `printed` holds its start-up lines.
+final class ForegroundRun {
+    let pid: pid_t
+    let printed: [String]
+    private let output: Int32
+    private var reaped = false
+
+    init(fixture: ServiceFixture, environment: [String] = []) throws {
+        var text = readFile(fixture.configurationPath)
+        text = text.replacingLine(startingWith: "backends", with: "")
+        writeFile(fixture.configurationPath, text)
+        var pipeEnds: [Int32] = [0, 0]
+        try #require(pipe(&pipeEnds) == 0)
+        mkdir(fixture.directory.path + "/run-output", 0o755)
+        pid = spawnApus(["run", "--config", fixture.configurationPath], in: fixture.directory.path + "/run-output",
+                        environment: environment, standardOutput: pipeEnds[1])
+        close(pipeEnds[1])
+        output = pipeEnds[0]
+        let reader = PipeLineReader(descriptor: output)
+        var lines: [String] = []
+        while let line = reader.readLine() {
+            lines.append(line)
+            if line.hasPrefix("apus: Ctrl-C") { break }
+        }
+        printed = lines
+    }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Waits for the process to end; its exit status.
+    func wait() -> Int32 {
+        reaped = true
+        return reap(pid)
+    }
+
+    /// Ctrl-C, then its exit status.
+    func interrupt() -> Int32 {
+        signal(SIGINT)
+        return wait()
+    }
+
+    /// Kills it if no test step ended it (on every path out of a test).
+    func end() {
+        close(output)
+        if !reaped {
+            kill(pid, SIGKILL)
+            reap(pid)
         }
     }
 }
