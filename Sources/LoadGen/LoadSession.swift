@@ -59,6 +59,10 @@ final class LoadSession: ConnectionHandler {
     private var idleTimer: Reactor.Timer?
     private var paceTimer: Reactor.Timer?
     private var stopping = false
+    // Copied once from the configuration: read for every command.
+    private let pipelineDepth: Int
+    private let mode: LoadConfiguration.Mode
+    private let mix: LoadCommandMix
     /// An expunge operation stored \Deleted and sends EXPUNGE next.
     private var pendingExpunge = false
 
@@ -68,7 +72,10 @@ final class LoadSession: ConnectionHandler {
         (user, password) = driver.configuration.credentials(forSession: slot)
         random = LoadRandom(seed: seed)
         checker = MailboxChecker(checksFlags: checksFlags)
-        inFlight.reserveCapacity(driver.configuration.pipelineDepth + 2)
+        pipelineDepth = driver.configuration.pipelineDepth
+        mode = driver.configuration.mode
+        mix = driver.configuration.mix
+        inFlight.reserveCapacity(pipelineDepth + 2)
         queue.reserveCapacity(64)
     }
 
@@ -361,7 +368,7 @@ final class LoadSession: ConnectionHandler {
         // A STORE by sequence number (UID not yet known) may change any message's flags; and with
         // pipelining a server may run a FETCH and a STORE side by side (Dovecot does), so a FETCH
         // can show flags before or after a STORE in flight: flags are then only learnt, not checked.
-        let pipelined = configuration.pipelineDepth > 1
+        let pipelined = pipelineDepth > 1
         let unattributed = inFlight.contains { $0.kind == .store && ($0.store == nil || pipelined) }
         if pipelined { expectation = nil }
         var violations: [MailboxChecker.Violation] = []
@@ -461,7 +468,7 @@ final class LoadSession: ConnectionHandler {
                 phase = .loggingOut
                 return
             }
-            if configuration.mode == .append && configuration.rate > 0 && command.kind == .append {
+            if mode == .append && configuration.rate > 0 && command.kind == .append {
                 pace(after: command.start)
                 return
             }
@@ -472,7 +479,7 @@ final class LoadSession: ConnectionHandler {
     }
 
     private func loggedIn() {
-        switch configuration.mode {
+        switch mode {
         case .append:
             phase = .running
             fill()
@@ -486,9 +493,10 @@ final class LoadSession: ConnectionHandler {
 
     private func selected() {
         phase = .running
-        switch configuration.mode {
+        switch mode {
         case .stress:
-            let missing = configuration.prefill - checker.exists
+            // Only a mix that reads or changes messages needs some in the mailbox.
+            let missing = driver.plan.mixNeedsMessages ? configuration.prefill - checker.exists : 0
             if missing > 0 { queue.append(contentsOf: repeatElement(.append, count: missing)) }
         case .churn:
             queue.append(contentsOf: [.fetchFlags, .fetchHeaders, .logout])
@@ -517,7 +525,7 @@ final class LoadSession: ConnectionHandler {
     /// Sends commands until the pipeline is full, an exclusive command is in flight, or the run stops.
     func fill() {
         guard phase == .running, !stopping, connection != nil else { return }
-        while inFlight.count < configuration.pipelineDepth {
+        while inFlight.count < pipelineDepth {
             if let last = inFlight.last, last.kind.isExclusive || last.awaitsContinuation { return }
             let kind = nextKind()
             if kind.isExclusive && !inFlight.isEmpty {
@@ -533,12 +541,12 @@ final class LoadSession: ConnectionHandler {
     private func nextKind() -> LoadCommandKind {
         if pendingExpunge { return .expunge }
         if !queue.isEmpty { return queue.removeFirst() }
-        switch configuration.mode {
+        switch mode {
         case .append: return .append
         case .idle: return .idle
         case .churn: return .logout
         case .stress:
-            let kind = configuration.mix.pick(random.below(configuration.mix.total))
+            let kind = mix.pick(random.below(mix.total))
             return kind == .login ? .logout : kind
         }
     }
@@ -711,7 +719,7 @@ final class LoadSession: ConnectionHandler {
         case .idle:
             phase = .idling
             idleSince = LoadSession.now()
-            if configuration.mode != .idle {
+            if mode != .idle {
                 idleTimer = driver.loop.schedule(after: configuration.idleHold) { [weak self] in self?.sendDone() }
             }
         case .append:

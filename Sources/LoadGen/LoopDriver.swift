@@ -19,6 +19,12 @@ struct LoadPlan: Sendable {
     /// When sessions must stop (nil: only the command limit or Ctrl-C ends the run).
     let end: UInt64?
 
+    /// Stress sessions prefill their mailbox only when the mix uses messages.
+    var mixNeedsMessages: Bool {
+        [LoadCommandKind.fetchFlags, .fetchHeaders, .fetchBody, .store, .copy, .move, .expunge]
+            .contains { configuration.mix.weight(of: $0) > 0 }
+    }
+
     /// Stress sessions CREATE the COPY/MOVE target first when the mix copies or moves.
     var needsTargetMailbox: Bool {
         configuration.mix.weight(of: .copy) > 0 || configuration.mix.weight(of: .move) > 0
