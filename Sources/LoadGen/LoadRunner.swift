@@ -113,7 +113,9 @@ public enum LoadRunner {
     }
 }
 
-/// Resident memory (kB) of `root` and every process descending from it, from /proc.
+/// Memory (kB) of `root` and every process descending from it, from /proc: the proportional set
+/// size (Pss, shared pages divided among their users) where smaps_rollup is readable, else VmRSS
+/// (which counts shared libraries once per process and so overstates a many-process server).
 func processTreeMemoryKB(root: Int32) -> Int? {
     guard let directory = opendir("/proc") else { return nil }
     defer { closedir(directory) }
@@ -138,8 +140,11 @@ func processTreeMemoryKB(root: Int32) -> Int? {
             current = parent
             depth += 1
         }
-        guard current == root, let status = readWholeFile("/proc/\(pid)/status") else { continue }
-        for line in status.split(separator: 0x0A) where line.starts(with: Array("VmRSS:".utf8)) {
+        guard current == root else { continue }
+        let rollup = readWholeFile("/proc/\(pid)/smaps_rollup")
+        guard let text = rollup ?? readWholeFile("/proc/\(pid)/status") else { continue }
+        let field = Array((rollup != nil ? "Pss:" : "VmRSS:").utf8)
+        for line in text.split(separator: 0x0A) where line.starts(with: field) {
             let digits = line.filter { $0 >= 0x30 && $0 <= 0x39 }
             total += Int(String(decoding: digits, as: UTF8.self)) ?? 0
         }

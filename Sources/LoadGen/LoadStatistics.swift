@@ -69,7 +69,7 @@ public enum LoadFailureKind: Int, CaseIterable, Sendable {
     case unexpectedClose
     /// A response the parser rejected (counted also as a violation).
     case unparseableResponse
-    /// A command got no answer before the run ended.
+    /// Commands still awaiting their answer when the run stopped (normal: not a server error).
     case unanswered
 
     public var name: String {
@@ -78,7 +78,7 @@ public enum LoadFailureKind: Int, CaseIterable, Sendable {
         case .loginFailed: "login-failed"
         case .unexpectedClose: "unexpected-close"
         case .unparseableResponse: "unparseable-response"
-        case .unanswered: "unanswered"
+        case .unanswered: "in-flight-at-stop"
         }
     }
 }
