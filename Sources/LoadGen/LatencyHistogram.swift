@@ -16,12 +16,17 @@ public struct LatencyHistogram: Sendable, Equatable {
     /// Buckets covering every UInt64: 32 exact ones, then 32 per octave from 2^5 to 2^63.
     static let bucketCount = (64 - subBucketBits + 1) * subBucketCount
 
+    /// Samples per bucket (see ``bucketIndex(_:)``).
     public private(set) var buckets: [UInt64]
+    /// Samples recorded.
     public private(set) var count: UInt64 = 0
+    /// Their sum in nanoseconds (for the mean).
     public private(set) var sum: UInt64 = 0
+    /// The smallest and largest sample, exact.
     public private(set) var minimum: UInt64 = .max
     public private(set) var maximum: UInt64 = 0
 
+    /// An empty histogram (about 15 kB of buckets, allocated once).
     public init() { buckets = [UInt64](repeating: 0, count: LatencyHistogram.bucketCount) }
 
     /// The bucket of `value`.

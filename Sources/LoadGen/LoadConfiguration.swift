@@ -38,7 +38,8 @@ public struct LoadConfiguration: Sendable {
         public static func == (a: Users, b: Users) -> Bool {
             switch (a, b) {
             case let (.template(x, r), .template(y, s)): return x == y && r == s
-            case let (.list(x), .list(y)): return x.map(\.name) == y.map(\.name) && x.map(\.password) == y.map(\.password)
+            case let (.list(x), .list(y)):
+                return x.map(\.name) == y.map(\.name) && x.map(\.password) == y.map(\.password)
             default: return false
             }
         }
@@ -162,7 +163,8 @@ public struct LoadConfiguration: Sendable {
         func integer(_ option: String, _ range: ClosedRange<Int>) throws(LoadOptionError) -> Int {
             let text = try value(option)
             guard let number = Int(text), range.contains(number) else {
-                throw LoadOptionError("\(option): expected a number in \(range.lowerBound)...\(range.upperBound), got \(text)")
+                throw LoadOptionError(
+                    "\(option): expected a number in \(range.lowerBound)...\(range.upperBound), got \(text)")
             }
             return number
         }

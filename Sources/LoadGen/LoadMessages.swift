@@ -17,7 +17,8 @@ struct LoadMessages: Sendable {
             text += "To: user\(random.inclusive(200))@example.org\r\n"
             let subjectWords = (0..<(2 + random.below(5))).map { _ in words[random.below(words.count)] }
             text += "Subject: \(subjectWords.joined(separator: " ")) \(number)\r\n"
-            text += "Date: Thu, \(1 + random.below(28)) Nov 2026 \(10 + random.below(10)):\(10 + random.below(49)):00 +0000\r\n"
+            text += "Date: Thu, \(1 + random.below(28)) Nov 2026 "
+            text += "\(10 + random.below(10)):\(10 + random.below(49)):00 +0000\r\n"
             text += "Message-ID: <load.\(seed).\(number)@apus.example>\r\n"
             text += "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
             let lines = 8 + (random.below(4) == 0 ? random.below(400) : random.below(40))

@@ -52,11 +52,13 @@ enum LoadPlot {
         let highest = series.flatMap(\.1).max() ?? 0
         let top = niceCeiling(highest)
         var svg = "<text x=\"\(left)\" y=\"\(fixed(y - 8, 1))\" font-weight=\"bold\">\(escape(title))</text>\n"
-        svg += "<rect x=\"\(left)\" y=\"\(y)\" width=\"\(plotWidth)\" height=\"\(panelHeight)\" fill=\"none\" stroke=\"#888\"/>\n"
+        svg += "<rect x=\"\(left)\" y=\"\(y)\" width=\"\(plotWidth)\" height=\"\(panelHeight)\" "
+        svg += "fill=\"none\" stroke=\"#888\"/>\n"
         for step in 0...4 {
             let value = top * Double(step) / 4
             let lineY = y + panelHeight - panelHeight * Double(step) / 4
-            svg += "<line x1=\"\(left)\" y1=\"\(fixed(lineY, 1))\" x2=\"\(left + plotWidth)\" y2=\"\(fixed(lineY, 1))\" "
+            svg += "<line x1=\"\(left)\" y1=\"\(fixed(lineY, 1))\" "
+            svg += "x2=\"\(left + plotWidth)\" y2=\"\(fixed(lineY, 1))\" "
             svg += "stroke=\"#ddd\"/>\n<text x=\"\(left - 6)\" y=\"\(fixed(lineY + 4, 1))\" text-anchor=\"end\">"
             svg += label(value) + "</text>\n"
         }
@@ -75,7 +77,8 @@ enum LoadPlot {
             svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"\(index == 0 ? 2 : 1.2)\" "
             svg += "points=\"\(points.joined(separator: " "))\"/>\n"
             let legendY = y + 14 + Double(index) * 18
-            svg += "<line x1=\"\(left + plotWidth + 12)\" y1=\"\(fixed(legendY - 4, 1))\" x2=\"\(left + plotWidth + 32)\" "
+            svg += "<line x1=\"\(left + plotWidth + 12)\" y1=\"\(fixed(legendY - 4, 1))\" "
+            svg += "x2=\"\(left + plotWidth + 32)\" "
             svg += "y2=\"\(fixed(legendY - 4, 1))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
             svg += "<text x=\"\(left + plotWidth + 38)\" y=\"\(fixed(legendY, 1))\">\(escape(name))</text>\n"
         }

@@ -39,7 +39,8 @@ enum LoadReportJSON {
         }
         commands.append("    \"all\": " + commandObject(all, elapsed: report.elapsed))
         json += "  \"commands\": {\n" + commands.joined(separator: ",\n") + "\n  },\n"
-        json += "  \"failures\": {" + LoadFailureKind.allCases.map { "\(quoted($0.name)): \(totals.failures[$0.rawValue])" }
+        json += "  \"failures\": {" + LoadFailureKind.allCases
+            .map { "\(quoted($0.name)): \(totals.failures[$0.rawValue])" }
             .joined(separator: ", ") + "},\n"
         json += "  \"violations_total\": \(totals.totalViolations),\n"
         json += "  \"violations\": {" + LoadViolationKind.allCases
@@ -63,7 +64,8 @@ enum LoadReportJSON {
 
     private static func commandObject(_ command: LoadCommandTotals, elapsed: Double) -> String {
         let latency = command.latency
-        var object = "{\"count\": \(command.count), \"ok\": \(command.ok), \"no\": \(command.no), \"bad\": \(command.bad), "
+        var object = "{\"count\": \(command.count), \"ok\": \(command.ok), "
+        object += "\"no\": \(command.no), \"bad\": \(command.bad), "
         object += "\"per_s\": \(fixed(elapsed > 0 ? Double(command.count) / elapsed : 0, 1)), "
         object += "\"mean_ms\": \(fixed(latency.mean / 1e6, 3)), "
         object += "\"p50_ms\": \(LoadReportText.milliseconds(latency.percentile(0.5))), "

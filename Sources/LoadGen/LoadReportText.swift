@@ -26,11 +26,13 @@ enum LoadReportText {
         let configuration = report.configuration
         var text = ""
         let label = configuration.label.isEmpty ? "" : " (\(configuration.label))"
-        text += "apus load: \(configuration.mode.rawValue) against \(configuration.host):\(configuration.port)\(label), "
+        text += "apus load: \(configuration.mode.rawValue) against "
+        text += "\(configuration.host):\(configuration.port)\(label), "
         text += "\(configuration.clients) clients, pipeline \(configuration.pipelineDepth), "
         text += fixed(report.elapsed, 1) + " s" + (report.interrupted ? " (interrupted)" : "") + "\n"
         text += pad("command", 14) + pad("count", 10) + pad("per s", 11) + pad("NO", 7) + pad("BAD", 7)
-        text += pad("p50 ms", 10) + pad("p90 ms", 10) + pad("p99 ms", 10) + pad("p99.9 ms", 10) + pad("max ms", 10) + "\n"
+        for heading in ["p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"] { text += pad(heading, 10) }
+        text += "\n"
         var all = LoadCommandTotals()
         for kind in LoadCommandKind.allCases {
             let command = totals.commands[kind.rawValue]
@@ -49,7 +51,8 @@ enum LoadReportText {
         if let peak = report.watchedMemoryPeakKB { text += "server memory peak \(peak / 1024) MB\n" }
         let failures = LoadFailureKind.allCases.filter { totals.failures[$0.rawValue] > 0 }
         if !failures.isEmpty {
-            text += "failures: " + failures.map { "\($0.name) \(totals.failures[$0.rawValue])" }.joined(separator: ", ") + "\n"
+            text += "failures: "
+                + failures.map { "\($0.name) \(totals.failures[$0.rawValue])" }.joined(separator: ", ") + "\n"
             for message in report.failureMessages { text += "  " + message + "\n" }
         }
         text += "violations: \(totals.totalViolations)"

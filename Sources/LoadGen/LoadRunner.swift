@@ -29,12 +29,17 @@ public enum LoadRunner {
     /// - Parameter progress: called on the calling thread with each second's merged figures.
     public static func run(_ configuration: LoadConfiguration,
                            progress: (LoadInterval) -> Void = { _ in }) throws(LoadOptionError) -> LoadReport {
-        let messages = try configuration.messageFile.map { path throws(LoadOptionError) in try LoadMessages.mbox(path: path) }
-            ?? LoadMessages.generated(seed: configuration.seed)
+        let messages: LoadMessages
+        if let path = configuration.messageFile {
+            messages = try LoadMessages.mbox(path: path)
+        } else {
+            messages = LoadMessages.generated(seed: configuration.seed)
+        }
         var tlsContext: TLSContext?
         if configuration.security != .plain {
             do {
-                tlsContext = try TLSContext.client(verify: configuration.verifyCertificate, caFile: configuration.caFile)
+                tlsContext = try TLSContext.client(verify: configuration.verifyCertificate,
+                                                   caFile: configuration.caFile)
             } catch {
                 throw LoadOptionError("TLS client context: \(error)")
             }

@@ -589,7 +589,8 @@ final class LoadSession: ConnectionHandler {
                 output.write(number: low)
                 output.write(byte: UInt8(ascii: ":"))
                 output.write(number: high)
-                output.write(" (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])")
+                output.write(" (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE ")
+                output.write("BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])")
             }
         case .fetchBody:
             let sequence = random.inclusive(exists)
@@ -732,7 +733,8 @@ final class LoadSession: ConnectionHandler {
 
     private func sendDone() {
         guard phase == .idling, let connection else { return }
-        connection.write(UnsafeRawBufferPointer(start: LoadSession.done.utf8Start, count: LoadSession.done.utf8CodeUnitCount))
+        let done = LoadSession.done
+        connection.write(UnsafeRawBufferPointer(start: done.utf8Start, count: done.utf8CodeUnitCount))
         statistics.sent(LoadSession.done.utf8CodeUnitCount)
     }
 

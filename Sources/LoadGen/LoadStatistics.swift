@@ -6,12 +6,15 @@ import Synchronization
 
 /// How one kind of command fared: completions by status and latency.
 public struct LoadCommandTotals: Sendable, Equatable {
+    /// Tagged OK (or a connect that reached the greeting).
     public var ok = 0
     /// Tagged NO (or a failed connect for `connect`).
     public var no = 0
     public var bad = 0
+    /// From sending the command to its tagged answer.
     public var latency = LatencyHistogram()
 
+    /// Completions of every status.
     public var count: Int { ok + no + bad }
 
     public init() {}
@@ -46,6 +49,7 @@ public struct LoadInterval: Sendable {
         completed = [Int](repeating: 0, count: LoadCommandKind.allCases.count)
     }
 
+    /// Completed commands (connects included) in the second.
     public var totalCompleted: Int { completed.reduce(0, +) }
 
     mutating func merge(_ other: LoadInterval) {
@@ -85,8 +89,11 @@ public enum LoadFailureKind: Int, CaseIterable, Sendable {
 
 /// Everything one loop counted over the whole run.
 public struct LoadTotals: Sendable {
+    /// By ``LoadCommandKind`` raw value.
     public var commands: [LoadCommandTotals]
+    /// By ``LoadFailureKind`` raw value.
     public var failures: [Int]
+    /// By ``LoadViolationKind`` raw value.
     public var violations: [Int]
     public var sessionsStarted = 0
     public var bytesReceived = 0
@@ -114,6 +121,7 @@ public struct LoadTotals: Sendable {
     }
 
     public var totalViolations: Int { violations.reduce(0, +) }
+    /// Completed commands of every kind but `connect`.
     public var totalCommands: Int {
         commands.indices.filter { $0 != LoadCommandKind.connect.rawValue }.reduce(0) { $0 + commands[$1].count }
     }

@@ -98,7 +98,8 @@ final class LoopDriver {
     private func startSession(slot: Int) {
         guard !stopped else { return }
         let checksFlags = configuration.mode == .stress && configuration.clients <= configuration.userCount
-        let seed = configuration.seed &+ UInt64(slot) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(sessionsStarted) &* 0xD1B5_4A32_D192_ED03
+        let seed = configuration.seed &+ UInt64(slot) &* 0x9E37_79B9_7F4A_7C15
+            &+ UInt64(sessionsStarted) &* 0xD1B5_4A32_D192_ED03
         let session = LoadSession(driver: self, slot: slot, seed: seed, checksFlags: checksFlags)
         sessions[ObjectIdentifier(session)] = session
         sessionsStarted += 1

@@ -134,7 +134,8 @@ struct MailboxChecker {
     mutating func exists(_ count: UInt32) -> Violation? {
         let count = Int(count)
         if count < uids.count {
-            let violation = Violation(kind: .existsShrank, detail: "* \(count) EXISTS after \(uids.count) without EXPUNGE")
+            let violation = Violation(kind: .existsShrank,
+                                      detail: "* \(count) EXISTS after \(uids.count) without EXPUNGE")
             uids.removeLast(uids.count - count)
             return violation
         }
@@ -205,7 +206,8 @@ struct MailboxChecker {
                 immutables[uid, default: Immutable()].envelope = envelope
             case .bodyStructure(let structure, _):
                 if let known = immutables[uid]?.bodyStructure, known != structure {
-                    violations.append(Violation(kind: .bodyStructureChanged, detail: "UID \(uid) body structure changed"))
+                    violations.append(Violation(kind: .bodyStructureChanged,
+                                                detail: "UID \(uid) body structure changed"))
                 }
                 immutables[uid, default: Immutable()].bodyStructure = structure
             case .flags(let list):

@@ -70,7 +70,8 @@ final class FakeIMAPSession: ConnectionHandler {
         case "SELECT":
             selects += 1
             let validity = misbehaviour == .uidValidityChanged ? 100 + selects : 100
-            reply = "* 3 EXISTS\r\n* OK [UIDVALIDITY \(validity)] ok\r\n* OK [UIDNEXT 4] ok\r\n\(tag) OK [READ-WRITE] done\r\n"
+            reply = "* 3 EXISTS\r\n* OK [UIDVALIDITY \(validity)] ok\r\n* OK [UIDNEXT 4] ok\r\n"
+            reply += "\(tag) OK [READ-WRITE] done\r\n"
         case "FETCH":
             fetches += 1
             let (low, high) = range(arguments.first ?? "1")
@@ -84,7 +85,8 @@ final class FakeIMAPSession: ConnectionHandler {
             if adding { flags[uid, default: []].insert(flag) } else { flags[uid, default: []].remove(flag) }
             var shown = flags[uid, default: []]
             if misbehaviour == .flagsMismatch { if adding { shown.remove(flag) } else { shown.insert(flag) } }
-            reply = "* \(uid) FETCH (UID \(uid) FLAGS (\(shown.sorted().joined(separator: " "))))\r\n\(tag) OK stored\r\n"
+            reply = "* \(uid) FETCH (UID \(uid) FLAGS (\(shown.sorted().joined(separator: " "))))\r\n"
+            reply += "\(tag) OK stored\r\n"
         case "NOOP":
             switch misbehaviour {
             case .expungeUnknownSequence: reply = "* 7 EXPUNGE\r\n"

@@ -55,8 +55,8 @@ func runAgainst(port: UInt16, mix: String, commands: Int = 200) throws -> LoadRe
     @Test func correctServerHasNoViolations() throws {
         let server = try FakeIMAPServer(.correct)
         defer { server.shutdown() }
-        let report = try runAgainst(port: server.port,
-                                    mix: "fetch-flags=3,fetch-headers=2,store=3,select=1,noop=2,logout=1", commands: 600)
+        let mix = "fetch-flags=3,fetch-headers=2,store=3,select=1,noop=2,logout=1"
+        let report = try runAgainst(port: server.port, mix: mix, commands: 600)
         #expect(report.totals.totalCommands >= 500)
         #expect(report.totals.totalViolations == 0, "\(report.violationMessages)")
         #expect(report.totals.commands[LoadCommandKind.store.rawValue].ok > 0)

@@ -23,11 +23,13 @@ def rows(results):
         except ValueError:
             continue
         groups.setdefault((data.get("bench", "?"), data.get("target", "?")), []).append(data)
-    lines = ["| benchmark | target | runs | commands/s (median) | sessions/s | p99 ms | violations | server CPU ms/command | commit | date |",
+    lines = ["| benchmark | target | runs | commands/s (median) | sessions/s | p99 ms | violations "
+             "| server CPU ms/command | commit | date |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (bench, target), runs in sorted(groups.items()):
         rate = statistics.median(r["commands_per_s"] for r in runs)
-        sessions = statistics.median(r["commands"].get("logout", {}).get("ok", 0) / max(r["elapsed_s"], 0.001) for r in runs)
+        sessions = statistics.median(
+            r["commands"].get("logout", {}).get("ok", 0) / max(r["elapsed_s"], 0.001) for r in runs)
         p99 = statistics.median(r["commands"]["all"]["p99_ms"] for r in runs)
         violations = sum(r.get("violations_total", 0) for r in runs)
         cpu = [r["server_cpu_ms_per_command"].get(target) for r in runs if r.get("server_cpu_ms_per_command")]
