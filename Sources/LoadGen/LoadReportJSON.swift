@@ -30,6 +30,7 @@ enum LoadReportJSON {
         json += "  \"idle_session_seconds\": \(fixed(totals.idleSeconds, 1)),\n"
         json += "  \"idle_bytes_received\": \(totals.idleBytesReceived),\n"
         if let peak = report.watchedMemoryPeakKB { json += "  \"watched_memory_peak_kb\": \(peak),\n" }
+        if let peak = report.generatorPeakKB { json += "  \"generator_memory_peak_kb\": \(peak),\n" }
         var all = LoadCommandTotals()
         var commands: [String] = []
         for kind in LoadCommandKind.allCases where totals.commands[kind.rawValue].count > 0 {

@@ -48,7 +48,11 @@ enum LoadReportText {
             text += "IDLE: " + fixed(totals.idleSeconds, 0) + " session-seconds, " + fixed(perMinute, 1)
             text += " bytes per session-minute from the server\n"
         }
-        if let peak = report.watchedMemoryPeakKB { text += "server memory peak \(peak / 1024) MB\n" }
+        if let peak = report.watchedMemoryPeakKB {
+            text += "server memory peak \(peak / 1024) MB (" + fixed(Double(peak) / Double(configuration.clients), 0)
+            text += " kB per session)\n"
+        }
+        if let peak = report.generatorPeakKB { text += "generator memory peak \(peak / 1024) MB\n" }
         let failures = LoadFailureKind.allCases.filter { totals.failures[$0.rawValue] > 0 }
         if !failures.isEmpty {
             text += "failures: "

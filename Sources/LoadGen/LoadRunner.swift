@@ -18,6 +18,8 @@ public struct LoadReport: Sendable {
     public var interrupted: Bool
     /// Largest memory of the watched process tree (kB), when watched.
     public var watchedMemoryPeakKB: Int?
+    /// The generator's own peak resident memory (kB, VmHWM).
+    public var generatorPeakKB: Int?
 
     /// Commands per second over the whole run (connects not counted).
     public var commandsPerSecond: Double { elapsed > 0 ? Double(totals.totalCommands) / elapsed : 0 }
@@ -109,13 +111,23 @@ public enum LoadRunner {
         let elapsed = Double(min(stoppedAt, end ?? stoppedAt) &- min(start, stoppedAt)) / 1e9
         return LoadReport(configuration: configuration, elapsed: elapsed, totals: totals, intervals: intervals,
                           violationMessages: violations, failureMessages: failures, interrupted: interrupted,
-                          watchedMemoryPeakKB: watchedPeak)
+                          watchedMemoryPeakKB: watchedPeak, generatorPeakKB: statusField("VmHWM:", pid: getpid()))
     }
 
     /// The name to check a certificate against: a literal address is used as is.
     private static func serverName(_ host: String) -> String? {
         host == "127.0.0.1" || host == "::1" ? "localhost" : host
     }
+}
+
+/// A kB figure from /proc/PID/status (`VmHWM:`, `VmRSS:`).
+func statusField(_ name: String, pid: Int32) -> Int? {
+    guard let status = readWholeFile("/proc/\(pid)/status") else { return nil }
+    let field = Array(name.utf8)
+    for line in status.split(separator: 0x0A) where line.starts(with: field) {
+        return Int(String(decoding: line.filter { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self))
+    }
+    return nil
 }
 
 /// Memory (kB) of `root` and every process descending from it, from /proc: the proportional set

@@ -65,6 +65,8 @@ final class LoadSession: ConnectionHandler {
     private let mix: LoadCommandMix
     /// An expunge operation stored \Deleted and sends EXPUNGE next.
     private var pendingExpunge = false
+    /// An exclusive command drawn while others were in flight: it goes first once they are answered.
+    private var deferred: LoadCommandKind?
 
     init(driver: LoopDriver, slot: Int, seed: UInt64, checksFlags: Bool) {
         self.driver = driver
@@ -529,7 +531,7 @@ final class LoadSession: ConnectionHandler {
             if let last = inFlight.last, last.kind.isExclusive || last.awaitsContinuation { return }
             let kind = nextKind()
             if kind.isExclusive && !inFlight.isEmpty {
-                queue.insert(kind, at: 0)
+                deferred = kind
                 return
             }
             guard driver.mayStartCommand() else { return }
@@ -539,6 +541,10 @@ final class LoadSession: ConnectionHandler {
     }
 
     private func nextKind() -> LoadCommandKind {
+        if let kind = deferred {
+            deferred = nil
+            return kind
+        }
         if pendingExpunge { return .expunge }
         if !queue.isEmpty { return queue.removeFirst() }
         switch mode {
@@ -574,24 +580,10 @@ final class LoadSession: ConnectionHandler {
         case .select:
             sendSelect()
         case .fetchFlags:
-            let (low, high) = range(maximum: 10, exists: exists)
-            send(.fetchFlags) { output in
-                output.write("FETCH ")
-                output.write(number: low)
-                output.write(byte: UInt8(ascii: ":"))
-                output.write(number: high)
-                output.write(" (UID FLAGS)")
-            }
+            fetchRange(.fetchFlags, maximum: 10, exists: exists, items: " (UID FLAGS)")
         case .fetchHeaders:
-            let (low, high) = range(maximum: 5, exists: exists)
-            send(.fetchHeaders) { output in
-                output.write("FETCH ")
-                output.write(number: low)
-                output.write(byte: UInt8(ascii: ":"))
-                output.write(number: high)
-                output.write(" (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE ")
-                output.write("BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])")
-            }
+            fetchRange(.fetchHeaders, maximum: 5, exists: exists, items:
+                " (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])")
         case .fetchBody:
             let sequence = random.inclusive(exists)
             send(.fetchBody) { output in
@@ -635,6 +627,18 @@ final class LoadSession: ConnectionHandler {
             send(.idle, awaitsContinuation: true) { $0.write("IDLE") }
         case .logout:
             send(.logout) { $0.write("LOGOUT") }
+        }
+    }
+
+    /// `FETCH low:high items` over a random range of up to `maximum` messages.
+    private func fetchRange(_ kind: LoadCommandKind, maximum: Int, exists: Int, items: StaticString) {
+        let (low, high) = range(maximum: maximum, exists: exists)
+        send(kind) { output in
+            output.write("FETCH ")
+            output.write(number: low)
+            output.write(byte: UInt8(ascii: ":"))
+            output.write(number: high)
+            output.write(items)
         }
     }
 
@@ -748,10 +752,11 @@ final class LoadSession: ConnectionHandler {
 }
 
 extension LoadCommandKind {
-    /// Commands that must be alone on the wire: they change what later commands mean or wait for `+`.
+    /// Commands that must be alone on the wire: they change what later commands mean (SELECT,
+    /// and MOVE and EXPUNGE, which renumber messages under pipelined sequence numbers) or wait for `+`.
     var isExclusive: Bool {
         switch self {
-        case .select, .idle, .logout, .login: true
+        case .select, .idle, .logout, .login, .move, .expunge: true
         default: false
         }
     }
