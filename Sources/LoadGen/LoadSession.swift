@@ -67,6 +67,8 @@ final class LoadSession: ConnectionHandler {
     private var pendingExpunge = false
     /// An exclusive command drawn while others were in flight: it goes first once they are answered.
     private var deferred: LoadCommandKind?
+    /// This session is in the loop's count of connected sessions.
+    private var isCountedConnected = false
 
     init(driver: LoopDriver, slot: Int, seed: UInt64, checksFlags: Bool) {
         self.driver = driver
@@ -142,7 +144,10 @@ final class LoadSession: ConnectionHandler {
             }
         }
         if stopping { statistics.totals.failures[LoadFailureKind.unanswered.rawValue] += inFlight.count }
-        if statistics.connected > 0 && phase != .connecting && phase != .tlsHandshake { statistics.connected -= 1 }
+        if isCountedConnected {
+            isCountedConnected = false
+            statistics.connected -= 1
+        }
         phase = .done
         self.connection = nil
         driver.sessionEnded(self)
@@ -174,8 +179,8 @@ final class LoadSession: ConnectionHandler {
             handle(event)
             if case .error = event { break }
         }
-        // A STARTTLS switch discards what was not consumed; everything else waits for more bytes.
-        unconsumed = bytes.count - offset
+        // A STARTTLS switch discards what was not consumed; everything else is offered again.
+        unconsumed = phase == .tlsHandshake ? 0 : bytes.count - offset
         return offset
     }
 
@@ -331,7 +336,14 @@ final class LoadSession: ConnectionHandler {
                 driver.uidValidity[user] = value
             default: break
             }
-            if phase == .greeting {
+            if phase == .greeting && status.kind == .bye {
+                // The server turns us away (too many connections, shutting down).
+                statistics.failed(.connectFailed)
+                let text = String(decoding: status.text, as: UTF8.self)
+                driver.report(.connectFailed, "\(user): greeted with * BYE \(text)")
+                phase = .loggingOut
+                connection?.close(.immediately)
+            } else if phase == .greeting {
                 greeted(preauthenticated: status.kind == .preauth)
             } else if status.kind == .bye && phase != .loggingOut && !stopping {
                 driver.report(.unexpectedClose, "\(user): * BYE \(String(decoding: status.text, as: UTF8.self))")
@@ -388,7 +400,10 @@ final class LoadSession: ConnectionHandler {
 
     private func greeted(preauthenticated: Bool) {
         connectionUp()
-        if configuration.security == .starttls {
+        if preauthenticated {
+            // PREAUTH (RFC 9051 7.1.4): already authenticated, no LOGIN (and no STARTTLS) possible.
+            loggedIn()
+        } else if configuration.security == .starttls {
             phase = .startTLS
             send(.login, counted: false) { $0.write("STARTTLS") }
         } else {
@@ -400,6 +415,7 @@ final class LoadSession: ConnectionHandler {
     private func connectionUp() {
         statistics.completed(.connect, status: .ok, nanoseconds: LoadSession.now() - connectStart)
         statistics.connected += 1
+        isCountedConnected = true
     }
 
     private func sendLogin() {

@@ -27,6 +27,8 @@ enum Misbehaviour: Sendable, CaseIterable {
     case unknownTag
     /// `* 1 EXISTS` after 3 without EXPUNGE.
     case existsShrank
+    /// Turns every client away with `* BYE` as its greeting.
+    case byeGreeting
 }
 
 /// A fake IMAP4 server: three messages (UIDs 1-3), answers LOGIN, SELECT, FETCH, STORE, NOOP and
@@ -40,6 +42,11 @@ final class FakeIMAPSession: ConnectionHandler {
     init(_ misbehaviour: Misbehaviour) { self.misbehaviour = misbehaviour }
 
     func connectionActive(_ connection: Connection) {
+        if misbehaviour == .byeGreeting {
+            connection.write("* BYE too many connections\r\n")
+            connection.close(.afterFlush)
+            return
+        }
         connection.write("* OK [CAPABILITY IMAP4rev1 LITERAL+] fake ready\r\n")
     }
 

@@ -65,6 +65,22 @@ import Testing
         #expect(report.failureMessages.first?.hasPrefix("connect-failed:") == true)
     }
 
+    @Test func byeGreetingIsAFailedConnectNotASession() throws {
+        let server = try FakeIMAPServer(.byeGreeting)
+        defer { server.shutdown() }
+        var configuration = LoadConfiguration()
+        configuration.port = server.port
+        configuration.clients = 1
+        configuration.loops = 1
+        configuration.duration = .milliseconds(300)
+        configuration.quiet = true
+        let report = try LoadRunner.run(configuration)
+        #expect(report.totals.failures[LoadFailureKind.connectFailed.rawValue] >= 1)
+        #expect(report.totals.failures[LoadFailureKind.unexpectedClose.rawValue] == 0)
+        #expect(report.totals.commands[LoadCommandKind.login.rawValue].count == 0)
+        #expect(report.failureMessages.first?.contains("too many connections") == true)
+    }
+
     @Test func jsonAndPlotDescribeTheRun() throws {
         let server = try FakeIMAPServer(.correct)
         defer { server.shutdown() }
