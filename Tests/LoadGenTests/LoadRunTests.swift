@@ -9,16 +9,10 @@ import Testing
     @Test func pipelinedRunKeepsEverySessionBusyWithoutViolations() throws {
         let server = try FakeIMAPServer(.correct)
         defer { server.shutdown() }
-        var configuration = LoadConfiguration()
-        configuration.port = server.port
-        configuration.clients = 4
-        configuration.loops = 2
+        var configuration = testConfiguration(port: server.port, clients: 4, loops: 2)
         configuration.pipelineDepth = 8
         configuration.commandLimit = 2000
-        configuration.duration = .seconds(20)
-        configuration.prefill = 0
         configuration.mix = try LoadCommandMix(parsing: "noop=2,fetch-flags=2,fetch-headers=1,store=2")
-        configuration.quiet = true
         let report = try LoadRunner.run(configuration)
         #expect(report.totals.totalCommands >= 1900)
         #expect(report.totals.totalViolations == 0, "\(report.violationMessages)")
@@ -29,15 +23,10 @@ import Testing
     @Test func churnSessionsLogInSelectFetchAndLogOut() throws {
         let server = try FakeIMAPServer(.correct)
         defer { server.shutdown() }
-        var configuration = LoadConfiguration()
-        configuration.port = server.port
+        var configuration = testConfiguration(port: server.port, clients: 10)
         configuration.mode = .churn
         configuration.rate = 200
-        configuration.clients = 10
-        configuration.loops = 1
         configuration.commandLimit = 100
-        configuration.duration = .seconds(20)
-        configuration.quiet = true
         let report = try LoadRunner.run(configuration)
         let logouts = report.totals.commands[LoadCommandKind.logout.rawValue].ok
         #expect(logouts >= 10)
@@ -53,12 +42,8 @@ import Testing
         let server = try FakeIMAPServer(.correct)
         let port = server.port
         server.shutdown()
-        var configuration = LoadConfiguration()
-        configuration.port = port
-        configuration.clients = 2
-        configuration.loops = 1
+        var configuration = testConfiguration(port: port, clients: 2)
         configuration.duration = .milliseconds(300)
-        configuration.quiet = true
         let report = try LoadRunner.run(configuration)
         #expect(report.totals.failures[LoadFailureKind.connectFailed.rawValue] >= 2)
         #expect(report.totals.commands[LoadCommandKind.connect.rawValue].ok == 0)
@@ -68,12 +53,8 @@ import Testing
     @Test func byeGreetingIsAFailedConnectNotASession() throws {
         let server = try FakeIMAPServer(.byeGreeting)
         defer { server.shutdown() }
-        var configuration = LoadConfiguration()
-        configuration.port = server.port
-        configuration.clients = 1
-        configuration.loops = 1
+        var configuration = testConfiguration(port: server.port)
         configuration.duration = .milliseconds(300)
-        configuration.quiet = true
         let report = try LoadRunner.run(configuration)
         #expect(report.totals.failures[LoadFailureKind.connectFailed.rawValue] >= 1)
         #expect(report.totals.failures[LoadFailureKind.unexpectedClose.rawValue] == 0)
@@ -84,16 +65,10 @@ import Testing
     @Test func jsonAndPlotDescribeTheRun() throws {
         let server = try FakeIMAPServer(.correct)
         defer { server.shutdown() }
-        var configuration = LoadConfiguration()
-        configuration.port = server.port
-        configuration.clients = 2
-        configuration.loops = 1
+        var configuration = testConfiguration(port: server.port, clients: 2)
         configuration.commandLimit = 300
-        configuration.duration = .seconds(20)
-        configuration.prefill = 0
         configuration.label = "fake \"server\""
         configuration.mix = try LoadCommandMix(parsing: "noop=1,fetch-flags=1")
-        configuration.quiet = true
         let report = try LoadRunner.run(configuration)
         let json = LoadReportJSON.render(report)
         #expect(json.contains("\"label\": \"fake \\\"server\\\"\""))

@@ -6,18 +6,24 @@ import IMAPProtocol
 import Testing
 @testable import LoadGen
 
-/// A short run of one session against `server`: `commands` commands of `mix`, one loop.
-func runAgainst(port: UInt16, mix: String, commands: Int = 200) throws -> LoadReport {
+/// A quiet run against a local test server: `clients` sessions on `loops` loops, bounded by a
+/// generous duration in case the server stops answering (a command limit normally ends it first).
+func testConfiguration(port: UInt16, clients: Int = 1, loops: Int = 1) -> LoadConfiguration {
     var configuration = LoadConfiguration()
     configuration.port = port
-    configuration.clients = 1
-    configuration.loops = 1
-    configuration.commandLimit = commands
-    // A bound for a server that stops answering; the command limit normally ends the run first.
+    configuration.clients = clients
+    configuration.loops = loops
     configuration.duration = .seconds(20)
     configuration.prefill = 0
-    configuration.mix = try LoadCommandMix(parsing: mix)
     configuration.quiet = true
+    return configuration
+}
+
+/// A short run of one session against `port`: `commands` commands of `mix`.
+func runAgainst(port: UInt16, mix: String, commands: Int = 200) throws -> LoadReport {
+    var configuration = testConfiguration(port: port)
+    configuration.commandLimit = commands
+    configuration.mix = try LoadCommandMix(parsing: mix)
     return try LoadRunner.run(configuration)
 }
 
