@@ -102,10 +102,13 @@ final class LoopDriver {
             &+ UInt64(sessionsStarted) &* 0xD1B5_4A32_D192_ED03
         let session = LoadSession(driver: self, slot: slot, seed: seed, checksFlags: checksFlags)
         sessions[ObjectIdentifier(session)] = session
+        // Connections are numbered across loops (this loop's k-th is k * loopCount + index), so the
+        // source addresses are used in turn by the whole run, not per loop.
+        let connectionNumber = sessionsStarted * plan.loopCount + index
         sessionsStarted += 1
         statistics.totals.sessionsStarted += 1
         let addresses = configuration.sourceAddresses
-        session.start(sourceAddress: addresses.isEmpty ? nil : addresses[(slot &+ sessionsStarted) % addresses.count])
+        session.start(sourceAddress: addresses.isEmpty ? nil : addresses[connectionNumber % addresses.count])
     }
 
     /// Churn: this loop's share of the session rate, never more than its share of `--clients` at once.

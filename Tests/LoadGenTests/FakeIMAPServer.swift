@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import Reactor
+import Synchronization
 
 /// How the fake server goes wrong (or `.correct`: it does not).
 enum Misbehaviour: Sendable, CaseIterable {
@@ -144,11 +145,26 @@ final class FakeIMAPSession: ConnectionHandler {
 final class FakeIMAPServer {
     let group: EventLoopGroup
     let port: UInt16
+    private let peers = PeerLog()
 
-    init(_ misbehaviour: Misbehaviour) throws {
+    init(_ misbehaviour: Misbehaviour, host: String = "127.0.0.1") throws {
         group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "fake-imap")
-        port = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in FakeIMAPSession(misbehaviour) })
+        let peers = self.peers
+        port = try group.listen(ListenerSpec(host: host, port: 0) { connection in
+            peers.add(connection.peer.host)
+            return FakeIMAPSession(misbehaviour)
+        })
     }
 
+    /// The addresses clients connected from.
+    var peerHosts: Set<String> { peers.hosts }
+
     func shutdown() { group.shutdown(gracePeriod: .milliseconds(100)) }
+}
+
+/// Client addresses seen by the fake server's loop, read by the test thread.
+final class PeerLog: Sendable {
+    private let seen = Mutex<Set<String>>([])
+    func add(_ host: String) { _ = seen.withLock { $0.insert(host) } }
+    var hosts: Set<String> { seen.withLock { $0 } }
 }

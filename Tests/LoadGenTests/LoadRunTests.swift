@@ -50,6 +50,18 @@ import Testing
         #expect(report.failureMessages.first?.hasPrefix("connect-failed:") == true)
     }
 
+    @Test func sessionsBindTheGivenSourceAddressesInTurn() throws {
+        let server = try FakeIMAPServer(.correct, host: "0.0.0.0")
+        defer { server.shutdown() }
+        var configuration = testConfiguration(port: server.port, clients: 4)
+        configuration.sourceAddresses = ["127.0.0.2", "127.0.0.3"]
+        configuration.commandLimit = 100
+        configuration.mix = try LoadCommandMix(parsing: "noop=1")
+        let report = try LoadRunner.run(configuration)
+        #expect(report.totals.commands[LoadCommandKind.connect.rawValue].ok == 4)
+        #expect(server.peerHosts == ["127.0.0.2", "127.0.0.3"])
+    }
+
     @Test func byeGreetingIsAFailedConnectNotASession() throws {
         let server = try FakeIMAPServer(.byeGreeting)
         defer { server.shutdown() }
