@@ -42,7 +42,9 @@ target_port() {
 # start_target NAME: starts it (and what it stands in front of) with the peers' users and mail.
 start_target() {
     case $1 in
-        dovecot) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null ;;
+        # RESET_MAIL=1 starts Dovecot from empty Maildirs (stress runs append and move mail, so
+        # mailboxes grow from run to run; a benchmark that compares servers resets them first).
+        dovecot) PEER_RESET_MAIL=${RESET_MAIL:-0} "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null ;;
         nginx) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null && "$PEERS_DIR/start-nginx-mail.sh" >&2 </dev/null ;;
         imapproxy) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null && "$PEERS_DIR/start-imapproxy.sh" >&2 </dev/null ;;
         perdition) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null && "$PEERS_DIR/start-perdition.sh" >&2 </dev/null ;;
@@ -147,6 +149,11 @@ data["target"] = target
 data["commit"] = sh("git", "rev-parse", "HEAD")
 data["date"] = sh("date", "-u", "+%Y-%m-%dT%H:%M:%SZ")
 data["machine"] = {"host": platform.node(), "cpus": os.cpu_count(), "cpu": model, "kernel": platform.release()}
+try:
+    # Load average at the end of the run: these machines are shared, a high figure marks a disturbed run.
+    data["machine"]["loadavg"] = [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+except (OSError, ValueError):
+    pass
 try:
     before = json.load(open(os.path.join(run, "cpu-before.json")))
     after = json.load(open(os.path.join(run, "cpu-after.json")))

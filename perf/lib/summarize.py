@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """perf/lib/summarize.py: the summary table of perf/README.md, from perf/results/*/*.json.
 
-For each benchmark and target: the median commands/s of its runs (and sessions/s for churn), the
+For each benchmark and target, over the runs of the newest commit measured: the median commands/s (and sessions/s for churn), the
 median p99 latency, violations, server CPU per command when measured, the newest commit and date.
 With --update README.md it replaces the text between the summary markers in that file.
 """
@@ -24,9 +24,12 @@ def rows(results):
             continue
         groups.setdefault((data.get("bench", "?"), data.get("target", "?")), []).append(data)
     lines = ["| benchmark | target | runs | commands/s (median) | sessions/s | p99 ms | violations "
-             "| server CPU ms/command | commit | date |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for (bench, target), runs in sorted(groups.items()):
+             "| server CPU ms/command | load avg | commit | date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (bench, target), every in sorted(groups.items()):
+        # The newest commit's runs: older ones stay in perf/results/ as history.
+        newest_commit = max(every, key=lambda r: r.get("date", "")).get("commit")
+        runs = [r for r in every if r.get("commit") == newest_commit]
         rate = statistics.median(r["commands_per_s"] for r in runs)
         sessions = statistics.median(
             r["commands"].get("logout", {}).get("ok", 0) / max(r["elapsed_s"], 0.001) for r in runs)
@@ -35,8 +38,10 @@ def rows(results):
         cpu = [r["server_cpu_ms_per_command"].get(target) for r in runs if r.get("server_cpu_ms_per_command")]
         cpu_text = "%.3f" % statistics.median(cpu) if cpu else "-"
         newest = max(runs, key=lambda r: r.get("date", ""))
-        lines.append("| %s | %s | %d | %.0f | %.1f | %.2f | %d | %s | %s | %s |" % (
-            bench, target, len(runs), rate, sessions, p99, violations, cpu_text,
+        loads = [r["machine"]["loadavg"][0] for r in runs if r.get("machine", {}).get("loadavg")]
+        load_text = "%.1f" % max(loads) if loads else "-"
+        lines.append("| %s | %s | %d | %.0f | %.1f | %.2f | %d | %s | %s | %s | %s |" % (
+            bench, target, len(runs), rate, sessions, p99, violations, cpu_text, load_text,
             newest.get("commit", "")[:10], newest.get("date", "")))
     return "\n".join(lines)
 
