@@ -45,7 +45,8 @@ public struct LoadCommandMix: Sendable, Equatable {
     public private(set) var weights: [Int]
     private var cumulative: [Int] = []
 
-    /// imaptest-like default: mostly reads, some writes, occasional re-login.
+    /// imaptest-like default: mostly reads, some writes, occasional re-login. (The text is ours and
+    /// valid: `try!` can only fail if this line is edited wrongly, and the tests would show it.)
     public static let standard = try! LoadCommandMix(parsing:
         "noop=10,list=2,status=5,select=3,fetch-flags=20,fetch-headers=10,fetch-body=5,store=10,search=5,"
         + "copy=2,move=1,append=4,expunge=1,idle=1,logout=1,login=0")

@@ -113,6 +113,9 @@ run_load() {
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     json="$RUN_DIR/$bench-$target-$stamp.json"
     pidfile=$(target_pidfile "$target")
+    # A run stops with commands in flight: give the server a moment to finish them, so they do not
+    # land in the next run (where they would look like another client's changes).
+    sleep "${SETTLE_SECONDS:-2}"
     python3 "$PEERS_DIR/peer-cpu.py" snapshot "$target=$pidfile" > "$RUN_DIR/cpu-before.json" 2>/dev/null || true
     local started=$SECONDS
     "$APUS" load --host 127.0.0.1 --port "$port" --label "$target" --quiet --json "$json" "$@" >&2 || true
