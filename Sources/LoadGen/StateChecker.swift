@@ -1,0 +1,272 @@
+//===----------------------------------------------------------------------===//
+// Apus LoadGen: state tracking that catches a wrong server.
+//===----------------------------------------------------------------------===//
+
+import IMAPProtocol
+
+/// Something a correct server never does (RFC 9051 sections 2.3.1, 7.4, 7.5).
+public enum LoadViolationKind: Int, CaseIterable, Sendable {
+    /// A response names a sequence number beyond the EXISTS count this session was told.
+    case sequenceBeyondExists
+    /// A sequence number's UID changed without an EXPUNGE in between.
+    case uidChanged
+    /// UIDVALIDITY of a mailbox changed between SELECTs (or sessions) of the same user.
+    case uidValidityChanged
+    /// Flags differ from what this session stored (only checked where no other session shares the mailbox).
+    case flagsMismatch
+    /// RFC822.SIZE of a UID changed between fetches.
+    case sizeChanged
+    /// ENVELOPE of a UID changed between fetches.
+    case envelopeChanged
+    /// BODYSTRUCTURE of a UID changed between fetches.
+    case bodyStructureChanged
+    /// `* n EXPUNGE` for a sequence number this session does not know.
+    case expungeUnknownSequence
+    /// EXISTS shrank without EXPUNGE.
+    case existsShrank
+    /// A tagged response for a tag with no command in flight.
+    case unknownTag
+    /// A response the parser could not read.
+    case unparseableResponse
+
+    public var name: String {
+        switch self {
+        case .sequenceBeyondExists: "sequence-beyond-exists"
+        case .uidChanged: "uid-changed"
+        case .uidValidityChanged: "uidvalidity-changed"
+        case .flagsMismatch: "flags-mismatch"
+        case .sizeChanged: "size-changed"
+        case .envelopeChanged: "envelope-changed"
+        case .bodyStructureChanged: "bodystructure-changed"
+        case .expungeUnknownSequence: "expunge-unknown-sequence"
+        case .existsShrank: "exists-shrank"
+        case .unknownTag: "unknown-tag"
+        case .unparseableResponse: "unparseable-response"
+        }
+    }
+}
+
+/// Flags the generator stores and checks, as bits; flags outside this set are ignored.
+struct TrackedFlags: OptionSet, Equatable {
+    let rawValue: UInt16
+    static let seen = TrackedFlags(rawValue: 1 << 0)
+    static let flagged = TrackedFlags(rawValue: 1 << 1)
+    static let answered = TrackedFlags(rawValue: 1 << 2)
+    static let draft = TrackedFlags(rawValue: 1 << 3)
+    static let deleted = TrackedFlags(rawValue: 1 << 4)
+    static let keyword1 = TrackedFlags(rawValue: 1 << 5)
+    static let keyword2 = TrackedFlags(rawValue: 1 << 6)
+    static let keyword3 = TrackedFlags(rawValue: 1 << 7)
+
+    /// Wire names, in bit order.
+    static let names: [StaticString] = ["\\Seen", "\\Flagged", "\\Answered", "\\Draft", "\\Deleted",
+                                        "$LoadA", "$LoadB", "$LoadC"]
+    /// The flags a STORE draws from (never \Deleted: expunges are their own command).
+    static let storable: [TrackedFlags] = [.seen, .flagged, .answered, .draft, .keyword1, .keyword2, .keyword3]
+
+    init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    init(_ list: [[UInt8]]) {
+        var bits: UInt16 = 0
+        for flag in list {
+            for (bit, name) in TrackedFlags.names.enumerated() where equalsIgnoringCase(flag, name) {
+                bits |= 1 << UInt16(bit)
+            }
+        }
+        rawValue = bits
+    }
+
+    var description: String {
+        var parts: [String] = []
+        for (bit, name) in TrackedFlags.names.enumerated() where rawValue & (1 << UInt16(bit)) != 0 {
+            parts.append(name.description)
+        }
+        return "(" + parts.joined(separator: " ") + ")"
+    }
+}
+
+func equalsIgnoringCase(_ bytes: [UInt8], _ text: StaticString) -> Bool {
+    guard bytes.count == text.utf8CodeUnitCount else { return false }
+    let other = UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
+    for index in 0..<bytes.count where bytes[index] | 0x20 != other[index] | 0x20 { return false }
+    return true
+}
+
+/// What a session has been told about the mailbox it selected, checked against each new response.
+///
+/// Sans-IO: the session feeds it parsed responses and its own STOREs; it returns violations.
+struct MailboxChecker {
+    struct Violation {
+        var kind: LoadViolationKind
+        var detail: String
+    }
+
+    /// Facts about a UID that never change while UIDVALIDITY holds.
+    struct Immutable {
+        var size: UInt64?
+        var envelope: IMAPEnvelope?
+        var bodyStructure: IMAPBodyStructure?
+    }
+
+    /// UIDs by sequence number - 1; 0 while not yet learnt.
+    private(set) var uids: [UInt32] = []
+    private(set) var uidValidity: UInt32?
+    private var immutables: [UInt32: Immutable] = [:]
+    /// Flags by UID as last reported or stored; only used when `checksFlags`.
+    private var flags: [UInt32: TrackedFlags] = [:]
+    /// No other session uses this mailbox, so flags change only through our STOREs.
+    let checksFlags: Bool
+
+    init(checksFlags: Bool) { self.checksFlags = checksFlags }
+
+    var exists: Int { uids.count }
+
+    /// The UID at `sequence` (1-based), 0 if unknown or out of range.
+    func uid(at sequence: Int) -> UInt32 {
+        sequence >= 1 && sequence <= uids.count ? uids[sequence - 1] : 0
+    }
+
+    /// A SELECT starts: the mailbox view is rebuilt from its untagged responses.
+    mutating func beginSelect() {
+        uids.removeAll(keepingCapacity: true)
+    }
+
+    mutating func exists(_ count: UInt32) -> Violation? {
+        let count = Int(count)
+        if count < uids.count {
+            let violation = Violation(kind: .existsShrank,
+                                      detail: "* \(count) EXISTS after \(uids.count) without EXPUNGE")
+            uids.removeLast(uids.count - count)
+            return violation
+        }
+        if count > uids.count { uids.append(contentsOf: repeatElement(0, count: count - uids.count)) }
+        return nil
+    }
+
+    mutating func expunge(_ sequence: UInt32) -> Violation? {
+        let sequence = Int(sequence)
+        guard sequence >= 1, sequence <= uids.count else {
+            return Violation(kind: .expungeUnknownSequence, detail: "* \(sequence) EXPUNGE with \(uids.count) messages")
+        }
+        let uid = uids.remove(at: sequence - 1)
+        if uid != 0 { flags.removeValue(forKey: uid) }
+        return nil
+    }
+
+    /// UIDVALIDITY from SELECT; `known` is what this user's mailbox had before (other sessions).
+    mutating func uidValidity(_ value: UInt32, known: UInt32?) -> Violation? {
+        defer { uidValidity = value }
+        let previous = uidValidity ?? known
+        if let previous, previous != value {
+            immutables.removeAll()
+            flags.removeAll()
+            return Violation(kind: .uidValidityChanged, detail: "UIDVALIDITY \(previous) became \(value)")
+        }
+        return nil
+    }
+
+    /// Sequence numbers in a SEARCH result.
+    func searchResult(_ numbers: [UInt32], uid: Bool) -> Violation? {
+        guard !uid, let beyond = numbers.first(where: { Int($0) > uids.count }) else { return nil }
+        return Violation(kind: .sequenceBeyondExists, detail: "SEARCH returned \(beyond) with \(uids.count) messages")
+    }
+
+    /// `* n FETCH (...)`: checks and learns. `stored` is the flag change this FETCH answers, if any.
+    /// `flagsMayChange`: a STORE this session cannot attribute to a UID is in flight.
+    mutating func fetch(_ sequence: UInt32, _ items: [IMAPFetchItem], stored: StoreExpectation?,
+                        flagsMayChange: Bool = false, into violations: inout [Violation]) {
+        let sequence = Int(sequence)
+        guard sequence >= 1, sequence <= uids.count else {
+            violations.append(Violation(kind: .sequenceBeyondExists,
+                                        detail: "* \(sequence) FETCH with \(uids.count) messages"))
+            return
+        }
+        var uid = uids[sequence - 1]
+        for item in items {
+            guard case .uid(let reported) = item else { continue }
+            if uid != 0 && uid != reported {
+                violations.append(Violation(kind: .uidChanged,
+                                            detail: "sequence \(sequence) was UID \(uid), now UID \(reported)"))
+            }
+            uids[sequence - 1] = reported
+            uid = reported
+        }
+        guard uid != 0 else { return }
+        for item in items {
+            switch item {
+            case .rfc822Size(let size):
+                if let known = immutables[uid]?.size, known != size {
+                    violations.append(Violation(kind: .sizeChanged, detail: "UID \(uid) size \(known) became \(size)"))
+                }
+                immutables[uid, default: Immutable()].size = size
+            case .envelope(let envelope):
+                if let known = immutables[uid]?.envelope, known != envelope {
+                    violations.append(Violation(kind: .envelopeChanged, detail: "UID \(uid) envelope changed"))
+                }
+                immutables[uid, default: Immutable()].envelope = envelope
+            case .bodyStructure(let structure, _):
+                if let known = immutables[uid]?.bodyStructure, known != structure {
+                    violations.append(Violation(kind: .bodyStructureChanged,
+                                                detail: "UID \(uid) body structure changed"))
+                }
+                immutables[uid, default: Immutable()].bodyStructure = structure
+            case .flags(let list):
+                let reported = TrackedFlags(list)
+                if checksFlags, let stored, stored.uid == uid {
+                    if !stored.isSatisfied(by: reported) {
+                        violations.append(Violation(kind: .flagsMismatch,
+                            detail: "UID \(uid) STORE \(stored.describe) answered FLAGS \(reported.description)"))
+                    }
+                } else if checksFlags, !flagsMayChange, let known = flags[uid], known != reported {
+                    violations.append(Violation(kind: .flagsMismatch,
+                        detail: "UID \(uid) had FLAGS \(known.description), now \(reported.description)"))
+                }
+                if checksFlags { flags[uid] = reported }
+            default:
+                break
+            }
+        }
+    }
+
+    /// Flags changed where this session cannot tell which UID: nothing known about flags holds any more.
+    mutating func forgetFlags() { flags.removeAll(keepingCapacity: true) }
+
+    /// A STORE completed OK: with `.SILENT` absent the server reported the flags already.
+    mutating func storeCompleted(_ expectation: StoreExpectation, answered: Bool) {
+        guard checksFlags, !answered, var known = flags[expectation.uid] else { return }
+        known = expectation.apply(to: known)
+        flags[expectation.uid] = known
+    }
+}
+
+/// A flag change this session asked for on one UID, to check the server's FETCH answer against.
+struct StoreExpectation {
+    enum Action { case add, remove, replace }
+    var uid: UInt32
+    var action: Action
+    var flags: TrackedFlags
+
+    func isSatisfied(by reported: TrackedFlags) -> Bool {
+        switch action {
+        case .add: reported.isSuperset(of: flags)
+        case .remove: reported.isDisjoint(with: flags)
+        case .replace: reported == flags
+        }
+    }
+
+    func apply(to known: TrackedFlags) -> TrackedFlags {
+        switch action {
+        case .add: known.union(flags)
+        case .remove: known.subtracting(flags)
+        case .replace: flags
+        }
+    }
+
+    var describe: String {
+        switch action {
+        case .add: "+FLAGS " + flags.description
+        case .remove: "-FLAGS " + flags.description
+        case .replace: "FLAGS " + flags.description
+        }
+    }
+}
