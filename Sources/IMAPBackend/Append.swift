@@ -11,10 +11,12 @@ import MailStore
 final class AppendState {
     let tag: [UInt8]
     let mailbox: Mailbox
+    /// The message being received.
     var writer: AppendWriter?
     var flags: ParsedFlags
     var internalDate: Int64?
-    var staged: [AppendRequest] = []
+    /// Messages fully received, waiting for the end of the command.
+    var received: [(writer: AppendWriter, flags: ParsedFlags, internalDate: Int64?)] = []
     /// The first failure (message too large, disk error): reported once the literal is read.
     var failure: StoreError?
 
@@ -25,27 +27,44 @@ final class AppendState {
         self.internalDate = internalDate
     }
 
-    /// Finishes the message being written and queues it.
-    func finishMessage() {
+    /// The message being received is complete.
+    func closeMessage() {
         guard let writer else { return }
         self.writer = nil
-        guard failure == nil else {
+        if failure == nil {
+            received.append((writer, flags, internalDate))
+        } else {
             writer.cancel()
-            return
-        }
-        do {
-            let message = try writer.finish(internalDate: internalDate)
-            staged.append(AppendRequest(message: message, flags: flags.system, keywords: flags.keywords))
-        } catch {
-            failure = error
         }
     }
 
     func discard() {
         writer?.cancel()
         writer = nil
-        for request in staged { request.message.discard() }
-        staged = []
+        for message in received { message.writer.cancel() }
+        received = []
+    }
+}
+
+/// The received messages' writers, handed to a worker to finish (flush, analyse, name) off the loop.
+/// `@unchecked Sendable`: the session gives them up while the worker runs and does not touch them.
+private final class FinishJob: @unchecked Sendable {
+    let writers: [(AppendWriter, Int64?)]
+
+    init(_ writers: [(AppendWriter, Int64?)]) { self.writers = writers }
+
+    func run() -> Result<[StagedMessage], StoreError> {
+        var staged: [StagedMessage] = []
+        for (index, (writer, date)) in writers.enumerated() {
+            do {
+                staged.append(try writer.finish(internalDate: date))
+            } catch {
+                for (rest, _) in writers[(index + 1)...] { rest.cancel() }
+                for message in staged { message.discard() }
+                return .failure(error)
+            }
+        }
+        return .success(staged)
     }
 }
 
@@ -62,7 +81,7 @@ extension IMAPSession {
         }
         switch parser.parseAppendNext(frame) {
         case .success(.message(let message)):
-            append.finishMessage()
+            append.closeMessage()
             guard let flags = ParsedFlags(message.flags) else {
                 rejectAppend(append.tag, .bad, "Invalid flag in APPEND")
                 return
@@ -170,31 +189,48 @@ extension IMAPSession {
             finish(append.tag, .bad, "Invalid APPEND end")
             return
         }
-        append.finishMessage()
+        append.closeMessage()
         if let failure = append.failure {
             append.discard()
             fail(append.tag, failure)
             return
         }
         guard let user, let transport else { return }
-        let commit: PendingCommit
-        do {
-            commit = try append.mailbox.prepareAppend(append.staged)
-        } catch {
-            append.discard()
-            fail(append.tag, error)
-            return
-        }
+        // Finishing runs the MIME analysis over each message: on a worker, not on the loop.
+        let job = FinishJob(append.received.map { ($0.writer, $0.internalDate) })
+        let flags = append.received.map(\.flags)
+        append.received = []
         suspend()
-        user.commit(commit, in: append.mailbox, transport: transport) { [self] error in
-            if let error {
+        transport.runBlocking({ job.run() }) { [self] result in
+            let staged: [StagedMessage]
+            switch result {
+            case .failure(let error):
                 fail(append.tag, error)
-            } else {
-                let uids = IMAPSession.sequenceSetText(commit.assignedUIDs)
-                finish(append.tag, .ok, code: .appendUID(uidValidity: commit.uidValidity, uids: uids),
-                       "APPEND completed")
+                resume()
+                return
+            case .success(let messages):
+                staged = messages
             }
-            resume()
+            let requests = zip(staged, flags).map { AppendRequest(message: $0, flags: $1.system, keywords: $1.keywords) }
+            let commit: PendingCommit
+            do throws(StoreError) {
+                commit = try append.mailbox.prepareAppend(requests)
+            } catch {
+                for message in staged { message.discard() }
+                fail(append.tag, error)
+                resume()
+                return
+            }
+            user.commit(commit, in: append.mailbox, transport: transport) { [self] error in
+                if let error {
+                    fail(append.tag, error)
+                } else {
+                    let uids = IMAPSession.sequenceSetText(commit.assignedUIDs)
+                    finish(append.tag, .ok, code: .appendUID(uidValidity: commit.uidValidity, uids: uids),
+                           "APPEND completed")
+                }
+                resume()
+            }
         }
     }
 }
