@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "IMAPBackend", targets: ["IMAPBackend"]),
         .library(name: "IMAPFrontend", targets: ["IMAPFrontend"]),
         .library(name: "LoadGen", targets: ["LoadGen"]),
+        .library(name: "Telemetry", targets: ["Telemetry"]),
     ],
     targets: [
         // MARK: - C

@@ -4,9 +4,7 @@ import IMAPProtocol
 import MailStore
 import Reactor
 import Synchronization
-// BackendServer's initializer takes Telemetry's Logger and MetricsRegistry; Telemetry is not a
-// product of the package, so users outside it (perf/) get it through this module.
-@_exported import Telemetry
+import Telemetry
 
 /// Errors a user can act on when the back end cannot start.
 public enum BackendError: Error, CustomStringConvertible, Sendable {
