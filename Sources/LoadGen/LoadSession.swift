@@ -118,12 +118,14 @@ final class LoadSession: ConnectionHandler {
     }
 
     func connectionActive(_ connection: Connection) {
-        if phase == .tlsHandshake {
-            phase = .login
-            sendLogin()
-            return
-        }
         phase = .greeting
+    }
+
+    /// STARTTLS is done: log in over the protected connection.
+    func connectionTLSEstablished(_ connection: Connection) {
+        guard phase == .tlsHandshake else { return }
+        phase = .login
+        sendLogin()
     }
 
     func connectionClosed(_ connection: Connection, reason: CloseReason) {

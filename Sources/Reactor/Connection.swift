@@ -285,6 +285,8 @@ public final class Connection {
     }
     /// Set by startTLS inside connectionRead: what the handler did not consume is dropped.
     var discardInputThisCall = false
+    /// The handler heard connectionActive: a later handshake is a STARTTLS upgrade.
+    var announcedActive = false
 
     /// Moves this connection, TLS state and buffered bytes included, to another loop once the
     /// current callback returns. The handler hears `connectionMoved` on the new loop.
@@ -661,7 +663,12 @@ public final class Connection {
         state = .active
         readable = true
         handshakeDeadline = nil
-        handler?.connectionActive(self)
+        if announcedActive {
+            handler?.connectionTLSEstablished(self)
+        } else {
+            announcedActive = true
+            handler?.connectionActive(self)
+        }
         if state == .active {
             if queuedOutputBytes > 0 { loop.scheduleFlush(self) }
             loop.markReady(self)

@@ -30,8 +30,13 @@ public enum CloseReason: Equatable, Sendable {
 /// any ``Connection`` method from inside a callback, including `close` and `transfer`.
 public protocol ConnectionHandler: AnyObject {
     /// The connection carries application bytes: after accept (plain), after the TLS
-    /// handshake (TLS), or after an outbound connect (and its handshake).
+    /// handshake (implicit TLS), or after an outbound connect (and its handshake). Called once
+    /// per connection: a later STARTTLS upgrade is ``connectionTLSEstablished(_:)``.
     func connectionActive(_ connection: Connection)
+
+    /// A ``Connection/startTLS(context:serverName:session:)`` upgrade finished its handshake: the
+    /// bytes from now on are protected (a client sends its command again, a session records it).
+    func connectionTLSEstablished(_ connection: Connection)
 
     /// Bytes arrived. Return how many were consumed; the rest is offered again, with what
     /// arrives next, and at once after ``Connection/resumeReading()``. The bytes are valid only
@@ -60,6 +65,7 @@ public protocol ConnectionHandler: AnyObject {
 
 extension ConnectionHandler {
     public func connectionActive(_ connection: Connection) {}
+    public func connectionTLSEstablished(_ connection: Connection) {}
     public func connectionReadEOF(_ connection: Connection) { connection.close(.afterFlush) }
     public func connectionWritable(_ connection: Connection) {}
     public func connectionIdleTimeout(_ connection: Connection) { connection.close(.immediately) }

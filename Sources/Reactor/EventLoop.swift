@@ -396,6 +396,7 @@ public final class EventLoop {
         if let tls {
             connection.beginTLS(context: tls, isServer: isServer, serverName: nil, session: nil)
         } else {
+            connection.announcedActive = true
             handler.connectionActive(connection)
             if connection.state == .active { markReady(connection) }
         }
@@ -457,6 +458,7 @@ public final class EventLoop {
             if let tls = listener.spec.tls {
                 connection.beginTLS(context: tls.current, isServer: true, serverName: nil, session: nil)
             } else {
+                connection.announcedActive = true
                 connection.handler?.connectionActive(connection)
             }
         }

@@ -58,6 +58,8 @@ struct TLSTests {
             assert 'LOGINDISABLED' in m.capabilities, m.capabilities
             m.starttls(ssl_context=context)
             assert 'AUTH=PLAIN' in m.capabilities and 'LOGINDISABLED' not in m.capabilities, m.capabilities
+            # No second greeting after the handshake (it would arrive as an untagged OK).
+            assert not m.untagged_responses.get('OK'), m.untagged_responses
             typ, data = m.login('alice', 'pw-alice')
             assert typ == 'OK', data
             typ, data = m.select('INBOX')
@@ -89,6 +91,8 @@ struct TLSTests {
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("imaplib ok"))
         #expect(backend.events.violations.isEmpty)
+        // Every session, STARTTLS ones included, is counted once and released once.
+        #expect(harness.waitFor { harness.server.sessionCount == 0 }, "sessions left: \(harness.server.sessionCount)")
     }
 
     @Test func tlsHopWithCertificateCheckAndSessionResumption() throws {

@@ -166,12 +166,17 @@ final class FrontendHarness {
 
     /// Waits (bounded) until the status of back end `index` satisfies `condition`.
     func waitForPool(_ index: Int, timeout: Duration = .seconds(10), _ condition: (BackendPoolStatus) -> Bool) -> Bool {
+        waitFor(timeout: timeout) { condition(server.poolStatus()[index]) }
+    }
+
+    /// Waits (bounded) until `condition` holds.
+    func waitFor(timeout: Duration = .seconds(10), _ condition: () -> Bool) -> Bool {
         let deadline = ContinuousClock.now + timeout
         let pause = Semaphore()
         while ContinuousClock.now < deadline {
-            if condition(server.poolStatus()[index]) { return true }
+            if condition() { return true }
             _ = pause.wait(timeout: .milliseconds(2))  // nothing posts it: a bounded pause between looks
         }
-        return condition(server.poolStatus()[index])
+        return condition()
     }
 }
