@@ -501,6 +501,10 @@ public final class EventLoop {
             guard connection.state == .active, connection.loop === self, let target = connection.pendingTransfer else {
                 continue
             }
+            // Once handed over it belongs to another thread: nothing here may touch it again (a
+            // resumeReading after transfer in the same callback would have put it on the ready list).
+            if connection.inReadyList { readyList.removeAll { $0 === connection } }
+            if connection.inFlushList { flushList.removeAll { $0 === connection } }
             unregister(connection)
             let parcel = ConnectionInTransit(connection: connection)
             target.execute { loop in loop.receive(parcel.connection) }
