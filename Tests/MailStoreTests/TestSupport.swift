@@ -54,11 +54,31 @@ func storedBytes(of uid: UInt32, in mailbox: Mailbox) throws -> [UInt8] {
 }
 
 /// File names in a directory below the data directory (relative path of plain components).
+/// The files in a directory, Maildir names in delivery order (`<seconds>.M<microseconds>P<pid>Q<n>`
+/// compared as numbers: as text, M15655 would sort before M7815), anything else after them by name.
 func fileNames(in path: String) -> [String] {
     let fd = open(path, O_RDONLY | O_DIRECTORY)
     guard fd >= 0 else { return [] }
     defer { close(fd) }
-    return ((try? Directory.entries(of: fd)) ?? []).sorted()
+    return ((try? Directory.entries(of: fd)) ?? []).sorted { a, b in
+        switch (deliveryOrder(a), deliveryOrder(b)) {
+        case let (x?, y?) where x != y: return x.lexicographicallyPrecedes(y)
+        case (_?, nil): return true
+        case (nil, _?): return false
+        default: return a < b
+        }
+    }
+}
+
+/// [seconds, microseconds, delivery counter] of a Maildir file name, when it has them.
+func deliveryOrder(_ name: String) -> [Int]? {
+    let parts = name.split(separator: ".", maxSplits: 2)
+    guard parts.count >= 2, let seconds = Int(parts[0]), parts[1].first == "M" else { return nil }
+    func number(after marker: Character) -> Int {
+        guard let start = parts[1].firstIndex(of: marker) else { return 0 }
+        return Int(parts[1][parts[1].index(after: start)...].prefix { $0.isNumber }) ?? 0
+    }
+    return [seconds, number(after: "M"), number(after: "Q")]
 }
 
 /// Writes a file at an absolute test path (setting up foreign Maildirs).
