@@ -62,8 +62,7 @@ public final class BackendServer: Sendable {
 
     /// Opens the listeners on `group`; returns the bound addresses (ports resolved when 0 was asked).
     public func start(on group: EventLoopGroup) throws -> [SocketAddress] {
-        // OpenSSL writes with write(2): a client gone mid-response must give EPIPE, not kill the process.
-        signal(SIGPIPE, SIG_IGN)
+        // SIGPIPE is ignored by the EventLoopGroup: a client gone mid-response gives EPIPE.
         let context = BackendContext(configuration: configuration, store: store, logger: logger, metrics: metrics,
                                      loopHandles: group.loops)
         self.context.withLock { $0 = context }

@@ -181,6 +181,28 @@ struct ReactorSocketTests {
         #expect(error.errno == ECONNREFUSED)
     }
 
+    /// Writing to a peer that has gone gives EPIPE on that connection; it must not raise SIGPIPE
+    /// and end the process (this suite runs in a process of its own, where nothing else ignores it).
+    @Test func writingToAPeerThatHasGoneClosesTheConnectionNotTheProcess() throws {
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .zero) }
+        let reason = Shared<CloseReason?>(nil)
+        let done = Countdown(1)
+        group.loops[0].execute { loop in
+            let pair = socketPair()
+            close(pair.peer)
+            let connection = loop.adopt(descriptor: pair.local, peer: SocketAddress(host: "pair", port: 1),
+                                        handler: RecordClose(reason, done))
+            connection?.write(patternBytes(count: 1 << 20))
+        }
+        #expect(done.wait())
+        guard case .ioError(let error)? = reason.value else {
+            Issue.record("expected an I/O error, got \(String(describing: reason.value))")
+            return
+        }
+        #expect(error.errno == EPIPE || error.errno == ECONNRESET)
+    }
+
     @Test func blockingWorkRunsOffTheLoopAndCompletesOnIt() throws {
         let group = try EventLoopGroup(loopCount: 1, workerCount: 2)
         defer { group.shutdown(gracePeriod: .zero) }
