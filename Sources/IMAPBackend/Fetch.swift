@@ -49,6 +49,17 @@ final class FetchJob {
 }
 
 extension IMAPSession {
+    /// `BODY[1.2]<0> ` or `BINARY[1]<0> `: a body item's name, with its origin when partial.
+    private func writeItemName(_ label: [UInt8], partial: IMAPPartial?) {
+        out.write(contentsOf: label)
+        if let partial {
+            out.write(byte: UInt8(ascii: "<"))
+            out.write(number: partial.offset)
+            out.write(byte: UInt8(ascii: ">"))
+        }
+        out.write(byte: 0x20)
+    }
+
     /// `C: a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])`
     func fetch(tag: IMAPBytes, set: IMAPSequenceSet, attributes: IMAPFetchAttributeList, uid: Bool) {
         guard let selected else { return }
@@ -163,23 +174,11 @@ extension IMAPSession {
                 if bytes.isEmpty { bytes = Array("NIL".utf8) }
                 out.write(contentsOf: bytes)
             case .section(let label, let section, let partial, _):
-                out.write(contentsOf: label)
-                if let partial {
-                    out.write(byte: UInt8(ascii: "<"))
-                    out.write(number: partial.offset)
-                    out.write(byte: UInt8(ascii: ">"))
-                }
-                out.write(byte: 0x20)
+                writeItemName(label, partial: partial)
                 writeSection(section, partial: partial, uid: uid, info: info, mailbox: mailbox,
                              structure: &structure, content: &content)
             case .binary(let label, let part, let partial, _):
-                out.write(contentsOf: label)
-                if let partial {
-                    out.write(byte: UInt8(ascii: "<"))
-                    out.write(number: partial.offset)
-                    out.write(byte: UInt8(ascii: ">"))
-                }
-                out.write(byte: 0x20)
+                writeItemName(label, partial: partial)
                 if content == nil { content = MessageContent(uid: uid, mailbox: mailbox) }
                 if structure == nil { structure = loadStructure(uid, mailbox, &content) }
                 let decoded = content.flatMap { content in

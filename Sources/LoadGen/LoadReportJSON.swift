@@ -2,6 +2,7 @@
 // Apus LoadGen: the report as JSON (`--json FILE`), written by hand (no Foundation).
 //===----------------------------------------------------------------------===//
 
+import Telemetry
 import Glibc
 
 /// ```json
@@ -77,27 +78,8 @@ enum LoadReportJSON {
         return object
     }
 
-    /// A JSON string literal (RFC 8259 section 7).
-    static func quoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result + "\""
-    }
+    /// A JSON string literal (shared with the services' JSON).
+    static func quoted(_ text: String) -> String { JSONText.quoted(text) }
 }
 
 /// Writes `text` to `path` (replacing it); nil on success, else the reason.

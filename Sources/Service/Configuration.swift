@@ -179,6 +179,12 @@ public struct ApusConfiguration: Sendable {
     }
 
     /// Reads `path`; a missing file gives the defaults when `mayBeMissing` (the default path).
+    /// The configuration `--config` or APUS_CONFIG named (which must exist), or else the default
+    /// file if there is one, or else the defaults.
+    public static func load(commandLinePath: String?) throws(ConfigurationError) -> ApusConfiguration {
+        try load(path: commandLinePath ?? defaultPath, mayBeMissing: commandLinePath == nil)
+    }
+
     public static func load(path: String, mayBeMissing: Bool = false) throws(ConfigurationError) -> ApusConfiguration {
         if mayBeMissing, access(path, F_OK) != 0, errno == ENOENT { return defaults(baseDirectory: currentDirectory()) }
         return try ApusConfiguration(file: try ConfigurationFile.read(path: path))

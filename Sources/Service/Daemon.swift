@@ -33,9 +33,7 @@ enum Daemon {
 
         let configuration: ApusConfiguration
         do throws(ConfigurationError) {
-            configuration = try ApusConfiguration.load(
-                path: configurationPath ?? ApusConfiguration.defaultPath,
-                mayBeMissing: configurationPath == nil)
+            configuration = try ApusConfiguration.load(commandLinePath: configurationPath)
         } catch {
             return fail("configuration error: \(error)")
         }

@@ -2,6 +2,8 @@
 // Apus Service: the small JSON the status paths write and `apus status` reads (RFC 8259).
 //===----------------------------------------------------------------------===//
 
+import Telemetry
+
 /// A JSON value: enough for status documents (no Foundation).
 public enum JSONValue: Equatable, Sendable {
     case null
@@ -55,23 +57,7 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
-    static func quote(_ value: String) -> String {
-        var text = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        return text + "\""
-    }
+    static func quote(_ value: String) -> String { JSONText.quoted(value) }
 
     /// Parses `text`; nil for anything that is not one JSON value (depth at most 64).
     public static func parse(_ text: String) -> JSONValue? {

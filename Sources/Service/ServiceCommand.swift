@@ -38,9 +38,7 @@ public enum ServiceCommand {
         case "start", "stop", "restart", "reload", "status":
             let configuration: ApusConfiguration
             do throws(ConfigurationError) {
-                configuration = try ApusConfiguration.load(
-                    path: configurationPath ?? ApusConfiguration.defaultPath,
-                    mayBeMissing: configurationPath == nil)
+                configuration = try ApusConfiguration.load(commandLinePath: configurationPath)
             } catch {
                 printError("apus: configuration error: \(error)")
                 return 1

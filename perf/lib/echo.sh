@@ -1,4 +1,6 @@
 # Helpers for the reactor benchmarks (reactor-echo, reactor-idle): build, free ports, servers (source it).
+# median and the rest of the harness's helpers
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 perf_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 repo_root=$(cd "$perf_root/.." && pwd)
 c_bin="$perf_root/.build/c"
@@ -52,8 +54,6 @@ cleanup_servers() {
 }
 trap cleanup_servers EXIT
 
-# median of the numbers given as arguments
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ratio A B with two decimals
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
