@@ -117,6 +117,22 @@ int cshim_listen_tcp(const char *host, uint16_t port, int backlog, int reuse_por
     return fd;
 }
 
+int cshim_probe_tcp_address(const char *host, uint16_t port) {
+    struct sockaddr_storage ss;
+    socklen_t len = parse_address(host, port, &ss);
+    if (len == 0) return -EINVAL;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    int result = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0) {
+        result = -errno;
+    }
+    close(fd);
+    return result;
+}
+
 int cshim_accept(int listen_fd, cshim_address *peer) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;

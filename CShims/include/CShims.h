@@ -102,6 +102,12 @@ typedef struct cshim_address {
 /// sockaddr juggling that Swift makes verbose.
 int cshim_listen_tcp(const char *host, uint16_t port, int backlog, int reuse_port);
 
+/// Binds (and closes) a TCP socket on `host`:`port` with SO_REUSEADDR but without SO_REUSEPORT,
+/// and returns 0 if the address is free or -errno (-EADDRINUSE when any socket listens there).
+/// Why: SO_REUSEPORT listeners of the same user silently share a port, so a second server on a
+/// busy port would not fail; SO_REUSEADDR keeps a stopped server's TIME_WAIT from blocking it.
+int cshim_probe_tcp_address(const char *host, uint16_t port);
+
 /// accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) filling `peer` (may be NULL). Returns the fd or -errno.
 /// Why: accept4 is a GNU extension that Swift's Glibc module does not export.
 int cshim_accept(int listen_fd, cshim_address *peer);

@@ -61,15 +61,27 @@ public final class EventLoopGroup: Sendable {
     /// Opens one listener per loop on `spec.host`:`spec.port` with SO_REUSEPORT and returns
     /// the port (the chosen one when `spec.port` is 0). Sockets are listening when this
     /// returns, so clients may connect at once.
+    ///
+    /// A port any other socket listens on fails with `EADDRINUSE` (call `listen on ADDRESS`),
+    /// even another process's SO_REUSEPORT listener, which the kernel would otherwise let the
+    /// new listeners share silently.
     @discardableResult
     public func listen(_ spec: ListenerSpec) throws(IOError) -> UInt16 {
         var port = spec.port
+        if port != 0 {
+            // Probed without SO_REUSEPORT first. A narrow race remains (another server binding
+            // between the probe and our bind), which only two servers starting at once can hit.
+            let probe = cshim_probe_tcp_address(spec.host, port)
+            guard probe == 0 else {
+                throw IOError(errno: -probe, call: Self.listenCall(SocketAddress(host: spec.host, port: port)))
+            }
+        }
         var descriptors: [Int32] = []
         for _ in loops {
             let result = cshim_listen_tcp(spec.host, port, spec.backlog, 1)
             guard result >= 0 else {
                 for descriptor in descriptors { Glibc.close(descriptor) }
-                throw IOError(errno: -result, call: "listen on \(SocketAddress(host: spec.host, port: port))")
+                throw IOError(errno: -result, call: Self.listenCall(SocketAddress(host: spec.host, port: port)))
             }
             if port == 0 {
                 var address = cshim_address()
@@ -87,6 +99,15 @@ public final class EventLoopGroup: Sendable {
         return port
     }
 
+    /// The `call` of a listener's ``IOError``: `listen on 0.0.0.0:1143`.
+    public static func listenCall(_ address: SocketAddress) -> String { "listen on \(address)" }
+
+    /// The address in a listener's ``IOError`` (see ``listenCall(_:)``), nil for other errors.
+    public static func listenAddress(of error: IOError) -> String? {
+        let prefix = "listen on "
+        return error.call.hasPrefix(prefix) ? String(error.call.dropFirst(prefix.count)) : nil
+    }
+
     /// Shuts every loop down gracefully (see ``EventLoop/beginShutdown(gracePeriod:)``), then
     /// the workers, and returns when all threads have ended. Never call it from a loop thread.
     public func shutdown(gracePeriod: Duration = .seconds(5)) {
@@ -100,3 +121,4 @@ public final class EventLoopGroup: Sendable {
         workers.shutdown()
     }
 }
+

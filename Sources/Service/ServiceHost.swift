@@ -164,7 +164,9 @@ final class ServiceHost: Sendable {
     /// A listener failure in an administrator's words.
     static func explain(_ error: IOError) -> String {
         switch error.errno {
-        case EADDRINUSE: "\(error.call): address already in use (another server has the port)"
+        case EADDRINUSE:
+            EventLoopGroup.listenAddress(of: error).map { "address \($0) is in use" }
+                ?? "\(error.call): address already in use"
         case EACCES: "\(error.call): permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
         case EADDRNOTAVAIL: "\(error.call): no such local address on this host"
         default: error.description

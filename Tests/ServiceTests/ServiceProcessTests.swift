@@ -224,7 +224,41 @@ struct ServiceProcessTests {
         let port = UInt16(bigEndian: address.sin_port)
         let fixture = ServiceFixture(imap4be: "listen = 127.0.0.1:\(port)")
         defer { fixture.cleanUp() }
-        expectStartFails(fixture, naming: "listen on 127.0.0.1:\(port): address already in use")
+        expectStartFails(fixture, naming: "imap4be could not start: address 127.0.0.1:\(port) is in use")
+        expectRunFails(fixture, naming: "apus: imap4be could not start: address 127.0.0.1:\(port) is in use")
+    }
+
+    /// Another apus on the port: its listeners use SO_REUSEPORT, which the kernel would let a
+    /// second server of the same user share silently.
+    @Test func startOnAPortAnotherApusServesFails() throws {
+        let first = ServiceFixture()
+        defer { first.cleanUp() }
+        #expect(first.apus("start", "imap4be").status == 0)
+        let port = try #require(first.port(.imap4be))
+        let second = ServiceFixture(imap4be: "listen = 127.0.0.1:\(port)")
+        defer { second.cleanUp() }
+        expectStartFails(second, naming: "imap4be could not start: address 127.0.0.1:\(port) is in use")
+        expectRunFails(second, naming: "apus: imap4be could not start: address 127.0.0.1:\(port) is in use")
+        // The first one still serves its port alone.
+        let client = try #require(LineClient(port: port))
+        #expect(client.readLine()?.hasPrefix("* OK ") == true)
+        #expect(first.status(.imap4be)["sessions"]?.intValue == 1)
+    }
+
+    /// Runs `apus run` and checks it exits non-zero saying `cause` on standard error.
+    func expectRunFails(
+        _ fixture: ServiceFixture, naming cause: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        do {
+            let run = try ForegroundRun(fixture: fixture)
+            defer { run.end() }
+            #expect(run.wait() == 1, sourceLocation: sourceLocation)
+            let errors = readFile(fixture.directory.path + "/run-output/stderr")
+            #expect(errors.contains(cause), "\(errors)", sourceLocation: sourceLocation)
+            #expect(!fileExists(fixture.pidFile(.imap4be)), sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("apus run: \(error)", sourceLocation: sourceLocation)
+        }
     }
 
     @Test func startWithABadCertificateFails() throws {

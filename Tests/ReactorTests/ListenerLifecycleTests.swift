@@ -1,0 +1,85 @@
+//===----------------------------------------------------------------------===//
+// Apus Reactor tests: a busy port fails to listen.
+//===----------------------------------------------------------------------===//
+
+import Glibc
+import Synchronization
+import Testing
+@testable import Reactor
+
+/// In the serialized socket suite (a process of its own, see ReactorIsolationTests): these tests
+/// open sockets, and the port checks must not meet another suite's listeners.
+extension ReactorSocketTests {
+    /// A plain listening socket on 127.0.0.1 (no SO_REUSEPORT), as another server would hold.
+    static func plainLoopbackListener() throws -> (descriptor: Int32, port: UInt16) {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 && listen(descriptor, 4) == 0
+                    && getsockname(descriptor, pointer, &length) == 0
+            }
+        }
+        try #require(bound)
+        return (descriptor, UInt16(bigEndian: address.sin_port))
+    }
+
+    /// An echo listener serves `port`.
+    static func expectEchoes(on port: UInt16, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let client = try BlockingClient(port: port)
+        defer { client.close() }
+        client.send("ping")
+        #expect(client.read(count: 4) == Array("ping".utf8), sourceLocation: sourceLocation)
+    }
+
+    @Test func aPortHeldByAPlainSocketIsInUse() throws {
+        let held = try Self.plainLoopbackListener()
+        defer { close(held.descriptor) }
+        let group = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        let error = #expect(throws: IOError.self) {
+            try group.listen(ListenerSpec(host: "127.0.0.1", port: held.port) { _ in EchoHandler() })
+        }
+        #expect(error?.errno == EADDRINUSE)
+        #expect(error.flatMap(EventLoopGroup.listenAddress(of:)) == "127.0.0.1:\(held.port)")
+    }
+
+    /// Two groups stand for two processes of the same user: SO_REUSEPORT alone would let the
+    /// second share the first one's port silently.
+    @Test func aPortHeldByAnotherReusePortGroupIsInUse() throws {
+        let first = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { first.shutdown(gracePeriod: .seconds(1)) }
+        let port = try first.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in EchoHandler() })
+        let second = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { second.shutdown(gracePeriod: .seconds(1)) }
+        let error = #expect(throws: IOError.self) {
+            try second.listen(ListenerSpec(host: "127.0.0.1", port: port) { _ in EchoHandler() })
+        }
+        #expect(error?.errno == EADDRINUSE)
+        // The first group still serves the port.
+        try Self.expectEchoes(on: port)
+    }
+
+    /// A stopped server's connections linger in TIME_WAIT on its port; a restart must not be refused.
+    @Test func aPortInTimeWaitCanBeListenedOnAgain() throws {
+        let first = try EventLoopGroup(loopCount: 1, workerCount: 1)
+        let port = try first.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in CloseAtOnce() })
+        let client = try BlockingClient(port: port)
+        // The server closes first, so its side of the connection enters TIME_WAIT.
+        #expect(client.readUntilClosed(timeout: .seconds(10)).closed)
+        client.close()
+        first.shutdown(gracePeriod: .seconds(1))
+        let second = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { second.shutdown(gracePeriod: .seconds(1)) }
+        #expect(try second.listen(ListenerSpec(host: "127.0.0.1", port: port) { _ in EchoHandler() }) == port)
+    }
+}
+
+/// Closes each connection as soon as it is accepted.
+final class CloseAtOnce: ConnectionHandler {
+    func connectionActive(_ connection: Connection) { connection.close(.immediately) }
+    func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int { bytes.count }
+}
