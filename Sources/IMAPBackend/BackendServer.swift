@@ -106,12 +106,11 @@ public final class BackendServer: Sendable {
 
     /// Stop accepting, `* BYE` to idle/IDLE sessions, let commands in flight finish. The loops' own
     /// graceful shutdown (`EventLoopGroup.shutdown`) delivers `connectionShutdownRequested` to each
-    /// session, which answers it; this call starts that on every loop.
+    /// session, which answers it; this call starts that on every loop and returns once every loop
+    /// has closed its listeners, so no connection is accepted after it returns.
     public func beginShutdown() {
         guard let group = group.withLock({ $0 }) else { return }
-        for handle in group.loops {
-            handle.execute { loop in loop.beginShutdown(gracePeriod: .seconds(10)) }
-        }
+        group.beginShutdown(gracePeriod: .seconds(10))
     }
 
     /// Open sessions.

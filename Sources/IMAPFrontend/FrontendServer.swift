@@ -19,6 +19,8 @@ import Telemetry
 public final class FrontendServer: Sendable {
     let core: FrontendCore
     private let loopContexts = Mutex<[LoopContextBox]>([])
+    /// The group and the bound addresses, for closing the listeners at shutdown.
+    private let listening = Mutex<(group: EventLoopGroup, addresses: [SocketAddress])?>(nil)
 
     /// Checks the configuration (back ends named once, routes naming known back ends, a sane pool).
     public init(configuration: FrontendConfiguration, logger: Logger, metrics: MetricsRegistry) throws {
@@ -56,6 +58,7 @@ public final class FrontendServer: Sendable {
                 addresses.append(SocketAddress(host: address.host, port: try group.listen(spec)))
             }
         }
+        listening.withLock { $0 = (group, addresses) }
         core.logger.info("imap4 listening on \(addresses.map(\.description).joined(separator: ", "))")
         return addresses
     }
@@ -79,10 +82,13 @@ public final class FrontendServer: Sendable {
         }
     }
 
-    /// Stops taking sessions: new connections get `* BYE`, idle and IDLE sessions get `* BYE`
-    /// now, sessions with commands in flight once those are answered; pools close.
+    /// Stops taking sessions: the listeners close (returns once they are closed on every loop, so
+    /// nothing is accepted after it returns; a connection accepted just before gets `* BYE`), idle
+    /// and IDLE sessions get `* BYE` now, sessions with commands in flight once those are
+    /// answered; pools close.
     public func beginShutdown() {
         core.shuttingDown.store(true, ordering: .releasing)
+        if let (group, addresses) = listening.withLock({ $0 }) { group.closeListeners(addresses) }
         let core = self.core
         for box in loopContexts.withLock({ $0 }) {
             box.handle.execute { loop in box.context(core: core, loop: loop).beginShutdown() }

@@ -18,6 +18,8 @@ public final class EventLoopHandle: Sendable {
     /// Set while a wake-up is already on its way, so a burst of submissions costs one write.
     private let wakePending = Atomic<Bool>(false)
     let stopped = Atomic<Bool>(false)
+    /// The loop thread's pthread id once it runs (0 before): a loop cannot wait for itself.
+    let thread = Atomic<UInt>(0)
 
     init(index: Int) throws(IOError) {
         self.index = index
@@ -188,6 +190,7 @@ public final class EventLoop {
     ///
     /// The name `run` and `waitForEvents` below are profiler anchors: keep them stable.
     public func run() {
+        handle.thread.store(UInt(pthread_self()), ordering: .releasing)
         while running {
             runDueTimers()
             runTasks()
@@ -478,11 +481,18 @@ public final class EventLoop {
     }
 
     private func closeListeners() {
-        for listener in listeners {
+        closeListeners(matching: nil)
+    }
+
+    /// Closes the listeners bound to one of `addresses` (all of them when nil).
+    func closeListeners(matching addresses: [SocketAddress]?) {
+        listeners.removeAll { listener in
+            let address = SocketAddress(host: listener.spec.host, port: listener.spec.port)
+            guard addresses?.contains(address) ?? true else { return false }
             releaseSlot(listener.slot)
             Glibc.close(listener.descriptor)
+            return true
         }
-        listeners = []
     }
 
     // MARK: - Moving connections between loops

@@ -108,6 +108,40 @@ public final class EventLoopGroup: Sendable {
         return error.call.hasPrefix(prefix) ? String(error.call.dropFirst(prefix.count)) : nil
     }
 
+    /// Closes the listeners bound to `addresses` on every loop and returns once each loop has
+    /// closed them: no connection to those addresses is accepted after this returns (one
+    /// still in a closed listener's backlog is reset). Other listeners stay open.
+    ///
+    /// From a loop thread, that loop's listeners close just after the calling task returns
+    /// (a loop cannot wait for itself); the other loops' are closed on return.
+    public func closeListeners(_ addresses: [SocketAddress]) {
+        runOnEveryLoopAndWait { loop in loop.closeListeners(matching: addresses) }
+    }
+
+    /// Begins every loop's graceful shutdown (see ``EventLoop/beginShutdown(gracePeriod:)``) and
+    /// returns once each loop has closed its listeners, so nothing is accepted after this returns;
+    /// the loops go on finishing their connections. Same rule for loop threads as
+    /// ``closeListeners(_:)``.
+    public func beginShutdown(gracePeriod: Duration) {
+        runOnEveryLoopAndWait { loop in loop.beginShutdown(gracePeriod: gracePeriod) }
+    }
+
+    /// Runs `task` on every loop and waits until each has run it or has stopped (a stopped loop
+    /// drops its tasks, and closed its listeners on the way out).
+    private func runOnEveryLoopAndWait(_ task: @escaping @Sendable (EventLoop) -> Void) {
+        let barrier = LoopBarrier(loopCount: loops.count)
+        let current = pthread_self()
+        for handle in loops {
+            let index = handle.index
+            handle.execute { loop in
+                task(loop)
+                barrier.arrive(index)
+            }
+            if handle.thread.load(ordering: .acquiring) == UInt(current) { barrier.arrive(index) }
+        }
+        barrier.wait { index in self.loops[index].stopped.load(ordering: .acquiring) }
+    }
+
     /// Shuts every loop down gracefully (see ``EventLoop/beginShutdown(gracePeriod:)``), then
     /// the workers, and returns when all threads have ended. Never call it from a loop thread.
     public func shutdown(gracePeriod: Duration = .seconds(5)) {
@@ -122,3 +156,33 @@ public final class EventLoopGroup: Sendable {
     }
 }
 
+/// Lets a thread outside the loops wait until every loop has run a task: each arrival wakes the
+/// waiter through an eventfd.
+final class LoopBarrier: Sendable {
+    private let arrived: Mutex<[Bool]>
+    private let wakeDescriptor: Int32
+
+    init(loopCount: Int) {
+        arrived = Mutex(Array(repeating: false, count: loopCount))
+        wakeDescriptor = cshim_eventfd()
+    }
+
+    deinit { if wakeDescriptor >= 0 { Glibc.close(wakeDescriptor) } }
+
+    func arrive(_ index: Int) {
+        arrived.withLock { $0[index] = true }
+        if wakeDescriptor >= 0 { _ = cshim_eventfd_signal(wakeDescriptor) }
+    }
+
+    /// Returns when every loop has arrived or `hasStopped` says it never will.
+    func wait(hasStopped: (Int) -> Bool) {
+        while true {
+            let missing = arrived.withLock { flags in flags.indices.filter { !flags[$0] } }
+            if missing.allSatisfy(hasStopped) { return }
+            // Woken by each arrival; the timeout only re-checks for a loop that stopped meanwhile.
+            var entry = pollfd(fd: wakeDescriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&entry, 1, wakeDescriptor >= 0 ? 100 : 10)
+            if wakeDescriptor >= 0 { _ = cshim_eventfd_drain(wakeDescriptor) }
+        }
+    }
+}

@@ -391,8 +391,9 @@ final class ServiceHost: Sendable {
         }
         let grace = records.withLock { $0.values.map(\.settings.shutdownTimeout).max() } ?? .seconds(30)
         // The loops' graceful shutdown starts first, with the configured bound: a loop keeps the
-        // first grace period it is given, whatever a service's own beginShutdown asks later.
-        for handle in group.loops { handle.execute { loop in loop.beginShutdown(gracePeriod: grace) } }
+        // first grace period it is given, whatever a service's own beginShutdown asks later. It
+        // returns with every listener closed: nothing is accepted once the stop has begun.
+        group.beginShutdown(gracePeriod: grace)
         for service in services { service.beginShutdown() }
         group.shutdown(gracePeriod: grace)
         records.withLock { records in

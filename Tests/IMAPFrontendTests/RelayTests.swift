@@ -220,6 +220,8 @@ struct RelayTests {
         let relaying = try loggedIn(harness.port, "alice")
         #expect(harness.server.sessionCount == 2)
         harness.server.beginShutdown()
+        // beginShutdown returns once every loop has closed the listeners: nothing is accepted after.
+        #expect((try? TestClient(port: harness.port)) == nil, "listeners are closed")
         #expect(try waiting.readToEnd() == ["* BYE Server shutting down"])
         #expect(try relaying.readToEnd() == ["* BYE Server shutting down"])
     }

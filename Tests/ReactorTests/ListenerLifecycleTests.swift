@@ -1,5 +1,5 @@
 //===----------------------------------------------------------------------===//
-// Apus Reactor tests: a busy port fails to listen.
+// Apus Reactor tests: a busy port fails to listen; stopping closes listeners before it returns.
 //===----------------------------------------------------------------------===//
 
 import Glibc
@@ -25,6 +25,14 @@ extension ReactorSocketTests {
         }
         try #require(bound)
         return (descriptor, UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A connection to `port` is refused at once (nothing listens there).
+    static func expectRefused(_ port: UInt16, sourceLocation: SourceLocation = #_sourceLocation) {
+        let error = #expect(throws: BlockingClient.ConnectError.self, sourceLocation: sourceLocation) {
+            _ = try BlockingClient(port: port)
+        }
+        #expect(error?.errno == ECONNREFUSED, sourceLocation: sourceLocation)
     }
 
     /// An echo listener serves `port`.
@@ -75,6 +83,26 @@ extension ReactorSocketTests {
         let second = try EventLoopGroup(loopCount: 2, workerCount: 1)
         defer { second.shutdown(gracePeriod: .seconds(1)) }
         #expect(try second.listen(ListenerSpec(host: "127.0.0.1", port: port) { _ in EchoHandler() }) == port)
+    }
+
+    @Test func beginShutdownReturnsWithEveryListenerClosed() throws {
+        let group = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        let port = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in EchoHandler() })
+        let open = try BlockingClient(port: port)
+        defer { open.close() }
+        group.beginShutdown(gracePeriod: .seconds(5))
+        Self.expectRefused(port)
+    }
+
+    @Test func closeListenersClosesOnlyTheNamedAddresses() throws {
+        let group = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        let closing = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in EchoHandler() })
+        let staying = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { _ in EchoHandler() })
+        group.closeListeners([SocketAddress(host: "127.0.0.1", port: closing)])
+        Self.expectRefused(closing)
+        try Self.expectEchoes(on: staying)
     }
 }
 
