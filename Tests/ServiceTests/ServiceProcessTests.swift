@@ -18,25 +18,30 @@ func states(_ table: String) -> [String: String] {
     return result
 }
 
+/// The seed's first steps: both services stopped (status exits 1); `apus start imap4be`; then
+/// the back end reads Running and the front end Stopped (status still exits 1).
+func startBackEndWithBothStopped(_ fixture: ServiceFixture, sourceLocation: SourceLocation = #_sourceLocation) {
+    var result = fixture.apus("status")
+    #expect(result.status == 1, "\(result)", sourceLocation: sourceLocation)
+    #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Stopped"], sourceLocation: sourceLocation)
+
+    result = fixture.apus("start", "imap4be")
+    #expect(result.status == 0, "\(result)", sourceLocation: sourceLocation)
+    #expect(result.output.hasPrefix("imap4be started (pid "), sourceLocation: sourceLocation)
+    result = fixture.apus("status")
+    #expect(result.status == 1, "one service is stopped: \(result)", sourceLocation: sourceLocation)
+    #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Running"], sourceLocation: sourceLocation)
+    #expect(fixture.apus("status", "imap4be").status == 0, sourceLocation: sourceLocation)
+}
+
 @Suite("Service processes")
 struct ServiceProcessTests {
     @Test func seedProcedure() throws {
         let fixture = ServiceFixture()
         defer { fixture.cleanUp() }
+        startBackEndWithBothStopped(fixture)
 
-        var result = fixture.apus("status")
-        #expect(result.status == 1, "\(result)")
-        #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Stopped"])
-
-        result = fixture.apus("start", "imap4be")
-        #expect(result.status == 0, "\(result)")
-        #expect(result.output.hasPrefix("imap4be started (pid "))
-        result = fixture.apus("status")
-        #expect(result.status == 1, "one service is stopped: \(result)")
-        #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Running"])
-        #expect(fixture.apus("status", "imap4be").status == 0)
-
-        result = fixture.apus("start", "imap4")
+        var result = fixture.apus("start", "imap4")
         #expect(result.status == 0, "\(result)")
         result = fixture.apus("status")
         #expect(result.status == 0, "\(result)")

@@ -152,6 +152,8 @@ final class ServiceFixture {
     var configurationPath: String { directory.path + "/apus.conf" }
     var runDirectory: String { directory.path + "/run" }
     var logPath: String { directory.path + "/apus.log" }
+    /// Extra environment for every `apus` this fixture runs (`APUS_STAND_IN=0`: the real services).
+    var environment: [String] = []
     private var commandNumber = 0
 
     /// A configuration with ephemeral ports everywhere; `extra` is appended to the file.
@@ -185,7 +187,7 @@ final class ServiceFixture {
         commandNumber += 1
         let outputDirectory = directory.path + "/command-\(commandNumber)"
         mkdir(outputDirectory, 0o755)
-        let pid = spawnApus(arguments + ["--config", configurationPath], in: outputDirectory)
+        let pid = spawnApus(arguments + ["--config", configurationPath], in: outputDirectory, environment: environment)
         let status = reap(pid)
         return CommandResult(
             status: status, output: readFile(outputDirectory + "/stdout"),

@@ -1,0 +1,204 @@
+//===----------------------------------------------------------------------===//
+// Apus Service tests: the seed's procedure with the real back end and front end (not the
+// stand-in), each a daemon started by the built `apus`.
+//===----------------------------------------------------------------------===//
+
+import Glibc
+import Reactor
+import Service
+import Testing
+
+/// A fixture for the real services: users `user1`…`userN` with password `pass`, plain login
+/// allowed (loopback tests), the front end's back end set once the back end's port is known.
+final class RealServices {
+    let fixture: ServiceFixture
+    private let imap4beSection: String
+    private let globalSection: String
+
+    init(users: Int, imap4be: String = "", global: String = "") {
+        globalSection = "login_disabled_on_plain = no" + (global.isEmpty ? "" : "\n" + global)
+        imap4beSection = imap4be
+        fixture = ServiceFixture(imap4be: imap4be, global: globalSection)
+        fixture.environment = ["APUS_STAND_IN=0"]
+        mkdir(fixture.directory.path + "/data", 0o700)
+        writeFile(
+            fixture.directory.path + "/data/passwd",
+            (1...users).map { "user\($0):{PLAIN}pass\n" }.joined())
+    }
+
+    /// Points the front end at the running back end's plain listener (ports are ephemeral).
+    func pointFrontEndAtBackEnd() throws {
+        let port = try #require(fixture.port(.imap4be))
+        fixture.writeConfiguration(
+            imap4be: imap4beSection, imap4: "backends = local=127.0.0.1:\(port)", global: globalSection)
+    }
+}
+
+/// The subjects of the messages in a Maildir folder's cur/ and new/.
+func maildirSubjects(_ folder: String) -> [String] {
+    var subjects: [String] = []
+    for part in ["cur", "new"] {
+        guard let handle = opendir(folder + "/" + part) else { continue }
+        defer { closedir(handle) }
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(".") { continue }
+            let text = readFile(folder + "/" + part + "/" + name)
+            if let line = text.split(separator: "\r\n").first(where: { $0.hasPrefix("Subject: ") }) {
+                subjects.append(String(line.dropFirst("Subject: ".count)))
+            }
+        }
+    }
+    return subjects
+}
+
+/// A blocking client that logs in and reads up to a tagged reply.
+extension LineClient {
+    /// Lines up to and including the one tagged `tag`; the tagged line is last (nil at EOF).
+    func readUntil(tag: String) -> [String]? {
+        var lines: [String] = []
+        while let line = readLine() {
+            lines.append(line)
+            if line.hasPrefix(tag + " ") { return lines }
+        }
+        return nil
+    }
+
+    func command(_ tag: String, _ text: String) -> String? {
+        send("\(tag) \(text)\r\n")
+        return readUntil(tag: tag)?.last
+    }
+}
+
+/// Twenty clients APPEND in a loop until their connection ends, each to its own user; prints
+/// `ready` once every client has had an APPEND acknowledged, then, at the end, one
+/// `acked <subject>` line per tagged OK.
+let appenderScript = """
+    import socket, sys, threading
+    port, count = int(sys.argv[1]), int(sys.argv[2])
+    lock = threading.Lock()
+    started = [0]
+    everyone = threading.Event()
+    acked = []
+    def client(number):
+        user = "user%d" % number
+        first = True
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=20)
+            f = s.makefile("rb")
+            def reply(tag):
+                while True:
+                    line = f.readline()
+                    if not line:
+                        raise EOFError
+                    if line.startswith(tag + b" "):
+                        return line
+            f.readline()
+            s.sendall(b"L LOGIN " + user.encode() + b" pass\\r\\n")
+            if not reply(b"L").startswith(b"L OK"):
+                return
+            i = 0
+            while True:
+                subject = "%s-%d" % (user, i)
+                body = ("Subject: %s\\r\\n\\r\\nhello\\r\\n" % subject).encode()
+                tag = b"A%d" % i
+                s.sendall(tag + b" APPEND INBOX {%d+}\\r\\n" % len(body) + body + b"\\r\\n")
+                if reply(tag).startswith(tag + b" OK"):
+                    with lock:
+                        acked.append(subject)
+                        if first:
+                            first = False
+                            started[0] += 1
+                            if started[0] == count:
+                                everyone.set()
+                i += 1
+        except (EOFError, OSError):
+            pass
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(1, count + 1)]
+    for t in threads:
+        t.start()
+    print("ready" if everyone.wait(20) else "not ready", flush=True)
+    for t in threads:
+        t.join()
+    for subject in acked:
+        print("acked " + subject)
+    """
+
+@Suite("Real services")
+struct RealServiceTests {
+    /// The seed's procedure end to end with imap4be and imap4 as they ship.
+    @Test func seedProcedureWithTheRealServices() throws {
+        let services = RealServices(users: 20)
+        let fixture = services.fixture
+        defer { fixture.cleanUp() }
+
+        // Both stopped; apus start imap4be: the back end runs, the front end does not.
+        startBackEndWithBothStopped(fixture)
+        #expect(fixture.status(.imap4be)["stand_in"]?.boolValue == false)
+
+        // apus start imap4; a client logs in through it.
+        try services.pointFrontEndAtBackEnd()
+        var result = fixture.apus("start", "imap4")
+        #expect(result.status == 0, "\(result)")
+        #expect(states(fixture.apus("status").output) == ["imap4": "Running", "imap4be": "Running"])
+        let front = try #require(fixture.port(.imap4))
+        let client = try #require(LineClient(port: front))
+        #expect(client.readLine()?.hasPrefix("* OK ") == true)
+        #expect(client.command("a", "LOGIN user1 pass")?.hasPrefix("a OK") == true)
+        #expect(client.command("b", "LOGOUT")?.hasPrefix("b OK") == true)
+
+        // apus stop imap4 with a session in IDLE: it gets BYE, the back end keeps running.
+        let idle = try #require(LineClient(port: front))
+        #expect(idle.readLine()?.hasPrefix("* OK ") == true)
+        #expect(idle.command("a", "LOGIN user2 pass")?.hasPrefix("a OK") == true)
+        #expect(idle.command("b", "SELECT INBOX")?.hasPrefix("b OK") == true)
+        idle.send("c IDLE\r\n")
+        #expect(idle.readLine() == "+ idling")
+        result = fixture.apus("stop", "imap4")
+        #expect(result.status == 0, "\(result)")
+        #expect(idle.readToEnd().contains { $0.hasPrefix("* BYE ") })
+        #expect(fixture.status(.imap4be)["state"]?.stringValue == "Running")
+
+        // apus stop imap4be while 20 clients append: every acknowledged APPEND is in the mailbox.
+        let back = try #require(fixture.port(.imap4be))
+        writeFile(fixture.directory.path + "/append.py", appenderScript)
+        var pipeEnds: [Int32] = [0, 0]
+        try #require(pipe(&pipeEnds) == 0)
+        mkdir(fixture.directory.path + "/append-output", 0o755)
+        let appender = spawnProgram(
+            "/usr/bin/python3", name: "python3", [fixture.directory.path + "/append.py", String(back), "20"],
+            in: fixture.directory.path + "/append-output", environment: ["PATH=/usr/bin:/bin"],
+            standardOutput: pipeEnds[1])
+        close(pipeEnds[1])
+        var reaped = false
+        defer {
+            close(pipeEnds[0])
+            if !reaped {
+                kill(appender, SIGKILL)
+                reap(appender)
+            }
+        }
+        let output = PipeLineReader(descriptor: pipeEnds[0])
+        #expect(output.readLine() == "ready", "\(readFile(fixture.directory.path + "/append-output/stderr"))")
+        result = fixture.apus("stop", "imap4be")
+        #expect(result.status == 0, "\(result)")
+        var acknowledged: [String] = []
+        while let line = output.readLine() {
+            if line.hasPrefix("acked ") { acknowledged.append(String(line.dropFirst("acked ".count))) }
+        }
+        #expect(reap(appender) == 0)
+        reaped = true
+        #expect(acknowledged.count >= 20)
+        var stored = Set<String>()
+        for number in 1...20 {
+            stored.formUnion(maildirSubjects(fixture.directory.path + "/data/users/user\(number)"))
+        }
+        let lost = acknowledged.filter { !stored.contains($0) }
+        #expect(lost.isEmpty, "acknowledged but not in the mailbox: \(lost.prefix(10))")
+
+        // Both stopped: status says so and fails.
+        result = fixture.apus("status")
+        #expect(result.status == 1)
+        #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Stopped"])
+    }
+}
