@@ -35,7 +35,8 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "Reactor", dependencies: ["CShims"], swiftSettings: hotPathSettings),
         .target(name: "IMAPProtocol", swiftSettings: hotPathSettings),
-        .target(name: "MailStore", dependencies: ["CShims"]),
+        // Telemetry for the fsync latency histogram the back end exposes.
+        .target(name: "MailStore", dependencies: ["CShims", "Telemetry"]),
         // Logs and metrics, shared by every service (no dependencies).
         .target(name: "Telemetry"),
         // imap4be: the back-end IMAP4rev1 + IMAP4rev2 server over MailStore.

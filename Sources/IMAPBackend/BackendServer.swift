@@ -44,6 +44,8 @@ public final class BackendServer: Sendable {
     private let sessionCounter = Atomic<UInt64>(0)
     private let live = Atomic<Int>(0)
     private let group = Mutex<EventLoopGroup?>(nil)
+    /// Bytes and TLS handshakes of every client connection (for the service's metrics).
+    public let connectionCounters = ConnectionCounters()
 
     /// Opens the data directory (taking its lock).
     public init(configuration: BackendConfiguration, logger: Logger, metrics: MetricsRegistry) throws {
@@ -77,6 +79,7 @@ public final class BackendServer: Sendable {
             var options = ConnectionOptions()
             options.highWaterMark = configuration.outputHighWaterMark
             options.lowWaterMark = configuration.outputHighWaterMark / 4
+            options.counters = connectionCounters
             // A command is at most maxCommandLength; more unconsumed input than that plus a margin is abuse.
             options.maximumBufferedInput = max(options.maximumBufferedInput, configuration.limits.maxCommandLength * 2)
             let spec = ListenerSpec(host: listener.host, port: listener.port, tls: tls, options: options) {

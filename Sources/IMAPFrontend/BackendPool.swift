@@ -14,6 +14,7 @@ final class BackendPoolShared: Sendable {
     let created = Atomic<Int>(0)
     let reused = Atomic<Int>(0)
     let tlsResumed = Atomic<Int>(0)
+    let closed = Atomic<Int>(0)
     let down = Atomic<Bool>(false)
 
     init(name: String) { self.name = name }
@@ -23,7 +24,8 @@ final class BackendPoolShared: Sendable {
     var status: BackendPoolStatus {
         BackendPoolStatus(name: name, idle: idle.load(ordering: .relaxed), busy: busy.load(ordering: .relaxed),
                           down: isDown, created: created.load(ordering: .relaxed),
-                          reused: reused.load(ordering: .relaxed), tlsResumed: tlsResumed.load(ordering: .relaxed))
+                          reused: reused.load(ordering: .relaxed), tlsResumed: tlsResumed.load(ordering: .relaxed),
+                          closed: closed.load(ordering: .relaxed))
     }
 }
 
@@ -211,6 +213,7 @@ final class BackendPool {
     /// A connection closed, in any state; `state` is the one it was in.
     func connectionClosed(_ connection: BackendConnection, state: BackendConnection.State) {
         openCount -= 1
+        shared.closed.add(1, ordering: .relaxed)
         switch state {
         case .connecting, .greeting, .probing:
             openingCount -= 1

@@ -122,4 +122,6 @@ public struct BackendPoolStatus: Sendable, Equatable {
     public var reused: Int
     /// TLS hop connections that resumed an earlier TLS session (no full handshake).
     public var tlsResumed: Int
+    /// Connections closed since start (idle timeout, failed health check, back end gone, stop).
+    public var closed: Int = 0
 }

@@ -21,6 +21,8 @@ public final class FrontendServer: Sendable {
     private let loopContexts = Mutex<[LoopContextBox]>([])
     /// The group and the bound addresses, for closing the listeners at shutdown.
     private let listening = Mutex<(group: EventLoopGroup, addresses: [SocketAddress])?>(nil)
+    /// Bytes and TLS handshakes of every client connection (for the service's metrics).
+    public let connectionCounters = ConnectionCounters()
 
     /// Checks the configuration (back ends named once, routes naming known back ends, a sane pool).
     public init(configuration: FrontendConfiguration, logger: Logger, metrics: MetricsRegistry) throws {
@@ -46,14 +48,16 @@ public final class FrontendServer: Sendable {
             first.handle.execute { loop in FrontendServer.watchRoutes(core: core, loop: loop) }
         }
         var addresses: [SocketAddress] = []
+        var options = ConnectionOptions()
+        options.counters = connectionCounters
         for address in configuration.listeners {
-            let spec = ListenerSpec(host: address.host, port: address.port,
+            let spec = ListenerSpec(host: address.host, port: address.port, options: options,
                                     makeHandler: FrontendServer.handlerMaker(core, boxes))
             addresses.append(SocketAddress(host: address.host, port: try group.listen(spec)))
         }
         if let tls = configuration.tls {
             for address in configuration.tlsListeners {
-                let spec = ListenerSpec(host: address.host, port: address.port, tls: tls,
+                let spec = ListenerSpec(host: address.host, port: address.port, tls: tls, options: options,
                                         makeHandler: FrontendServer.handlerMaker(core, boxes))
                 addresses.append(SocketAddress(host: address.host, port: try group.listen(spec)))
             }

@@ -4,6 +4,7 @@
 // (openat, renameat, linkat, unlinkat); no absolute path is ever built from an untrusted name.
 
 import Glibc
+import Telemetry
 
 /// An error from the store. Bad input and failed system calls become values; the store never traps
 /// on them.
@@ -77,6 +78,28 @@ func systemCall<T: FixedWidthInteger>(_ name: String, _ body: () -> T) throws(St
     }
 }
 
+/// How long the store's fsyncs take, for the back end's metrics.
+///
+/// One per process, not per store: the fsyncs happen in file-system helpers that have no store at
+/// hand, and a process serves one data directory.
+public enum StoreSyncStatistics {
+    /// Every fsync of a file or directory (count, sum and buckets), successful or not.
+    public static let fsyncLatency = Histogram()
+}
+
+/// fsync(2) of `fd`, timed into ``StoreSyncStatistics/fsyncLatency``.
+func durableSync(_ fd: Int32) throws(StoreError) {
+    var start = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &start)
+    defer {
+        var end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        let nanoseconds = (end.tv_sec - start.tv_sec) * 1_000_000_000 + (end.tv_nsec - start.tv_nsec)
+        StoreSyncStatistics.fsyncLatency.observe(nanoseconds: UInt64(max(0, nanoseconds)))
+    }
+    _ = try systemCall("fsync") { fsync(fd) }
+}
+
 /// An open file or directory descriptor, closed when the last reference goes away.
 ///
 /// Threading: immutable and `Sendable`; the durability batcher fsyncs it from a worker thread while
@@ -109,7 +132,7 @@ public final class FileHandle: Sendable {
     }
 
     /// Flushes the file's data and metadata to stable storage.
-    func sync() throws(StoreError) { _ = try systemCall("fsync") { fsync(fd) } }
+    func sync() throws(StoreError) { try durableSync(fd) }
 
     /// Writes all of `bytes` at `offset` (pwrite loop).
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StoreError) {
@@ -260,7 +283,7 @@ enum Directory {
         try file.write(bytes, at: 0)
         if durable { try file.sync() }
         _ = try systemCall("renameat") { renameat(directory, temporary, directory, name) }
-        if durable { _ = try systemCall("fsync") { fsync(directory) } }
+        if durable { try durableSync(directory) }
     }
 
     /// Removes a file; a missing file is not an error.

@@ -120,7 +120,7 @@ enum Maildir {
             // An empty file; the handle closes at once.
             _ = try FileHandle.openFile("maildirfolder", in: directory, flags: O_WRONLY | O_CREAT)
         }
-        _ = try systemCall("fsync") { fsync(directory) }
+        try durableSync(directory)
     }
 }
 

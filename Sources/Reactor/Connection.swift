@@ -384,6 +384,7 @@ public final class Connection {
                 }
             }
             lastInput = loop.now
+            options.counters?.read(count)
             deliver(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
         }
         // Budget spent with input still waiting (in the socket or decrypted inside OpenSSL):
@@ -569,6 +570,7 @@ public final class Connection {
     private func consumeOutput(_ count: Int) {
         var left = count
         queuedOutputBytes -= count
+        options.counters?.wrote(count)
         let fromOutbound = min(left, outbound.readableBytes)
         if fromOutbound > 0 {
             outbound.moveReaderIndex(forwardBy: fromOutbound)
@@ -648,6 +650,7 @@ public final class Connection {
         let result = cshim_tls_handshake(tls)
         if result == 0 {
             handshakeDeadline = nil
+            options.counters?.handshakeCompleted()
             setWriteArmed(false)
             becomeActive()
         } else if result == CSHIM_TLS_WANT_READ {
@@ -715,6 +718,8 @@ public final class Connection {
     func finishClose(_ reason: CloseReason) {
         guard state != .closed else { return }
         let wasActive = state == .active || state == .closing
+        // Every way out of a handshake but success (OpenSSL error, timeout, peer gone) lands here.
+        if state == .handshaking { options.counters?.handshakeFailed() }
         state = .closed
         if let tls {
             // A courtesy close_notify when we end a healthy session; never waited for.

@@ -88,6 +88,8 @@ public struct ConnectionOptions: Sendable {
     public var closingGracePeriod: Duration = .seconds(10)
     /// Close a connection with no input for this long (nil: never). Settable per connection.
     public var idleTimeout: Duration? = nil
+    /// Where the connection counts its bytes and TLS handshakes (nil: not counted).
+    public var counters: ConnectionCounters? = nil
 
     public init() {}
 }

@@ -35,6 +35,8 @@ final class BackendService: ManagedService {
             maxConnectionsPerAddress: settings.maxConnectionsPerAddress, failedLoginDelay: settings.failedLoginDelay,
             maxFailedLoginDelay: settings.failedLoginDelayMax)
         server = try BackendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
+        ServiceMetrics.exposeTLSHandshakes(server.connectionCounters, prefix: "apus_imap4be", in: context.metrics)
+        ServiceMetrics.exposeStoreSyncs(in: context.metrics)
     }
 
     func start(on group: EventLoopGroup) throws -> [SocketAddress] {
@@ -92,7 +94,11 @@ final class FrontendService: ManagedService {
         configuration.failedLoginMaximumDelay = settings.failedLoginDelayMax
         configuration.preLoginIdleTimeout = settings.loginTimeout
         configuration.idleTimeout = settings.idleTimeout
-        server = try FrontendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
+        let server = try FrontendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
+        self.server = server
+        ServiceMetrics.exposeTLSHandshakes(server.connectionCounters, prefix: "apus_imap4", in: context.metrics)
+        ServiceMetrics.exposeClientBytes(server.connectionCounters, prefix: "apus_imap4", in: context.metrics)
+        ServiceMetrics.exposePools(settings.backends.map(\.name), status: { server.poolStatus() }, in: context.metrics)
     }
 
     func start(on group: EventLoopGroup) throws -> [SocketAddress] { try server.start(on: group) }

@@ -79,6 +79,9 @@ public final class MetricsRegistry: Sendable {
         case counter(Counter)
         case gauge(Gauge)
         case histogram(Histogram)
+        /// Read when scraped: a count another component keeps anyway (pool sizes, the reactor's
+        /// byte counts), so the hot path does not update two counters.
+        case sampled(@Sendable () -> Int64)
     }
 
     private struct Family {
@@ -106,6 +109,35 @@ public final class MetricsRegistry: Sendable {
     public func histogram(_ name: String, help: String, labels: [(String, String)] = []) -> Histogram {
         metric(name, help: help, type: "histogram", labels: labels, make: { .histogram(Histogram()) }) {
             if case .histogram(let histogram) = $0 { histogram } else { nil }
+        }
+    }
+
+    /// A counter whose value `read` returns when the metrics are scraped (it must only go up).
+    public func counter(
+        _ name: String, help: String, labels: [(String, String)] = [], reading read: @escaping @Sendable () -> UInt64
+    ) {
+        sample(name, help: help, type: "counter", labels: labels) { Int64(clamping: read()) }
+    }
+
+    /// A gauge whose value `read` returns when the metrics are scraped.
+    public func gauge(
+        _ name: String, help: String, labels: [(String, String)] = [], reading read: @escaping @Sendable () -> Int64
+    ) {
+        sample(name, help: help, type: "gauge", labels: labels, read)
+    }
+
+    /// Exposes `histogram`, kept by another component, under `name`.
+    public func histogram(_ name: String, help: String, labels: [(String, String)] = [], exposing histogram: Histogram) {
+        _ = metric(name, help: help, type: "histogram", labels: labels, make: { .histogram(histogram) }) {
+            if case .histogram(let existing) = $0 { existing } else { nil }
+        }
+    }
+
+    private func sample(
+        _ name: String, help: String, type: String, labels: [(String, String)], _ read: @escaping @Sendable () -> Int64
+    ) {
+        _ = metric(name, help: help, type: type, labels: labels, make: { .sampled(read) }) {
+            if case .sampled(let reader) = $0 { reader } else { nil }
         }
     }
 
@@ -154,6 +186,7 @@ public final class MetricsRegistry: Sendable {
                 switch metric {
                 case .counter(let counter): text += "\(name)\(labels) \(counter.current)\n"
                 case .gauge(let gauge): text += "\(name)\(labels) \(gauge.current)\n"
+                case .sampled(let read): text += "\(name)\(labels) \(read())\n"
                 case .histogram(let histogram):
                     let (cumulative, sum, count) = histogram.snapshot()
                     let inner = labels.isEmpty ? "" : String(labels.dropFirst().dropLast()) + ","

@@ -1,5 +1,6 @@
 //===----------------------------------------------------------------------===//
-// Apus Reactor tests: a busy port fails to listen; stopping closes listeners before it returns.
+// Apus Reactor tests: a busy port fails to listen, stopping closes listeners before it returns,
+// and connections count their bytes and TLS handshakes.
 //===----------------------------------------------------------------------===//
 
 import Glibc
@@ -104,6 +105,59 @@ extension ReactorSocketTests {
         Self.expectRefused(closing)
         try Self.expectEchoes(on: staying)
     }
+
+    @Test func connectionsCountBytesAndTLSHandshakes() throws {
+        let certificate = try TestCertificate()
+        defer { certificate.directory.remove() }
+        let counters = ConnectionCounters()
+        var options = ConnectionOptions()
+        options.counters = counters
+        let group = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        let port = try group.listen(
+            ListenerSpec(host: "127.0.0.1", port: 0, tls: try certificate.serverContext(), options: options) { _ in
+                EchoHandler()
+            })
+
+        let done = Countdown(1)
+        let failures = Shared<[String]>([])
+        let probe = EchoProbe(payload: Array("hello over TLS".utf8), done: done, failures: failures)
+        let box = LoopLocal<EchoProbe?>(probe)
+        let clientTLS = try certificate.clientContext()
+        group.next().execute { loop in
+            guard let probe = box.value else { return }
+            box.value = nil
+            do {
+                try loop.connect(host: "127.0.0.1", port: port, tls: clientTLS, serverName: "localhost", handler: probe)
+            } catch {
+                probe.done.signal()
+            }
+        }
+        #expect(done.wait(timeout: .seconds(20)))
+        #expect(failures.update { $0 }.isEmpty)
+        #expect(counters.tlsHandshakesCompleted == 1)
+        #expect(counters.bytesRead == 14)
+        // The server counts a write just after the kernel took it: the client may read it first.
+        #expect(eventually { counters.bytesWritten == 14 })
+
+        // Plain text to a TLS port is a failed handshake.
+        let plain = try BlockingClient(port: port)
+        plain.send("a LOGIN user pass\r\n")
+        #expect(plain.readUntilClosed(timeout: .seconds(10)).closed)
+        plain.close()
+        #expect(counters.tlsHandshakesFailed == 1)
+        #expect(counters.tlsHandshakesCompleted == 1)
+    }
+}
+
+/// Polls `condition` until it holds or 10 s pass, for a count that lags the event a test saw.
+func eventually(_ condition: () -> Bool) -> Bool {
+    let deadline = Deadline.now().adding(.seconds(10))
+    while !condition() {
+        if Deadline.now() >= deadline { return false }
+        sched_yield()
+    }
+    return true
 }
 
 /// Closes each connection as soon as it is accepted.

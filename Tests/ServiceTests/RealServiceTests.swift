@@ -1,6 +1,6 @@
 //===----------------------------------------------------------------------===//
-// Apus Service tests: the seed's procedure with the real back end and front end (not the
-// stand-in), each a daemon started by the built `apus`.
+// Apus Service tests: the seed's procedure and the operations endpoint's metrics with the real
+// back end and front end (not the stand-in), each a daemon started by the built `apus`.
 //===----------------------------------------------------------------------===//
 
 import Glibc
@@ -32,6 +32,20 @@ final class RealServices {
         fixture.writeConfiguration(
             imap4be: imap4beSection, imap4: "backends = local=127.0.0.1:\(port)", global: globalSection)
     }
+
+    /// The admin endpoint's port of a running service.
+    func adminPort(_ service: ServiceName) throws -> UInt16 {
+        let admin = try #require(fixture.status(service)["admin"]?.stringValue)
+        return try #require(UInt16(admin.split(separator: ":").last ?? ""))
+    }
+}
+
+/// The value of `series` (name with labels, as printed) in Prometheus text; nil if absent.
+func metric(_ series: String, in text: String) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+        return Double(line.dropFirst(series.count + 1))
+    }
+    return nil
 }
 
 /// The subjects of the messages in a Maildir folder's cur/ and new/.
@@ -201,4 +215,83 @@ struct RealServiceTests {
         #expect(result.status == 1)
         #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Stopped"])
     }
+
+    /// /metrics carries TLS handshakes, the store's fsyncs, the front end's bytes and its pool
+    /// per back end, and each moves with what it counts.
+    @Test func metricsCountHandshakesFsyncsBytesAndThePool() throws {
+        let services = RealServices(
+            users: 1, imap4be: "tls_listen = 127.0.0.1:0",
+            global: "certificate = cert.pem\nprivate_key = key.pem")
+        let fixture = services.fixture
+        defer { fixture.cleanUp() }
+        let directory = fixture.directory.path
+        try SelfSignedCertificate.make(certificatePath: directory + "/cert.pem", keyPath: directory + "/key.pem")
+        #expect(fixture.apus("start", "imap4be").status == 0)
+        try services.pointFrontEndAtBackEnd()
+        #expect(fixture.apus("start", "imap4").status == 0)
+        let backAdmin = try services.adminPort(.imap4be)
+        let frontAdmin = try services.adminPort(.imap4)
+        func scrape(_ port: UInt16) throws -> String { try #require(LineClient(port: port)).httpGet("/metrics") }
+
+        // TLS handshakes on the back end: one completed, one failed (plain text to the TLS port).
+        let tlsPort = try #require(fixture.port(.imap4be, tls: true))
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "svc-test")
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        #expect(try tlsGreeting(port: tlsPort, caFile: directory + "/cert.pem", group: group)?.hasPrefix("* OK") == true)
+        let plain = try #require(LineClient(port: tlsPort))
+        plain.send("a LOGIN user1 pass\r\n")
+        _ = plain.readToEnd()
+        var back = try scrape(backAdmin)
+        #expect(metric("apus_imap4be_tls_handshakes_total{result=\"completed\"}", in: back) == 1, "\(back)")
+        #expect(metric("apus_imap4be_tls_handshakes_total{result=\"failed\"}", in: back) == 1)
+        let fsyncsBefore = try #require(metric("apus_imap4be_store_fsync_seconds_count", in: back))
+        #expect(back.contains("apus_imap4be_store_fsync_seconds_bucket{le=\"0.001\"} "))
+
+        // Sessions through the front end, one after another: an APPEND, and the pool's reuse.
+        var front = try scrape(frontAdmin)
+        #expect(metric("apus_imap4_bytes_in_total", in: front) == 0)
+        #expect(metric("apus_imap4_tls_handshakes_total{result=\"completed\"}", in: front) == 0)
+        let frontPort = try #require(fixture.port(.imap4))
+        for session in 1...3 {
+            let client = try #require(LineClient(port: frontPort))
+            #expect(client.readLine()?.hasPrefix("* OK ") == true)
+            #expect(client.command("a", "LOGIN user1 pass")?.hasPrefix("a OK") == true)
+            if session == 1 {
+                let message = "Subject: counted\r\n\r\nhello\r\n"
+                #expect(client.command("b", "APPEND INBOX {\(message.utf8.count)+}\r\n\(message)")?.hasPrefix("b OK") == true)
+            }
+            #expect(client.command("c", "LOGOUT")?.hasPrefix("c OK") == true)
+            // The hop goes back to the pool once the back end has answered UNAUTHENTICATE.
+            #expect(eventually { metric("apus_imap4_pool_connections{backend=\"local\",state=\"busy\"}", in: (try? scrape(frontAdmin)) ?? "") == 0 })
+        }
+        back = try scrape(backAdmin)
+        #expect(try #require(metric("apus_imap4be_store_fsync_seconds_count", in: back)) > fsyncsBefore)
+        front = try scrape(frontAdmin)
+        #expect(try #require(metric("apus_imap4_bytes_in_total", in: front)) > 0)
+        #expect(try #require(metric("apus_imap4_bytes_out_total", in: front)) > 0)
+        #expect(try #require(metric("apus_imap4_pool_created_total{backend=\"local\"}", in: front)) >= 1)
+        // Three sessions over two loops: two shared a loop, and the second of them a warm hop.
+        #expect(try #require(metric("apus_imap4_pool_reused_total{backend=\"local\"}", in: front)) >= 1, "\(front)")
+        #expect(metric("apus_imap4_pool_down{backend=\"local\"}", in: front) == 0)
+        #expect(metric("apus_imap4_pool_closed_total{backend=\"local\"}", in: front) == 0)
+
+        // The back end stops: the front end's hops close and the back end reads as down.
+        #expect(fixture.apus("stop", "imap4be").status == 0)
+        #expect(eventually { metric("apus_imap4_pool_down{backend=\"local\"}", in: (try? scrape(frontAdmin)) ?? "") == 1 })
+        front = try scrape(frontAdmin)
+        #expect(try #require(metric("apus_imap4_pool_closed_total{backend=\"local\"}", in: front)) >= 1)
+        #expect(metric("apus_imap4_pool_connections{backend=\"local\",state=\"idle\"}", in: front) == 0)
+    }
+}
+
+/// Polls `condition` until it holds or 10 s pass, for state another process changes without
+/// telling the test (a pool count after the back end's answer).
+func eventually(_ condition: () -> Bool) -> Bool {
+    let deadline = Deadline.now().adding(.seconds(10))
+    while !condition() {
+        if Deadline.now() >= deadline { return false }
+        var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+        nanosleep(&pause, nil)
+    }
+    return true
 }

@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import Glibc
+import Synchronization
 import Testing
 @testable import Telemetry
 
@@ -26,6 +27,27 @@ import Testing
         #expect(text.contains("apus_command_seconds_bucket{command=\"NOOP\",le=\"+Inf\"} 3\n"))
         #expect(text.contains("apus_command_seconds_count{command=\"NOOP\"} 3\n"))
         #expect(text.contains("apus_command_seconds_sum{command=\"NOOP\"} 20.00204\n"))
+    }
+
+    @Test func sampledMetricsAreReadAtEachScrapeAndSharedHistogramsExposed() {
+        let registry = MetricsRegistry()
+        let kept = Mutex<(count: UInt64, level: Int64)>((0, 0))
+        registry.counter("apus_pool_created_total", help: "Opened.", labels: [("backend", "a")]) {
+            kept.withLock { $0.count }
+        }
+        registry.gauge("apus_pool_connections", help: "Now.", labels: [("state", "idle")]) { kept.withLock { $0.level } }
+        let shared = Histogram()
+        registry.histogram("apus_store_fsync_seconds", help: "fsyncs.", exposing: shared)
+        #expect(registry.prometheusText().contains("apus_pool_created_total{backend=\"a\"} 0\n"))
+        kept.withLock { $0 = (5, 3) }
+        shared.observe(nanoseconds: 1_000_000)
+        let text = registry.prometheusText()
+        #expect(text.contains("# TYPE apus_pool_created_total counter\n"))
+        #expect(text.contains("apus_pool_created_total{backend=\"a\"} 5\n"))
+        #expect(text.contains("# TYPE apus_pool_connections gauge\n"))
+        #expect(text.contains("apus_pool_connections{state=\"idle\"} 3\n"))
+        #expect(text.contains("# TYPE apus_store_fsync_seconds histogram\n"))
+        #expect(text.contains("apus_store_fsync_seconds_count 1\n"))
     }
 
     @Test func logLinesCarryContextAndCannotBeSplitByControlCharacters() throws {
