@@ -8,29 +8,42 @@ import Reactor
 import Service
 import Testing
 
-/// A fixture for the real services: users `user1`…`userN` with password `pass`, plain login
+/// A fixture for the real services: users `user1`…`userN` with ``password``, plain login
 /// allowed (loopback tests), the front end's back end set once the back end's port is known.
 final class RealServices {
+    /// Every user's password: distinctive, so a test can look for it in the logs.
+    static let password = "Xq7-never-logged"
     let fixture: ServiceFixture
-    private let imap4beSection: String
-    private let globalSection: String
+    private var imap4beSection: String
+    private var imap4Section: String
+    private var globalSection: String
+    private var backEndPort: UInt16?
 
-    init(users: Int, imap4be: String = "", global: String = "") {
+    init(users: Int, imap4be: String = "", imap4: String = "", global: String = "") {
         globalSection = "login_disabled_on_plain = no" + (global.isEmpty ? "" : "\n" + global)
         imap4beSection = imap4be
-        fixture = ServiceFixture(imap4be: imap4be, global: globalSection)
+        imap4Section = imap4
+        fixture = ServiceFixture(imap4be: imap4be, imap4: imap4, global: globalSection)
         fixture.environment = ["APUS_STAND_IN=0"]
         mkdir(fixture.directory.path + "/data", 0o700)
         writeFile(
             fixture.directory.path + "/data/passwd",
-            (1...users).map { "user\($0):{PLAIN}pass\n" }.joined())
+            (1...users).map { "user\($0):{PLAIN}\(RealServices.password)\n" }.joined())
     }
 
     /// Points the front end at the running back end's plain listener (ports are ephemeral).
     func pointFrontEndAtBackEnd() throws {
-        let port = try #require(fixture.port(.imap4be))
+        backEndPort = try #require(fixture.port(.imap4be))
+        rewrite()
+    }
+
+    /// Writes the configuration again, with `global` in place of the `[global]` lines given before.
+    func rewrite(global: String? = nil) {
+        if let global { globalSection = "login_disabled_on_plain = no\n" + global }
+        let backends = backEndPort.map { "backends = local=127.0.0.1:\($0)" } ?? ""
         fixture.writeConfiguration(
-            imap4be: imap4beSection, imap4: "backends = local=127.0.0.1:\(port)", global: globalSection)
+            imap4be: imap4beSection, imap4: [imap4Section, backends].filter { !$0.isEmpty }.joined(separator: "\n"),
+            global: globalSection)
     }
 
     /// The admin endpoint's port of a running service.
@@ -89,7 +102,7 @@ extension LineClient {
 /// `acked <subject>` line per tagged OK.
 let appenderScript = """
     import socket, sys, threading
-    port, count = int(sys.argv[1]), int(sys.argv[2])
+    port, count, password = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     lock = threading.Lock()
     started = [0]
     everyone = threading.Event()
@@ -108,7 +121,7 @@ let appenderScript = """
                     if line.startswith(tag + b" "):
                         return line
             f.readline()
-            s.sendall(b"L LOGIN " + user.encode() + b" pass\\r\\n")
+            s.sendall(b"L LOGIN " + user.encode() + b" " + password.encode() + b"\\r\\n")
             if not reply(b"L").startswith(b"L OK"):
                 return
             i = 0
@@ -158,13 +171,13 @@ struct RealServiceTests {
         let front = try #require(fixture.port(.imap4))
         let client = try #require(LineClient(port: front))
         #expect(client.readLine()?.hasPrefix("* OK ") == true)
-        #expect(client.command("a", "LOGIN user1 pass")?.hasPrefix("a OK") == true)
+        #expect(client.command("a", "LOGIN user1 \(RealServices.password)")?.hasPrefix("a OK") == true)
         #expect(client.command("b", "LOGOUT")?.hasPrefix("b OK") == true)
 
         // apus stop imap4 with a session in IDLE: it gets BYE, the back end keeps running.
         let idle = try #require(LineClient(port: front))
         #expect(idle.readLine()?.hasPrefix("* OK ") == true)
-        #expect(idle.command("a", "LOGIN user2 pass")?.hasPrefix("a OK") == true)
+        #expect(idle.command("a", "LOGIN user2 \(RealServices.password)")?.hasPrefix("a OK") == true)
         #expect(idle.command("b", "SELECT INBOX")?.hasPrefix("b OK") == true)
         idle.send("c IDLE\r\n")
         #expect(idle.readLine() == "+ idling")
@@ -180,7 +193,7 @@ struct RealServiceTests {
         try #require(pipe(&pipeEnds) == 0)
         mkdir(fixture.directory.path + "/append-output", 0o755)
         let appender = spawnProgram(
-            "/usr/bin/python3", name: "python3", [fixture.directory.path + "/append.py", String(back), "20"],
+            "/usr/bin/python3", name: "python3", [fixture.directory.path + "/append.py", String(back), "20", RealServices.password],
             in: fixture.directory.path + "/append-output", environment: ["PATH=/usr/bin:/bin"],
             standardOutput: pipeEnds[1])
         close(pipeEnds[1])
@@ -214,6 +227,89 @@ struct RealServiceTests {
         result = fixture.apus("status")
         #expect(result.status == 1)
         #expect(states(result.output) == ["imap4": "Stopped", "imap4be": "Stopped"])
+
+        // The log (at debug level) names the logins but never a password, in clear or as the
+        // front end's AUTHENTICATE PLAIN to the back end.
+        let log = readFile(fixture.logPath)
+        #expect(log.contains("login user=user1"))
+        #expect(!log.contains(RealServices.password))
+        let plainResponse = base64(Array("\0user1\0\(RealServices.password)".utf8))
+        #expect(!log.contains(plainResponse))
+    }
+
+    /// A reload with a new certificate: new TLS connections to either service get it, sessions
+    /// logged in before go on.
+    @Test func reloadGivesNewConnectionsTheNewCertificateAndKeepsSessions() throws {
+        let tlsEverywhere = "tls_listen = 127.0.0.1:0"
+        let services = RealServices(
+            users: 2, imap4be: tlsEverywhere, imap4: tlsEverywhere, global: "certificate = a.pem\nprivate_key = a.key")
+        let fixture = services.fixture
+        defer { fixture.cleanUp() }
+        let directory = fixture.directory.path
+        try SelfSignedCertificate.make(certificatePath: directory + "/a.pem", keyPath: directory + "/a.key")
+        try SelfSignedCertificate.make(certificatePath: directory + "/b.pem", keyPath: directory + "/b.key")
+        #expect(fixture.apus("start", "imap4be").status == 0)
+        try services.pointFrontEndAtBackEnd()
+        #expect(fixture.apus("start", "imap4").status == 0)
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "svc-test")
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        let tlsPorts = try ServiceName.allCases.map { try #require(fixture.port($0, tls: true)) }
+        var sessions: [LineClient] = []
+        for (number, service) in [ServiceName.imap4be, .imap4].enumerated() {
+            let port = try #require(fixture.port(service))
+            let session = try #require(LineClient(port: port))
+            #expect(session.readLine()?.hasPrefix("* OK ") == true)
+            let login = session.command("a", "LOGIN user\(number + 1) \(RealServices.password)")
+            #expect(login?.hasPrefix("a OK") == true, "\(service)")
+            sessions.append(session)
+        }
+        for port in tlsPorts {
+            #expect(try tlsGreeting(port: port, caFile: directory + "/a.pem", group: group)?.hasPrefix("* OK") == true)
+        }
+
+        services.rewrite(global: "certificate = b.pem\nprivate_key = b.key")
+        let reloaded = fixture.apus("reload")
+        #expect(reloaded.status == 0, "\(reloaded)")
+        for service in ServiceName.allCases {
+            #expect(reloaded.output.contains("\(service.rawValue) reloaded: certificate reloaded: \(directory)/b.pem"))
+        }
+        for port in tlsPorts {
+            #expect(try tlsGreeting(port: port, caFile: directory + "/b.pem", group: group)?.hasPrefix("* OK") == true)
+            #expect(try tlsGreeting(port: port, caFile: directory + "/a.pem", group: group) == nil)
+        }
+        for session in sessions {
+            #expect(session.command("b", "SELECT INBOX")?.hasPrefix("b OK") == true)
+        }
+    }
+
+    /// kill -9 of the real back end: status reads Stopped, start works, the mail is all there.
+    @Test func killNineOfTheBackEndReadsStoppedAndStartRecovers() throws {
+        let services = RealServices(users: 1)
+        let fixture = services.fixture
+        defer { fixture.cleanUp() }
+        #expect(fixture.apus("start", "imap4be").status == 0)
+        let port = try #require(fixture.port(.imap4be))
+        let client = try #require(LineClient(port: port))
+        #expect(client.readLine()?.hasPrefix("* OK ") == true)
+        #expect(client.command("a", "LOGIN user1 \(RealServices.password)")?.hasPrefix("a OK") == true)
+        let message = "Subject: before the kill\r\n\r\nhello\r\n"
+        #expect(client.command("b", "APPEND INBOX {\(message.utf8.count)+}\r\n\(message)")?.hasPrefix("b OK") == true)
+        let pid = try #require(fixture.status(.imap4be)["pid"]?.intValue)
+        kill(pid_t(pid), SIGKILL)
+        #expect(client.readToEnd().isEmpty, "no BYE from a killed process")
+        #expect(PidFile.waitUntilFree(path: fixture.pidFile(.imap4be), timeout: .seconds(10)))
+
+        let status = fixture.apus("status", "imap4be")
+        #expect(status.status == 1)
+        #expect(states(status.output) == ["imap4be": "Stopped"])
+        let started = fixture.apus("start", "imap4be")
+        #expect(started.status == 0, "\(started)")
+        let againPort = try #require(fixture.port(.imap4be))
+        let again = try #require(LineClient(port: againPort))
+        #expect(again.readLine()?.hasPrefix("* OK ") == true)
+        #expect(again.command("a", "LOGIN user1 \(RealServices.password)")?.hasPrefix("a OK") == true)
+        again.send("b SELECT INBOX\r\n")
+        #expect(again.readUntil(tag: "b")?.contains("* 1 EXISTS") == true)
     }
 
     /// /metrics carries TLS handshakes, the store's fsyncs, the front end's bytes and its pool
@@ -239,7 +335,7 @@ struct RealServiceTests {
         defer { group.shutdown(gracePeriod: .seconds(1)) }
         #expect(try tlsGreeting(port: tlsPort, caFile: directory + "/cert.pem", group: group)?.hasPrefix("* OK") == true)
         let plain = try #require(LineClient(port: tlsPort))
-        plain.send("a LOGIN user1 pass\r\n")
+        plain.send("a LOGIN user1 \(RealServices.password)\r\n")
         _ = plain.readToEnd()
         var back = try scrape(backAdmin)
         #expect(metric("apus_imap4be_tls_handshakes_total{result=\"completed\"}", in: back) == 1, "\(back)")
@@ -255,7 +351,7 @@ struct RealServiceTests {
         for session in 1...3 {
             let client = try #require(LineClient(port: frontPort))
             #expect(client.readLine()?.hasPrefix("* OK ") == true)
-            #expect(client.command("a", "LOGIN user1 pass")?.hasPrefix("a OK") == true)
+            #expect(client.command("a", "LOGIN user1 \(RealServices.password)")?.hasPrefix("a OK") == true)
             if session == 1 {
                 let message = "Subject: counted\r\n\r\nhello\r\n"
                 #expect(client.command("b", "APPEND INBOX {\(message.utf8.count)+}\r\n\(message)")?.hasPrefix("b OK") == true)
@@ -282,6 +378,21 @@ struct RealServiceTests {
         #expect(try #require(metric("apus_imap4_pool_closed_total{backend=\"local\"}", in: front)) >= 1)
         #expect(metric("apus_imap4_pool_connections{backend=\"local\",state=\"idle\"}", in: front) == 0)
     }
+}
+
+/// Base64 (RFC 4648 section 4) of `bytes`, padded.
+func base64(_ bytes: [UInt8]) -> String {
+    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    var text = ""
+    for start in stride(from: 0, to: bytes.count, by: 3) {
+        let chunk = Array(bytes[start..<min(start + 3, bytes.count)]) + [0, 0]
+        let bits = UInt32(chunk[0]) << 16 | UInt32(chunk[1]) << 8 | UInt32(chunk[2])
+        let available = min(3, bytes.count - start) + 1
+        for index in 0..<4 {
+            text.append(index < available ? alphabet[Int(bits >> UInt32(18 - 6 * index)) & 63] : "=")
+        }
+    }
+    return text
 }
 
 /// Polls `condition` until it holds or 10 s pass, for state another process changes without

@@ -370,6 +370,24 @@ struct ServiceProcessTests {
         #expect(PidFile.probe(path: fixture.pidFile(.imap4be)) == .running(pid: pid.map { pid_t($0) }))
     }
 
+    /// logrotate's way: move the file away, then SIGHUP (not `apus reload`) to the daemon.
+    @Test func sighupReopensTheLogFile() throws {
+        let fixture = ServiceFixture()
+        defer { fixture.cleanUp() }
+        #expect(fixture.apus("start", "imap4be").status == 0)
+        let pid = try #require(fixture.status(.imap4be)["pid"]?.intValue)
+        #expect(rename(fixture.logPath, fixture.logPath + ".1") == 0)
+        kill(pid_t(pid), SIGHUP)
+        #expect(eventually { readFile(fixture.logPath).contains("reload: changed log file reopened: \(fixture.logPath)") })
+        #expect(readFile(fixture.logPath + ".1").contains("started"))
+        // Later lines go to the new file too.
+        let port = try #require(fixture.port(.imap4be))
+        let client = try #require(LineClient(port: port))
+        #expect(client.readLine()?.hasPrefix("* OK ") == true)
+        #expect(eventually { readFile(fixture.logPath).contains("session=1 client=127.0.0.1:") })
+        #expect(!readFile(fixture.logPath + ".1").contains("session=1 client="))
+    }
+
     // MARK: - Operations endpoint
 
     @Test func operationsEndpointServesMetricsAndStatus() throws {
