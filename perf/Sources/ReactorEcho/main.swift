@@ -3,6 +3,7 @@
 //
 // usage: ReactorEcho PORT LOOPS [CERT KEY]    prints "ready" when listening, runs until killed
 //        ReactorEcho make-certificate DIR    writes DIR/cert.pem and DIR/key.pem
+// APUS_ECHO_COUNTERS=1 counts bytes and handshakes as the services' listeners do (reactor-counters).
 //===----------------------------------------------------------------------===//
 
 import Glibc
@@ -40,6 +41,9 @@ do {
     let group = try EventLoopGroup(loopCount: loops, workerCount: 1, name: "echo")
     var spec = ListenerSpec(host: "127.0.0.1", port: port, tls: tls) { _ in Echo() }
     spec.backlog = 4096
+    if let flag = getenv("APUS_ECHO_COUNTERS"), String(cString: flag) == "1" {
+        spec.options.counters = ConnectionCounters()
+    }
     try group.listen(spec)
     // Unbuffered, so the bench script sees it at once.
     _ = write(1, "ready\n", 6)
