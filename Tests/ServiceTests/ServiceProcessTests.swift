@@ -162,6 +162,7 @@ struct ServiceProcessTests {
         let during = fixture.apus("status", "imap4be")
         #expect(during.status == 1)
         #expect(states(during.output) == ["imap4be": "Stopping"])
+        #expect(LineClient(port: port) == nil, "a stopping service accepts nothing")
         #expect(busy.readToEnd() == ["w OK waited", "* BYE Apus is shutting down"])
         #expect(reap(stopper) == 0)
         reaped = true
