@@ -165,3 +165,19 @@ struct FirstRunTests {
         }
     }
 }
+
+@Suite("Shipped documentation")
+struct ShippedDocumentationTests {
+    @Test func theSampleFileDocumentsEveryKey() {
+        let lines = readFile(ShippedFilesTests.root + "/dist/apus.conf").split(separator: "\n")
+        for key in ConfigurationKey.all {
+            #expect(lines.contains { $0.hasPrefix("\(key.name) =") || $0.hasPrefix("# \(key.name) =") }, "\(key.name)")
+        }
+    }
+
+    @Test func theReadmeShowsTheRunCommandAndTheFirstUser() {
+        let lines = readFile(ShippedFilesTests.root + "/README.md").split(separator: "\n")
+        #expect(lines.contains("swift run -c release apus run"))
+        #expect(lines.contains { $0.hasPrefix("swift run -c release apus user add ") })
+    }
+}
