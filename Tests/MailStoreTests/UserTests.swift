@@ -138,6 +138,20 @@ import Testing
         #expect(access(temporary.path + "/users", F_OK) != 0)
     }
 
+    @Test func rewritesKeepCommentsAndLinesApusSkips() throws {
+        let temporary = TemporaryDirectory()
+        let path = temporary.path + "/users"
+        let original = "# users of example.com\nalice:{PLAIN}one::\n\nbroken\nbob:{PLAIN}two\n"
+        writeFile(path, Array(original.utf8))
+        let users = PasswordFile(path: path)
+        try users.setPassword(user: "carol", password: Array("three".utf8))
+        try users.removeUser("bob")
+        let text = String(decoding: readFile(path) ?? [], as: UTF8.self)
+        #expect(text.hasPrefix("# users of example.com\nalice:{PLAIN}one::\n\nbroken\ncarol:{SHA512-CRYPT}$6$"))
+        #expect(text.hasSuffix("\n") && !text.contains("bob"))
+        #expect(try users.userNames() == ["alice", "carol"])
+    }
+
     @Test func rewritesKeepTheFilesOwnerAndMode() throws {
         let temporary = TemporaryDirectory()
         let path = temporary.path + "/users"

@@ -4,7 +4,8 @@
 //     alice:{SHA512-CRYPT}$6$Qx…$…::::::
 //     bob:{PLAIN}secret
 //
-// Only the user name and the password are used; the other fields are kept when Apus rewrites a line.
+// Only the user name and the password are used; the other fields are kept when Apus rewrites a line,
+// and so are comments and lines Apus skips.
 
 import Glibc
 import Synchronization
@@ -30,7 +31,21 @@ public final class PasswordFile: Sendable {
     private struct Snapshot {
         var fingerprint: FileFingerprint = .none
         var entries: [String: PasswordEntry] = [:]
-        var order: [String] = []
+        /// The file's lines in order: users by name, anything else (comments, lines Apus skips)
+        /// verbatim, so a rewrite keeps what an administrator wrote.
+        var lines: [Line] = []
+
+        enum Line {
+            case user(String)
+            case verbatim(ArraySlice<UInt8>)
+        }
+
+        var userNames: [String] {
+            lines.compactMap { line in
+                guard case .user(let name) = line else { return nil }
+                return name
+            }
+        }
     }
 
     /// The file's path (configured by the operator).
@@ -83,7 +98,7 @@ public final class PasswordFile: Sendable {
             let existing = state.entries[user]
             if change == .add, existing != nil { throw .userExists }
             if change == .change, existing == nil { throw .noSuchUser }
-            if existing == nil { state.order.append(user) }
+            if existing == nil { state.lines.append(.user(user)) }
             state.entries[user] = PasswordEntry(user: user, password: hashed, otherFields: existing?.otherFields ?? [])
         }
     }
@@ -94,14 +109,17 @@ public final class PasswordFile: Sendable {
         guard try entry(for: user) != nil else { throw .noSuchUser }
         try update { state throws(StoreError) in
             guard state.entries.removeValue(forKey: user) != nil else { throw .noSuchUser }
-            state.order.removeAll { $0 == user }
+            state.lines.removeAll { line in
+                if case .user(let name) = line { return name == user }
+                return false
+            }
         }
     }
 
     /// The users in file order.
     public func userNames() throws(StoreError) -> [String] {
         try refresh()
-        return snapshot.withLock { $0.order }
+        return snapshot.withLock { $0.userNames }
     }
 
     /// Read-modify-write of the whole file, safe against another process doing the same: an
@@ -121,9 +139,13 @@ public final class PasswordFile: Sendable {
         }
         try change(&state)
         var bytes: [UInt8] = []
-        for name in state.order {
-            guard let entry = state.entries[name] else { continue }
-            bytes.append(contentsOf: ([entry.user, entry.password] + entry.otherFields).joined(separator: ":").utf8)
+        for line in state.lines {
+            switch line {
+            case .verbatim(let text): bytes.append(contentsOf: text)
+            case .user(let name):
+                guard let entry = state.entries[name] else { continue }
+                bytes.append(contentsOf: ([entry.user, entry.password] + entry.otherFields).joined(separator: ":").utf8)
+            }
             bytes.append(UInt8(ascii: "\n"))
         }
         let (directory, name) = splitPath()
@@ -164,14 +186,22 @@ public final class PasswordFile: Sendable {
     ///     line  = "#" comment / user ":" password [":" uid ":" gid ":" gecos ":" home ":" shell ":" extra]
     private static func parse(_ bytes: [UInt8]) -> Snapshot {
         var result = Snapshot()
-        for line in bytes.split(separator: UInt8(ascii: "\n")) {
-            guard line.count <= maximumLineLength, line.first != UInt8(ascii: "#") else { continue }
+        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        if lines.last?.isEmpty == true { lines.removeLast() }  // the final LF ends a line, it does not start one
+        for line in lines {
+            guard line.count <= maximumLineLength, line.first != UInt8(ascii: "#") else {
+                result.lines.append(.verbatim(line))
+                continue
+            }
             let text = String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line, as: UTF8.self)
             let fields = text.split(separator: ":", maxSplits: 7, omittingEmptySubsequences: false).map(String.init)
-            guard fields.count >= 2, !fields[0].isEmpty, result.entries[fields[0]] == nil else { continue }
+            guard fields.count >= 2, !fields[0].isEmpty, result.entries[fields[0]] == nil else {
+                result.lines.append(.verbatim(line))
+                continue
+            }
             result.entries[fields[0]] = PasswordEntry(user: fields[0], password: fields[1],
                                                       otherFields: Array(fields.dropFirst(2)))
-            result.order.append(fields[0])
+            result.lines.append(.user(fields[0]))
         }
         return result
     }
