@@ -127,7 +127,9 @@ public final class PasswordFile: Sendable {
     /// would not be shared), a fresh read under it, then temp file, fsync, rename, directory
     /// fsync. Readers never lock: they see the old file or the new one.
     private func update(_ change: (inout Snapshot) throws(StoreError) -> Void) throws(StoreError) {
-        let lock = try systemCall("open") { open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        // Read-only and readable by all: flock needs no write access, so whoever may replace the
+        // users file can take the lock even when another user created the lock file.
+        let lock = try systemCall("open") { open(path + ".lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0o644) }
         defer { close(lock) }  // closing drops the lock
         _ = try systemCall("flock") { flock(lock, LOCK_EX) }
         var state = Snapshot()
