@@ -114,8 +114,9 @@ enum FirstRun {
                 "apus: running as root: the standard ports, \(ports.frontEndPlain) and \(ports.frontEndTLS) "
                     + "(back end \(ports.backEndPlain) and \(ports.backEndTLS))")
         } else {
+            let why = geteuid() == 0 ? "binding ports below 1024 is refused here" : "not running as root"
             print(
-                "apus: not running as root, so ports below 1024 are not allowed: the front end uses "
+                "apus: \(why), so ports below 1024 are not allowed: the front end uses "
                     + "\(ports.frontEndPlain) and \(ports.frontEndTLS), the back end \(ports.backEndPlain) and "
                     + "\(ports.backEndTLS) (instead of 143, 993, 1143, 1993)")
         }
