@@ -144,6 +144,24 @@ struct CommandLineTests {
         #expect(!fileExists(fixture.directory.path + "/etc/x") && !fileExists(fixture.directory.path + "/data/etc"))
     }
 
+    /// Without any configuration `apus user` says where it looked instead of inventing a users file.
+    @Test func userCommandsWithoutAnyConfigurationSayWhatToDo() throws {
+        try #require(!fileExists("/etc/apus/apus.conf"), "this test needs a machine without /etc/apus/apus.conf")
+        let empty = TemporaryDirectory()
+        let output = TemporaryDirectory()
+        defer {
+            empty.remove()
+            output.remove()
+        }
+        let result = runCommand("/usr/bin/env", ["--chdir=\(empty.path)", apusExecutable, "user", "list"], in: output.path)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.errors.contains("no configuration found"), "\(result)")
+        #expect(result.errors.contains("run `apus run` here once, or give --config FILE"), "\(result)")
+        let config = runCommand("/usr/bin/env", ["--chdir=\(empty.path)", apusExecutable, "config"], in: output.path)
+        #expect(config.status == 0 && config.output.hasPrefix("# The effective Apus configuration (built-in defaults)"))
+        #expect(!fileExists(empty.path + "/apus-data"), "only apus run makes the first-run files")
+    }
+
     @Test func theUsersFileHoldsTheStrongestHash() throws {
         let fixture = ServiceFixture()
         defer { fixture.cleanUp() }
