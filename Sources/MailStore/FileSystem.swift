@@ -15,6 +15,12 @@ public enum StoreError: Error, Equatable, Sendable {
     case invalidMailboxName(String)
     /// A user name the store refuses (empty, too long, or with bytes outside the allowed set).
     case invalidUserName
+    /// A user to add is in the users file already.
+    case userExists
+    /// A user to change or remove is not in the users file.
+    case noSuchUser
+    /// A password must not be empty.
+    case emptyPassword
     /// The named mailbox does not exist.
     case mailboxNotFound
     /// A mailbox with that name exists already (CREATE, RENAME target).
@@ -47,7 +53,11 @@ extension StoreError: CustomStringConvertible {
         switch self {
         case .system(let call, let code): return "\(call) failed: \(String(cString: strerror(code))) (errno \(code))"
         case .invalidMailboxName(let reason): return "invalid mailbox name: \(reason)"
-        case .invalidUserName: return "invalid user name"
+        case .invalidUserName:
+            return "invalid user name (1 to \(UserName.maximumLength) of A-Z a-z 0-9 . _ - + @, not starting with . or -)"
+        case .userExists: return "the user exists already"
+        case .noSuchUser: return "no such user"
+        case .emptyPassword: return "the password is empty"
         case .mailboxNotFound: return "no such mailbox"
         case .mailboxExists: return "mailbox already exists"
         case .cannotDeleteInbox: return "INBOX cannot be deleted"
@@ -274,12 +284,19 @@ enum Directory {
     }
 
     /// Replaces `name` atomically: writes a sibling temporary file, optionally fsyncs it, renames it
-    /// over `name`, and optionally fsyncs the directory.
-    static func replaceFile(_ name: String, in directory: Int32, with bytes: [UInt8], durable: Bool)
-        throws(StoreError)
-    {
+    /// over `name`, and optionally fsyncs the directory. With `keepingOwnership` the new file gets
+    /// the old one's owner, group and mode (a file an administrator edits as root but a service
+    /// reads as its own user).
+    static func replaceFile(
+        _ name: String, in directory: Int32, with bytes: [UInt8], durable: Bool, keepingOwnership: Bool = false
+    ) throws(StoreError) {
         let temporary = name + ".apus-new"
         let file = try FileHandle.openFile(temporary, in: directory, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        var old = stat()
+        if keepingOwnership, fstatat(directory, name, &old, AT_SYMLINK_NOFOLLOW) == 0 {
+            _ = try systemCall("fchown") { fchown(file.fd, old.st_uid, old.st_gid) }
+            _ = try systemCall("fchmod") { fchmod(file.fd, old.st_mode & 0o7777) }
+        }
         try file.write(bytes, at: 0)
         if durable { try file.sync() }
         _ = try systemCall("renameat") { renameat(directory, temporary, directory, name) }

@@ -120,6 +120,8 @@ public struct ApusConfiguration: Sendable {
 
     /// The file read, or nil for built-in defaults.
     public var path: String?
+    /// The `-o` options applied over the file (kept for reloads and for daemons `apus start` runs).
+    public var overrides: [ConfigurationOverride] = []
     /// Pid files and control sockets.
     public var runDirectory: String
     public var imap4: ServiceSettings
@@ -181,21 +183,39 @@ public struct ApusConfiguration: Sendable {
     /// Reads `path`; a missing file gives the defaults when `mayBeMissing` (the default path).
     /// The configuration `--config` or APUS_CONFIG named (which must exist), or else the default
     /// file if there is one, or else the defaults.
-    public static func load(commandLinePath: String?) throws(ConfigurationError) -> ApusConfiguration {
-        try load(path: commandLinePath ?? defaultPath, mayBeMissing: commandLinePath == nil)
+    public static func load(commandLinePath: String?, overrides: [ConfigurationOverride] = [])
+        throws(ConfigurationError) -> ApusConfiguration
+    {
+        try load(path: commandLinePath ?? defaultPath, mayBeMissing: commandLinePath == nil, overrides: overrides)
     }
 
-    public static func load(path: String, mayBeMissing: Bool = false) throws(ConfigurationError) -> ApusConfiguration {
-        if mayBeMissing, access(path, F_OK) != 0, errno == ENOENT { return defaults(baseDirectory: currentDirectory()) }
-        return try ApusConfiguration(file: try ConfigurationFile.read(path: path))
+    public static func load(path: String, mayBeMissing: Bool = false, overrides: [ConfigurationOverride] = [])
+        throws(ConfigurationError) -> ApusConfiguration
+    {
+        if mayBeMissing, access(path, F_OK) != 0, errno == ENOENT {
+            return try ApusConfiguration(file: nil, overrides: overrides)
+        }
+        return try ApusConfiguration(file: try ConfigurationFile.read(path: path), overrides: overrides)
+    }
+
+    /// The configuration read again from the same file with the same `-o` options (a reload).
+    public func reread() throws(ConfigurationError) -> ApusConfiguration {
+        guard let path else { return self }
+        return try ApusConfiguration.load(path: path, overrides: overrides)
     }
 
     /// Applies `file` over the defaults: `[global]` first (to both services), then each
     /// service's section. Paths are resolved against the file's directory.
-    public init(file: ConfigurationFile) throws(ConfigurationError) {
-        let directory = absolutePath(directoryOf(file.path), base: currentDirectory())
+    ///
+    /// `overrides` (`-o` options) replace keys of the file first; with no file they apply over the
+    /// defaults, which resolve paths against the current directory.
+    public init(file given: ConfigurationFile?, overrides: [ConfigurationOverride] = []) throws(ConfigurationError) {
+        let file = (given ?? ConfigurationFile(path: "(defaults)", sections: [("global", 0, [])])).applying(overrides)
+        let directory =
+            given == nil ? currentDirectory() : absolutePath(directoryOf(file.path), base: currentDirectory())
         self = ApusConfiguration.defaults(baseDirectory: directory)
-        path = file.path
+        path = given?.path
+        self.overrides = overrides
         var explicitUsersFile: [ServiceName: Bool] = [:]
         var explicitBackends = false
         // Global first, whatever the order in the file, so a service section always wins.
@@ -207,51 +227,57 @@ public struct ApusConfiguration: Sendable {
             case "imap4": targets = [.imap4]
             case "imap4be": targets = [.imap4be]
             default:
-                throw ConfigurationError(
-                    file: file.path, line: section.line,
-                    message: "unknown section [\(section.name)] (expected [global], [imap4] or [imap4be])")
+                let message = "unknown section [\(section.name)] (expected [global], [imap4] or [imap4be])"
+                // A section only an `-o` option made has no line of its own: name the option.
+                if section.line == 0, let first = section.entries.first {
+                    throw ConfigurationError(file: file.path, entry: first, message: message)
+                }
+                throw ConfigurationError(file: file.path, line: section.line, message: message)
             }
             var seen: [String: Int] = [:]
             for entry in section.entries {
                 if let earlier = seen[entry.key] {
                     throw ConfigurationError(
-                        file: file.path, line: entry.line,
+                        file: file.path, entry: entry,
                         message: "'\(entry.key)' already set in [\(section.name)] on line \(earlier)")
                 }
                 seen[entry.key] = entry.line
                 guard let key = ConfigurationKey.all.first(where: { $0.name == entry.key }) else {
                     throw ConfigurationError(
-                        file: file.path, line: entry.line,
+                        file: file.path, entry: entry,
                         message: "unknown key '\(entry.key)' in [\(section.name)]")
                 }
                 guard key.scope.allows(section.name) else {
                     throw ConfigurationError(
-                        file: file.path, line: entry.line,
+                        file: file.path, entry: entry,
                         message: "'\(entry.key)' does not belong in [\(section.name)] (\(key.scope.where))")
                 }
+                let base = entry.override?.baseDirectory ?? directory
                 do throws(ConfigurationValueError) {
                     if key.name == "run_dir" {
-                        runDirectory = absolutePath(try ConfigurationValue.path(entry.value), base: directory)
+                        runDirectory = absolutePath(try ConfigurationValue.path(entry.value), base: base)
                         continue
                     }
                     for target in targets {
                         try update(target) { settings throws(ConfigurationValueError) in
-                            try key.apply(&settings, entry.value, directory)
+                            try key.apply(&settings, entry.value, base)
                         }
                         if key.name == "users_file" { explicitUsersFile[target] = true }
                     }
                     if key.name == "backends" { explicitBackends = true }
                 } catch {
                     throw ConfigurationError(
-                        file: file.path, line: entry.line, message: "\(entry.key): \(error.message)")
+                        file: file.path, entry: entry, message: "\(entry.key): \(error.message)")
                 }
             }
         }
         finish(baseDirectory: directory, explicitUsersFile: explicitUsersFile, explicitBackends: explicitBackends)
         for route in imap4.routes where !imap4.backends.contains(where: { $0.name == route.backend }) {
-            let line = file.sections.first { $0.name == "imap4" }?.entries.first { $0.key == "routes" }?.line ?? 0
-            throw ConfigurationError(
-                file: file.path, line: line, message: "routes: no back end named '\(route.backend)'")
+            let message = "routes: no back end named '\(route.backend)'"
+            guard let entry = file.sections.first(where: { $0.name == "imap4" })?.entries.first(where: {
+                $0.key == "routes"
+            }) else { throw ConfigurationError(file: file.path, line: 0, message: message) }
+            throw ConfigurationError(file: file.path, entry: entry, message: message)
         }
     }
 
@@ -505,6 +531,17 @@ enum ConfigurationValue {
             throw ConfigurationValueError("'\(value)' is not a duration (like 30s, 5m, 250ms)")
         }
         return .milliseconds(number * scale)
+    }
+
+    /// A duration as `duration(_:)` reads it, in the largest unit that divides it: `30m`, `250ms`.
+    static func text(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        let units: [(suffix: String, milliseconds: Int64)] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+        for unit in units where milliseconds > 0 && milliseconds % unit.milliseconds == 0 {
+            return "\(milliseconds / unit.milliseconds)\(unit.suffix)"
+        }
+        return milliseconds == 0 ? "0s" : "\(milliseconds)ms"
     }
 
     /// Comma-separated items, blanks dropped.

@@ -20,13 +20,25 @@ public struct ConfigurationError: Error, Equatable, CustomStringConvertible, Sen
     }
 
     public var description: String { line > 0 ? "\(file):\(line): \(message)" : "\(file): \(message)" }
+
+    /// A mistake in `entry` of `file`: named by the `-o` option when the entry came from one.
+    init(file: String, entry: ConfigurationEntry, message: String) {
+        if let override = entry.override {
+            self.init(file: override.description, line: 0, message: message)
+        } else {
+            self.init(file: file, line: entry.line, message: message)
+        }
+    }
 }
 
 /// One `key = value` line, with where it came from.
 public struct ConfigurationEntry: Equatable, Sendable {
     public var key: String
     public var value: String
+    /// 0 for an entry set on the command line.
     public var line: Int
+    /// The `-o` option that set this entry, or nil for a line of the file.
+    public var override: ConfigurationOverride? = nil
 }
 
 /// The file as written: sections in order, each a list of entries.
@@ -120,7 +132,7 @@ public struct ConfigurationFile: Sendable {
         return file
     }
 
-    private static func isName(_ name: String) -> Bool {
+    static func isName(_ name: String) -> Bool {
         !name.isEmpty
             && name.utf8.allSatisfy { byte in
                 (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))

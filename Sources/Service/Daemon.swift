@@ -15,7 +15,8 @@ import Telemetry
 /// Either way it holds `run_dir/<service>.pid` and answers on `run_dir/<service>.sock`.
 enum Daemon {
     static func serve(
-        _ service: ServiceName, configurationPath: String?, detach: Bool, readyDescriptor: Int32?
+        _ service: ServiceName, configurationPath: String?, overrides: [ConfigurationOverride] = [], detach: Bool,
+        readyDescriptor: Int32?
     ) -> Int32 {
         Signals.block()
         if detach {
@@ -33,7 +34,7 @@ enum Daemon {
 
         let configuration: ApusConfiguration
         do throws(ConfigurationError) {
-            configuration = try ApusConfiguration.load(commandLinePath: configurationPath)
+            configuration = try ApusConfiguration.load(commandLinePath: configurationPath, overrides: overrides)
         } catch {
             return fail("configuration error: \(error)")
         }

@@ -7,24 +7,28 @@ import MailStore
 import Reactor
 import Telemetry
 
-/// `apus run [--service imap4|imap4be] [--config PATH]`: the quickest way to try Apus. Logs go
-/// to standard error; Ctrl-C stops gracefully; SIGHUP reloads. No pid file or control socket:
-/// `apus status` manages daemons only.
+/// `apus run [--service imap4|imap4be] [--config PATH] [-o KEY=VALUE]...`: the quickest way to try
+/// Apus. Logs go to standard error; Ctrl-C stops gracefully; SIGHUP reloads. No pid file or
+/// control socket: `apus status` manages daemons only.
 ///
-/// Without a configuration file it keeps everything under `./apus-data`; the first run makes a
-/// self-signed certificate there and a users file with a `demo` user, and prints the password.
+/// Without a configuration file it writes one into `./apus-data` (``FirstRun``) and keeps
+/// everything there; the first run makes a self-signed certificate there and a users file with a
+/// `demo` user, and prints the password.
 enum RunCommand {
-    static func run(services: [ServiceName], configurationPath: String?) -> Int32 {
+    static func run(services: [ServiceName], configurationPath: String?, overrides: [ConfigurationOverride]) -> Int32 {
         Signals.block()
+        var path = configurationPath
+        if path == nil {
+            switch FirstRun.writeConfiguration() {
+            case .success(let written): path = written
+            case .failure(let error):
+                printError("apus: \(error)")
+                return 1
+            }
+        }
         var configuration: ApusConfiguration
         do throws(ConfigurationError) {
-            if let configurationPath {
-                configuration = try ApusConfiguration.load(path: configurationPath)
-            } else if access(ApusConfiguration.defaultPath, F_OK) == 0 {
-                configuration = try ApusConfiguration.load(path: ApusConfiguration.defaultPath)
-            } else {
-                configuration = embeddedDefaults()
-            }
+            configuration = try ApusConfiguration.load(path: path ?? FirstRun.configurationPath(), overrides: overrides)
         } catch {
             printError("apus: configuration error: \(error)")
             return 1
@@ -69,23 +73,6 @@ enum RunCommand {
         print("apus: stopping (sessions get BYE once their commands finish)")
         host.stop()
         return 0
-    }
-
-    /// Defaults for a first try in the current directory.
-    static func embeddedDefaults() -> ApusConfiguration {
-        let base = currentDirectory() + "/apus-data"
-        var configuration = ApusConfiguration.defaults(baseDirectory: currentDirectory())
-        configuration.runDirectory = base + "/run"
-        for service in ServiceName.allCases {
-            configuration.update(service) { settings in
-                settings.dataDirectory = base + "/mail"
-                settings.usersFile = base + "/passwd"
-                settings.certificate = base + "/tls/cert.pem"
-                settings.privateKey = base + "/tls/key.pem"
-                settings.logFile = base + "/apus.log"
-            }
-        }
-        return configuration
     }
 
     /// Makes the certificate and the users file (with a demo user) when missing. Nil when all
@@ -148,6 +135,11 @@ enum RunCommand {
                 "apus: try: openssl s_client -quiet -connect \(local(tls)):\(tls.port)   then   a LOGIN demo <password>"
             )
         }
+        // `apus user` finds /etc/apus/apus.conf and ./apus-data/apus.conf by itself; any other file it must be told.
+        let found = [ApusConfiguration.defaultPath, FirstRun.configurationPath()].contains(configuration.path ?? "")
+        print(
+            "apus: add a user (another terminal, same directory): apus user add NAME"
+                + (found ? "" : " --config \(configuration.path ?? "FILE")"))
         print("apus: Ctrl-C stops gracefully")
     }
 

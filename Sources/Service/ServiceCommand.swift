@@ -4,7 +4,7 @@
 
 import Glibc
 
-/// Entry point for `apus run|start|stop|restart|reload|status|serve`.
+/// Entry point for `apus run|start|stop|restart|reload|status|serve|config|user`.
 public enum ServiceCommand {
     /// Runs the subcommand in `arguments` (without the program name); returns the exit status.
     public static func run(_ arguments: [String]) -> Int32 {
@@ -19,32 +19,41 @@ public enum ServiceCommand {
             printError("apus \(command): \(message)\n" + usage)
             return 2
         }
-        let configurationPath =
-            options.configurationPath
-            ?? getenv("APUS_CONFIG").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        if command == "user" { return UserCommand.run(options) }
+        if options.passwordFromStandardInput {
+            printError("apus \(command): --password-stdin belongs to apus user add|passwd")
+            return 2
+        }
+        var services: [ServiceName] = []
+        for word in options.words {
+            guard let service = ServiceName(rawValue: word) else {
+                printError("apus \(command): unknown argument '\(word)' (services are imap4 and imap4be)\n" + usage)
+                return 2
+            }
+            if !services.contains(service) { services.append(service) }
+        }
+        let configurationPath = options.resolvedConfigurationPath()
         switch command {
         case "serve":
-            guard options.services.count == 1 else {
+            guard services.count == 1 else {
                 printError("apus serve: name one service (imap4 or imap4be)")
                 return 2
             }
             return Daemon.serve(
-                options.services[0], configurationPath: configurationPath, detach: options.detach,
-                readyDescriptor: options.readyDescriptor)
+                services[0], configurationPath: configurationPath, overrides: options.overrides,
+                detach: options.detach, readyDescriptor: options.readyDescriptor)
         case "run":
             return RunCommand.run(
-                services: options.services.isEmpty ? ServiceName.allCases : options.services,
-                configurationPath: configurationPath)
+                services: services.isEmpty ? ServiceName.allCases : services,
+                configurationPath: configurationPath, overrides: options.overrides)
+        case "config":
+            guard let configuration = options.loadConfiguration() else { return 1 }
+            print(ConfigurationText.render(configuration), terminator: "")
+            return 0
         case "start", "stop", "restart", "reload", "status":
-            let configuration: ApusConfiguration
-            do throws(ConfigurationError) {
-                configuration = try ApusConfiguration.load(commandLinePath: configurationPath)
-            } catch {
-                printError("apus: configuration error: \(error)")
-                return 1
-            }
+            guard let configuration = options.loadConfiguration() else { return 1 }
             let control = ServiceControl(configuration: configuration, configurationPath: configuration.path)
-            let named = options.services.isEmpty ? ServiceName.allCases : options.services
+            let named = services.isEmpty ? ServiceName.allCases : services
             switch command {
             case "start": return worst(named.sorted().map(control.start))
             case "stop": return worst(named.sorted().reversed().map(control.stop))
@@ -53,9 +62,7 @@ public enum ServiceCommand {
                 return stopped != 0 ? stopped : worst(named.sorted().map(control.start))
             case "reload": return worst(named.sorted().map(control.reload))
             default:
-                return control.status(
-                    options.services.isEmpty ? ServiceName.allCases : options.services,
-                    json: options.json)
+                return control.status(named, json: options.json)
             }
         default:
             printError("apus: unknown command '\(command)'\n" + usage)
@@ -66,21 +73,29 @@ public enum ServiceCommand {
     private static func worst(_ statuses: [Int32]) -> Int32 { statuses.max() ?? 0 }
 
     public static let usage = """
-        usage: apus run [--service imap4|imap4be]              both in the foreground (first run: cert, demo user)
+        usage: apus run [--service imap4|imap4be]              both in the foreground (first run: config, cert, demo user)
                apus start|stop|restart|reload [imap4|imap4be]  control the daemons (no name: both)
                apus status [--json] [imap4|imap4be]            one row per service; exit 0 only if all are Running
+               apus config                                     print the effective configuration (a valid file)
+               apus user add|passwd NAME [--password-stdin]    add a user or change a password (prompts on a terminal)
+               apus user del NAME | apus user list             remove a user; list the users
                apus load [options]                             load generator (apus load --help)
-        options: --config PATH                                 configuration (default \(ApusConfiguration.defaultPath))
+        options: -c, --config PATH                             configuration (default \(ApusConfiguration.defaultPath),
+                                                               else \(FirstRun.directoryName)/\(FirstRun.configurationName) here)
+                 -o [SECTION.]KEY=VALUE                        set a configuration key (repeatable; no section: [global])
         environment: APUS_CONFIG                               configuration when --config is not given
         """
 
-    /// Parsed options: service names, `--config`, `--json`, and the daemon's own flags.
+    /// Parsed options: `--config`, `-o`, `--json`, the daemon's own flags, and the other words
+    /// (service names, or a `user` subcommand and name).
     struct Options {
-        var services: [ServiceName] = []
+        var words: [String] = []
         var configurationPath: String?
+        var overrides: [ConfigurationOverride] = []
         var json = false
         var detach = false
         var readyDescriptor: Int32?
+        var passwordFromStandardInput = false
 
         enum Parsed {
             case success(Options)
@@ -100,27 +115,63 @@ public enum ServiceCommand {
                 case "--config", "-c":
                     guard let path = value(), !path.isEmpty else { return .failure("--config needs a path") }
                     options.configurationPath = absolutePath(path, base: currentDirectory())
+                case "-o", "--option":
+                    guard let text = value() else { return .failure("-o needs section.key=value") }
+                    do throws(ConfigurationError) {
+                        options.overrides.append(
+                            try ConfigurationOverride.parse(text, baseDirectory: currentDirectory()))
+                    } catch {
+                        return .failure("\(error)")
+                    }
                 case "--json": options.json = true
                 case "--detach": options.detach = true
+                case "--password-stdin": options.passwordFromStandardInput = true
                 case "--ready-fd":
                     guard let text = value(), let descriptor = Int32(text), descriptor > 2 else {
                         return .failure("--ready-fd needs a descriptor number above 2")
                     }
                     options.readyDescriptor = descriptor
                 case "--service":
-                    guard let name = value(), let service = ServiceName(rawValue: name) else {
+                    guard let name = value(), ServiceName(rawValue: name) != nil else {
                         return .failure("--service takes imap4 or imap4be")
                     }
-                    options.services.append(service)
+                    options.words.append(name)
                 default:
-                    guard let service = ServiceName(rawValue: argument) else {
-                        return .failure("unknown argument '\(argument)' (services are imap4 and imap4be)")
+                    guard !argument.hasPrefix("-") || argument == "-" else {
+                        return .failure("unknown option '\(argument)'")
                     }
-                    if !options.services.contains(service) { options.services.append(service) }
+                    options.words.append(argument)
                 }
                 index += 1
             }
             return .success(options)
+        }
+
+        /// The file to read: `--config`, else `APUS_CONFIG`, else /etc/apus/apus.conf or the
+        /// first run's ./apus-data/apus.conf when one exists; nil when there is none (defaults).
+        func resolvedConfigurationPath() -> String? {
+            if let configurationPath { return configurationPath }
+            if let named = getenv("APUS_CONFIG").map({ String(cString: $0) }), !named.isEmpty {
+                return absolutePath(named, base: currentDirectory())
+            }
+            for candidate in [ApusConfiguration.defaultPath, FirstRun.configurationPath()]
+            where access(candidate, F_OK) == 0 {
+                return candidate
+            }
+            return nil
+        }
+
+        /// The configuration with the `-o` options applied, or nil after printing what is wrong.
+        func loadConfiguration() -> ApusConfiguration? {
+            do throws(ConfigurationError) {
+                if let path = resolvedConfigurationPath() {
+                    return try ApusConfiguration.load(path: path, overrides: overrides)
+                }
+                return try ApusConfiguration(file: nil, overrides: overrides)
+            } catch {
+                printError("apus: configuration error: \(error)")
+                return nil
+            }
         }
     }
 }

@@ -42,6 +42,8 @@ struct ServiceControl {
         defer { close(readEnd) }
         var arguments = ["apus", "serve", service.rawValue, "--detach", "--ready-fd", "3"]
         if let configurationPath { arguments += ["--config", configurationPath] }
+        // The daemon reads the file itself: it needs the same `-o` options to get the same configuration.
+        for override in configuration.overrides { arguments += ["-o", override.text] }
         let spawned = spawn(arguments, readinessDescriptor: writeEnd)
         close(writeEnd)
         guard case .success(let pid) = spawned else {
@@ -300,11 +302,7 @@ struct ServiceControl {
     }
 
     /// A duration as the configuration writes it: `30s`, `250ms`.
-    static func text(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
-    }
+    static func text(_ duration: Duration) -> String { ConfigurationValue.text(duration) }
 
     static func formatUptime(_ seconds: Int) -> String {
         let days = seconds / 86400

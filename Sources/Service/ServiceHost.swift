@@ -69,8 +69,6 @@ final class ServiceHost: Sendable {
 
     let group: EventLoopGroup
     let log: LogOutput
-    /// The file configuration was read from (re-read on reload); nil for defaults.
-    let configurationPath: String?
     private let records = Mutex<[ServiceName: Record]>([:])
     private let configuration: Mutex<ApusConfiguration>
     private let reloading = Mutex<Int>(0)
@@ -82,7 +80,6 @@ final class ServiceHost: Sendable {
             throw ServiceStartError("cannot start event loops: \(error)")
         }
         self.log = log
-        configurationPath = configuration.path
         self.configuration = Mutex(configuration)
     }
 
@@ -260,11 +257,7 @@ final class ServiceHost: Sendable {
             let services = hostedServices
             let fresh: ApusConfiguration
             do throws(ConfigurationError) {
-                fresh =
-                    try configurationPath.map { path throws(ConfigurationError) in
-                        try ApusConfiguration.load(path: path)
-                    }
-                    ?? configuration.withLock { $0 }
+                fresh = try configuration.withLock { $0 }.reread()
             } catch {
                 let report = ReloadReport(refused: ["configuration: \(error); nothing changed"])
                 for service in services { records.withLock { $0[service]!.logger }.error("reload refused: \(error)") }

@@ -2,6 +2,7 @@
 
 import CShims
 import Glibc
+import Synchronization
 import Testing
 @testable import MailStore
 
@@ -109,4 +110,103 @@ import Testing
         #expect(try reread.entry(for: "alice")?.otherFields == ["1000", "1000", "", "/home/alice", "", ""])
         #expect(throws: StoreError.invalidUserName) { try users.setPassword(user: "a:b", password: []) }
     }
+
+    @Test func addChangeAndRemoveRefuseWhatDoesNotFit() throws {
+        let temporary = TemporaryDirectory()
+        let users = PasswordFile(path: temporary.path + "/users")
+        try users.setPassword(user: "alice", password: Array("one".utf8), change: .add)
+        #expect(throws: StoreError.userExists) { try users.setPassword(user: "alice", password: [1], change: .add) }
+        #expect(throws: StoreError.noSuchUser) { try users.setPassword(user: "bob", password: [1], change: .change) }
+        #expect(throws: StoreError.emptyPassword) { try users.setPassword(user: "bob", password: []) }
+        try users.setPassword(user: "bob", password: Array("two".utf8), change: .add)
+        try users.setPassword(user: "alice", password: Array("three".utf8), change: .change)
+        #expect(try users.userNames() == ["alice", "bob"])
+        #expect(users.verify(user: "alice", password: Array("three".utf8)))
+        try users.removeUser("alice")
+        #expect(throws: StoreError.noSuchUser) { try users.removeUser("alice") }
+        #expect(try users.userNames() == ["bob"])
+        #expect(!PasswordFile(path: users.path).verify(user: "alice", password: Array("three".utf8)))
+    }
+
+    /// A name becomes a directory under the data directory: nothing that could leave it is accepted.
+    @Test(arguments: ["", "..", "../etc", "a/b", ".hidden", "-rf", "a b", "a\nb", "a:b", "#x", "é",
+                      String(repeating: "a", count: UserName.maximumLength + 1)])
+    func namesThatCouldEscapeTheDataDirectoryAreRefused(name: String) throws {
+        let temporary = TemporaryDirectory()
+        let users = PasswordFile(path: temporary.path + "/users")
+        #expect(throws: StoreError.invalidUserName) { try users.setPassword(user: name, password: [1]) }
+        #expect(access(temporary.path + "/users", F_OK) != 0)
+    }
+
+    @Test func rewritesKeepCommentsAndLinesApusSkips() throws {
+        let temporary = TemporaryDirectory()
+        let path = temporary.path + "/users"
+        let original = "# users of example.com\nalice:{PLAIN}one::\n\nbroken\nbob:{PLAIN}two\n"
+        writeFile(path, Array(original.utf8))
+        let users = PasswordFile(path: path)
+        try users.setPassword(user: "carol", password: Array("three".utf8))
+        try users.removeUser("bob")
+        let text = String(decoding: readFile(path) ?? [], as: UTF8.self)
+        #expect(text.hasPrefix("# users of example.com\nalice:{PLAIN}one::\n\nbroken\ncarol:{SHA512-CRYPT}$6$"))
+        #expect(text.hasSuffix("\n") && !text.contains("bob"))
+        #expect(try users.userNames() == ["alice", "carol"])
+    }
+
+    @Test func rewritesKeepTheFilesOwnerAndMode() throws {
+        let temporary = TemporaryDirectory()
+        let path = temporary.path + "/users"
+        writeFile(path, Array("alice:{PLAIN}one\n".utf8))
+        #expect(chmod(path, 0o640) == 0)
+        #expect(chown(path, 65534, 65534) == 0 || geteuid() != 0)
+        var before = stat()
+        stat(path, &before)
+        try PasswordFile(path: path).setPassword(user: "bob", password: Array("two".utf8))
+        var after = stat()
+        stat(path, &after)
+        #expect(after.st_ino != before.st_ino, "replaced by rename, not rewritten in place")
+        #expect(after.st_mode & 0o7777 == 0o640)
+        #expect(after.st_uid == before.st_uid && after.st_gid == before.st_gid)
+    }
+
+    /// Two writers (two instances, as two `apus user add` processes would be) adding users at the
+    /// same time: the lock file serialises their read-modify-write, so no addition is lost.
+    @Test func concurrentWritersLoseNoUser() throws {
+        let temporary = TemporaryDirectory()
+        let path = temporary.path + "/users"
+        let failures = Mutex(0)
+        let perWriter = 40
+        var threads: [pthread_t] = []
+        for writer in 0..<2 {
+            let work: @Sendable () -> Void = {
+                let users = PasswordFile(path: path)
+                for number in 0..<perWriter {
+                    do throws(StoreError) {
+                        try users.setPassword(user: "w\(writer)u\(number)", password: [1])
+                    } catch {
+                        failures.withLock { $0 += 1 }
+                    }
+                }
+            }
+            threads.append(try #require(startThread(work)))
+        }
+        for thread in threads { pthread_join(thread, nil) }
+        #expect(failures.withLock { $0 } == 0)
+        #expect(Set(try PasswordFile(path: path).userNames()).count == 2 * perWriter)
+    }
+}
+
+/// Runs `body` on a new thread; join it with pthread_join.
+private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let context = Unmanaged.passRetained(Box(body)).toOpaque()
+    let result = pthread_create(&thread, nil, { context in
+        let box = Unmanaged<AnyObject>.fromOpaque(context!).takeRetainedValue() as! Box
+        box.body()
+        return nil
+    }, context)
+    return result == 0 ? thread : nil
 }

@@ -95,23 +95,24 @@ let apusExecutable: String = {
 /// with `APUS_STAND_IN=0` in `extra`.
 func spawnApus(
     _ arguments: [String], in directory: String, environment extra: [String] = [],
-    standardOutput: Int32? = nil
+    standardOutput: Int32? = nil, standardInput: String = "/dev/null"
 ) -> pid_t {
     let standIn = extra.contains { $0.hasPrefix("APUS_STAND_IN=") } ? [] : ["APUS_STAND_IN=1"]
     return spawnProgram(apusExecutable, name: "apus", arguments, in: directory,
-                        environment: standIn + ["PATH=/usr/bin:/bin"] + extra, standardOutput: standardOutput)
+                        environment: standIn + ["PATH=/usr/bin:/bin"] + extra, standardOutput: standardOutput,
+                        standardInput: standardInput)
 }
 
-/// Starts `path` with `arguments`, standard input from /dev/null, stdout (unless
+/// Starts `path` with `arguments`, standard input from the file `standardInput`, stdout (unless
 /// `standardOutput`) and stderr to files in `directory`.
 func spawnProgram(
     _ path: String, name: String, _ arguments: [String], in directory: String, environment: [String],
-    standardOutput: Int32? = nil
+    standardOutput: Int32? = nil, standardInput: String = "/dev/null"
 ) -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 0, standardInput, O_RDONLY, 0)
     if let standardOutput {
         posix_spawn_file_actions_adddup2(&actions, standardOutput, 1)
     } else {
