@@ -41,12 +41,14 @@ final class BackendConnection: ConnectionHandler {
         case draining
         /// UNAUTHENTICATE sent.
         case unauthenticating
+        /// Idle, on its way to another loop's pool (``BackendPool/lendIdleConnection()``).
+        case lent
         case closed
     }
 
     /// Strong on purpose: a connection closing during shutdown must still find its pool. The cycle
     /// with the pool's idle list ends when the connection closes.
-    let pool: BackendPool
+    private(set) var pool: BackendPool
     var connection: Connection?
     private(set) var state: State = .connecting
     /// The session the connection serves (relaying, logging in).
@@ -135,6 +137,9 @@ final class BackendConnection: ConnectionHandler {
     }
 
     func markCheckedOut() { state = .reserved }
+
+    /// Leaves this loop's pool for another loop's; `connectionMoved` finishes the move there.
+    func markLent() { state = .lent }
 
     func closeWhileIdle() { close() }
 
@@ -326,7 +331,7 @@ final class BackendConnection: ConnectionHandler {
             pool.checkin(self)
         case .loggingIn:
             handleLoginFrame(frame, line)
-        case .idle, .reserved:
+        case .idle, .reserved, .lent:
             // An unauthenticated connection has nothing to say but BYE (its autologout).
             close()
         case .connecting, .closed:
@@ -384,6 +389,12 @@ final class BackendConnection: ConnectionHandler {
         owner?.backendDrained()
     }
 
+    func connectionMoved(_ connection: Connection) {
+        guard state == .lent, let adopter = pool.shared.pool(on: connection.loop) else { return close() }
+        pool = adopter
+        adopter.adopt(self)
+    }
+
     func connectionIdleTimeout(_ connection: Connection) {
         close()
     }
@@ -397,6 +408,11 @@ final class BackendConnection: ConnectionHandler {
         let previous = state
         state = .closed
         self.connection = nil
+        if previous == .lent {
+            // Closed in transit, on the new loop: the old loop's pool no longer counts it.
+            pool.shared.releaseSlot()
+            return
+        }
         let session = owner
         owner = nil
         pool.connectionClosed(self, state: previous)
