@@ -104,7 +104,12 @@ final class BackendConnection: ConnectionHandler {
         timer = connection.loop.schedule(after: pool.settings.responseTimeout) { [weak self] in
             guard let self, self.timer != nil else { return }
             self.pool.logger.warning("back end \(self.pool.endpoint.name) did not answer in time (\(self.state))")
+            let pool = self.pool
+            let state = self.state
             self.close()
+            // Short exchanges of ours that went unanswered mean a hung back end. (Greeting and
+            // probing mark it down through `connectionClosed`; a drain may wait on a long command.)
+            if state == .checking || state == .loggingIn || state == .unauthenticating { pool.connectionTimedOut() }
         }
     }
 

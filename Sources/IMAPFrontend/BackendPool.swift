@@ -324,7 +324,14 @@ final class BackendPool {
             if hop.tlsSessionReused { shared.tlsResumed.add(1, ordering: .relaxed) }
             if let session = hop.tlsSessionForResumption() { tlsSession = session }
         }
-        markUp()
+        if shared.isDown {
+            // A probe: a back end that greets but then hangs would flap up and down, so it is up
+            // again only once it has answered a command too.
+            checkingCount += 1
+            shared.checking.add(1, ordering: .relaxed)
+            connection.startHealthCheck()
+            return
+        }
         makeAvailable(connection)
         refill()
     }
@@ -373,10 +380,26 @@ final class BackendPool {
         if !shared.down.exchange(true, ordering: .acquiringAndReleasing) {
             logger.warning("back end \(endpoint.name) marked down")
         }
+        failWaiters()
+        // Logins waiting on other loops (for a slot, say) must not sit out their checkout timeout.
+        shared.onOtherLoops(than: loop.index) { $0.failWaiters() }
+        scheduleReconnect()
+    }
+
+    /// The back end did not answer a connection in time (a health check, a login, an
+    /// UNAUTHENTICATE): a hung back end is as down as one that refuses connections.
+    func connectionTimedOut() {
+        guard !stopped else { return }
+        markDown()
+    }
+
+    /// Answers the logins waiting here `NO [UNAVAILABLE]` while the back end is down.
+    func failWaiters() {
+        guard shared.isDown || stopped else { return }
         let waiting = waiters
         waiters.removeAll()
+        shared.wantingLoops.bitwiseAnd(~loopBit, ordering: .relaxed)
         for session in waiting { session.backendUnavailable() }
-        scheduleReconnect()
     }
 
     private func markUp() {
@@ -437,6 +460,8 @@ final class BackendPool {
     func healthCheckPassed(_ connection: BackendConnection) {
         checkingCount -= 1
         shared.checking.subtract(1, ordering: .relaxed)
+        markUp()
         makeAvailable(connection, keepIdleSince: true)
+        refill()
     }
 }

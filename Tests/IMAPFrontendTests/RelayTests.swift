@@ -188,14 +188,7 @@ struct RelayTests {
         _ = try loggedIn(harness.port, "carol@one.example")
         first.kill()
         // alice's back end is gone: NO [UNAVAILABLE] within a second, every time.
-        for attempt in 0..<3 {
-            let alice = try TestClient(port: harness.port)
-            _ = try alice.readResponse()
-            let started = ContinuousClock.now
-            let answer = try alice.command("a\(attempt)", "LOGIN alice pw-alice")
-            #expect(answer.last?.hasPrefix("a\(attempt) NO [UNAVAILABLE]") == true)
-            #expect(ContinuousClock.now - started < .seconds(1))
-        }
+        try expectUnavailableWithinASecond(harness.port, "alice", attempts: 3)
         #expect(harness.server.poolStatus()[0].down)
         // bob's session and new sessions on the other back end are untouched.
         #expect(try bob.command("b", "XSTATE").first?.hasPrefix("* XSTATE user=bob ") == true)
@@ -208,6 +201,43 @@ struct RelayTests {
         #expect(harness.waitForPool(0) { !$0.down })
         let alice = try loggedIn(harness.port, "alice")
         #expect(try alice.command("d", "XSTATE").first?.hasPrefix("* XSTATE user=alice ") == true)
+    }
+
+    /// A login answered `NO [UNAVAILABLE]` within `bound` (a second unless said), `attempts` times.
+    private func expectUnavailableWithinASecond(_ port: UInt16, _ user: String, attempts: Int,
+                                                bound: Duration = .seconds(1)) throws {
+        for attempt in 0..<attempts {
+            let client = try TestClient(port: port)
+            _ = try client.readResponse()
+            let started = ContinuousClock.now
+            let answer = try client.command("u\(attempt)", "LOGIN \(user) pw-\(user)")
+            #expect(answer.last?.hasPrefix("u\(attempt) NO [UNAVAILABLE]") == true, "\(answer)")
+            #expect(ContinuousClock.now - started < bound)
+        }
+    }
+
+    /// A back end that accepts and greets but then answers nothing: the first login gives up
+    /// after the response timeout (2 s here) and marks it down; later logins are refused at once,
+    /// well inside that timeout, because the reconnect probes (greeted, NOOP unanswered) do not
+    /// mark it up again.
+    @Test func hungBackendIsMarkedDownAndItsUsersAreRefusedAtOnce() throws {
+        var options = FakeBackendOptions()
+        options.silentAfterGreeting = true
+        let hung = try FakeBackend(options: options)
+        defer { hung.kill() }
+        let harness = try FrontendHarness(backends: [("hung", hung.port)], loops: 1) {
+            $0.pool.minimumIdle = 1
+            $0.pool.responseTimeout = .seconds(2)
+        }
+        defer { harness.stop() }
+        #expect(harness.waitForPool(0) { $0.idle == 1 })
+        try expectUnavailableWithinASecond(harness.port, "alice", attempts: 1, bound: .seconds(3))
+        #expect(harness.server.poolStatus()[0].down)
+        // Reconnect probes come every 20 to 100 ms here; once one has been greeted and sent its
+        // NOOP, the back end is still down.
+        #expect(hung.events.wait { _ in !hung.events.commands("NOOP").isEmpty })
+        #expect(harness.server.poolStatus()[0].down)
+        try expectUnavailableWithinASecond(harness.port, "alice", attempts: 3)
     }
 
     @Test func shutdownSaysByeToIdleSessions() throws {
