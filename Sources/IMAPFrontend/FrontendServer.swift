@@ -136,7 +136,9 @@ final class FrontendCore: Sendable {
         loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp,
                                             labels: [("result", "unavailable")])
         // Pre-rendered CAPABILITY variants: [secure, plain with STARTTLS and login, plain before STARTTLS].
-        let base = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID"]
+        // ENABLE and IDLE are part of IMAP4rev2 and relayed to the back end after login; clients
+        // such as Python's imaplib only use them when the list they read before login names them.
+        let base = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
         let auth = ["AUTH=PLAIN", "AUTH=LOGIN"]
         let secure = IMAPCapabilitySet(base + auth)
         let plain = IMAPCapabilitySet(base + (configuration.tls != nil ? ["STARTTLS"] : []) + auth)
