@@ -230,6 +230,12 @@ final class BackendConnection: ConnectionHandler {
     }
 
     func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
+        // Literal bytes spliced since the last read were never seen: count them as passed.
+        let spliced = connection.takeSplicedInputCount()
+        if spliced > 0 {
+            framer.skipStreamBytes(UInt64(spliced))
+            owner?.countSplicedBytes(spliced)
+        }
         if isOpaque && state == .relaying {
             owner?.relayToClient(bytes)
             return bytes.count
@@ -264,13 +270,38 @@ final class BackendConnection: ConnectionHandler {
                     unexpected("a tagged response with a literal")
                 } else if state != .relaying && state != .draining {
                     unexpected("a literal")
+                } else if consumed == bytes.count {
+                    spliceRestOfLiteral(connection)
                 }
             case .streamBytes(let count):
                 if state == .relaying { owner?.relayToClient(UnsafeRawBufferPointer(rebasing: rest[0..<count])) }
                 consumed += count
+                if consumed == bytes.count { spliceRestOfLiteral(connection) }
             }
         }
         return connection.isOpen ? consumed : bytes.count
+    }
+
+    /// Literals at least this large are spliced when both sides are plain (below it, the two
+    /// extra system calls per pipe load cost more than the copies they save).
+    static let spliceThreshold: UInt64 = 64 * 1024
+
+    /// The read ended inside a large literal: the rest of it goes to a plain client with splice(2),
+    /// socket to pipe to socket, never copied through this process.
+    ///
+    /// Why this much and no more: the framing scan must see every byte that can hold a response
+    /// boundary, and inside a literal none can: the framer already knows the literal's length,
+    /// so skipping it (``IMAPResponseFramer/skipStreamBytes(_:)``) loses nothing. Lines (and
+    /// small literals) still pass through the buffer, where the scan follows tags, BYE and
+    /// continuations. Splicing every byte through a pipe and peeking at it with tee(2) would
+    /// need a copy for the scan anyway, and two more system calls per read. With TLS on either
+    /// side the bytes must be in memory to be decrypted or encrypted: one read into the loop's
+    /// buffer, one copy into the other side's output.
+    private func spliceRestOfLiteral(_ hop: Connection) {
+        let remaining = framer.streamBytesRemaining
+        guard remaining >= BackendConnection.spliceThreshold, state == .relaying, !isOpaque,
+              let owner, owner.clientCanTakeMore, let client = owner.plainClientConnection else { return }
+        _ = hop.spliceInput(count: Int(remaining), to: client)
     }
 
     /// One complete response frame (or the end of a streamed one when `!startsResponse`).

@@ -485,6 +485,12 @@ final class ClientSession: ConnectionHandler {
     /// stops and later calls `connectionWritable`, which is what resumes the other side.
     static let outputHighWaterMark = ConnectionOptions().highWaterMark
 
+    /// The client's connection when bytes may be spliced to it (plain, no TLS).
+    var plainClientConnection: Connection? { connection.isTLS || !connection.isOpen ? nil : connection }
+
+    /// Literal bytes reached this client by splice(2).
+    func countSplicedBytes(_ count: Int) { core.splicedBytes.increment(by: UInt64(count)) }
+
     /// Whether the client's queued output leaves room for more from the back end.
     var clientCanTakeMore: Bool { connection.queuedOutputBytes <= ClientSession.outputHighWaterMark }
 

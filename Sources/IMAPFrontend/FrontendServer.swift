@@ -108,6 +108,8 @@ final class FrontendCore: Sendable {
     let loginsSucceeded: Counter
     let loginsRejected: Counter
     let loginsUnavailable: Counter
+    /// Literal bytes moved from back ends to clients with splice(2) (the rest passed through the buffer).
+    let splicedBytes: Counter
     private let capabilitySets: [IMAPCapabilitySet]
     private let greetings: [[UInt8]]
 
@@ -135,6 +137,8 @@ final class FrontendCore: Sendable {
         loginsRejected = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "rejected")])
         loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp,
                                             labels: [("result", "unavailable")])
+        splicedBytes = metrics.counter("apus_imap4_spliced_bytes_total",
+                                       help: "Response literal bytes relayed to clients with splice(2)")
         // Pre-rendered CAPABILITY variants: [secure, plain with STARTTLS and login, plain before STARTTLS].
         // ENABLE and IDLE are part of IMAP4rev2 and relayed to the back end after login; clients
         // such as Python's imaplib only use them when the list they read before login names them.

@@ -2,6 +2,7 @@
 
 import Glibc
 import Reactor
+import Telemetry
 import Testing
 
 @testable import IMAPFrontend
@@ -61,6 +62,43 @@ struct RelayTests {
         let fetched = try client.command("c", "FETCH 1 BODY[]")
         #expect(fetched.count == 2 && fetched[0].count == "* 1 FETCH (BODY[] {200000}\r\n".count + 200_000 + 1)
         #expect(fetched[1] == "c OK fetched")
+    }
+
+    /// A large literal from a plain hop to a plain client is spliced (socket to pipe to socket);
+    /// over a TLS hop it passes through the buffer. Either way the client gets it byte for byte,
+    /// with the response boundaries (tagged line, next command) intact.
+    @Test(arguments: [false, true])
+    func largeLiteralsAreSplicedOnlyWhenBothSidesArePlain(tlsHop: Bool) throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        var options = FakeBackendOptions()
+        options.fetchBodySize = 3 * 1024 * 1024
+        if tlsHop { options.tls = certificates.serverHolder }
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let clientContext = try certificates.clientContext()
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            if tlsHop {
+                $0.backends[0].tls = clientContext
+                $0.backends[0].serverName = "localhost"
+            }
+        }
+        defer { harness.stop() }
+        let client = try loggedIn(harness.port, "alice")
+        for round in 0..<2 {
+            let fetched = try client.command("f\(round)", "FETCH 1 BODY[]")
+            let header = "* 1 FETCH (BODY[] {\(options.fetchBodySize)}\r\n"
+            #expect(fetched.count == 2 && fetched[0] == header + String(repeating: "x", count: options.fetchBodySize) + ")")
+            #expect(fetched.last == "f\(round) OK fetched")
+        }
+        #expect(try client.command("n", "NOOP") == ["n OK done"])
+        let spliced = harness.metrics.counter("apus_imap4_spliced_bytes_total", help: "").current
+        if tlsHop {
+            #expect(spliced == 0)
+        } else {
+            // All but what the first read of each literal brought with its line.
+            #expect(spliced > UInt64(2 * (options.fetchBodySize - 256 * 1024)), "spliced \(spliced)")
+        }
     }
 
     @Test func unauthenticateAndStartTLSAreRefusedAfterLogin() throws {
