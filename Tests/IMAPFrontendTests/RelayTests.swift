@@ -59,6 +59,8 @@ struct RelayTests {
         #expect(try client.readResponse() == "+ go ahead")
         try client.send(String(repeating: "m", count: 3_000_000) + "\r\n")
         #expect(try client.responses(until: "d").last == "d OK appended 3000028 octets")
+        // Both sides plain: most of the message went client to back end by splice(2), every byte counted.
+        #expect(harness.metrics.counter("apus_imap4_spliced_bytes_total", help: "").current > 2_000_000)
         let fetched = try client.command("c", "FETCH 1 BODY[]")
         #expect(fetched.count == 2 && fetched[0].count == "* 1 FETCH (BODY[] {200000}\r\n".count + 200_000 + 1)
         #expect(fetched[1] == "c OK fetched")
@@ -131,8 +133,10 @@ struct RelayTests {
 
     /// Closed at once, not after some exchange timed out: the response timeout here is longer
     /// than the wait, so a front end that tried UNAUTHENTICATE inside the literal (where the back
-    /// end takes it for message bytes) would fail this test.
-    @Test func clientKilledMidLiteralClosesTheBackendConnection() throws {
+    /// end takes it for message bytes) would fail this test. The large literal is being spliced
+    /// when the client goes.
+    @Test(arguments: [(100, 24), (8_000_000, 1_000_000)])
+    func clientKilledMidLiteralClosesTheBackendConnection(literal: Int, sent: Int) throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
         let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
@@ -143,9 +147,9 @@ struct RelayTests {
         do {
             let client = try loggedIn(harness.port, "alice")
             try client.command("s", "XSTATE")
-            try client.send("a APPEND INBOX {100}\r\n")
+            try client.send("a APPEND INBOX {\(literal)}\r\n")
             #expect(try client.readResponse() == "+ go ahead")
-            try client.send("only part of the message")
+            try client.send(String(repeating: "m", count: sent))
         }  // the client is gone here
         let number = try #require(connections(backend, "XSTATE").first)
         #expect(backend.events.wait(timeout: .seconds(5)) { _ in closed(backend, number) })
