@@ -249,11 +249,11 @@ final class BackendPool {
     private func lend(_ connection: BackendConnection) -> Bool {
         let wanting = shared.wantingLoops.load(ordering: .relaxed) & ~loopBit
         guard wanting != 0, let hop = connection.connection, hop.isOpen,
-              let target = shared.handle(ofLoop: wanting.trailingZeroBitCount) else { return false }
+              let target = shared.handle(ofLoop: wanting.trailingZeroBitCount), hop.transfer(to: target)
+        else { return false }
         connection.markLent()
         openCount -= 1
         shared.lent.add(1, ordering: .relaxed)
-        hop.transfer(to: target)
         return true
     }
 

@@ -301,13 +301,17 @@ public final class Connection {
     var announcedActive = false
 
     /// Moves this connection, TLS state and buffered bytes included, to another loop once the
-    /// current callback returns. The handler hears `connectionMoved` on the new loop.
-    public func transfer(to target: EventLoopHandle) {
+    /// current callback returns. The handler hears `connectionMoved` on the new loop. False
+    /// (and nothing happens) when it cannot move now: not active, already moving, splicing, or
+    /// `target` is its own loop.
+    @discardableResult
+    public func transfer(to target: EventLoopHandle) -> Bool {
         // A splice ties two connections to this loop; neither moves while it lasts.
         guard state == .active, target !== loop.handle, pendingTransfer == nil, spliceTarget == nil,
-              pipeQueued == 0 else { return }
+              pipeQueued == 0 else { return false }
         pendingTransfer = target
         loop.scheduleTransfer(self)
+        return true
     }
 
     // MARK: - Event handling (loop thread)
