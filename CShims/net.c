@@ -231,6 +231,9 @@ int cshim_pipe(int fds[2]) {
 
 int cshim_pipe_set_size(int fd, int bytes) {
     int size = fcntl(fd, F_SETPIPE_SZ, bytes);
+    if (size >= 0) return size;
+    /* Refused (over fs.pipe-max-size or the user's pipe pages): say what the pipe has. */
+    size = fcntl(fd, F_GETPIPE_SZ);
     return size < 0 ? -errno : size;
 }
 
