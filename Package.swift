@@ -55,10 +55,16 @@ let package = Package(
         .executableTarget(name: "IMAPFuzz", dependencies: ["IMAPProtocol"]),
 
         // MARK: - Tests
+        // Shared by the back end's and the front end's tests: a real back end on loopback, a
+        // blocking client, child processes with deadlines, and the real mail clients' runs.
+        .target(name: "TestSupport", dependencies: ["IMAPBackend", "MailStore", "Reactor", "Telemetry"],
+                path: "Tests/TestSupport"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShims"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
-        .testTarget(name: "IMAPBackendTests", dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry"]),
-        .testTarget(name: "IMAPFrontendTests", dependencies: ["IMAPFrontend", "Reactor", "IMAPProtocol", "Telemetry"]),
+        .testTarget(name: "IMAPBackendTests",
+                    dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry", "TestSupport"]),
+        .testTarget(name: "IMAPFrontendTests",
+                    dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport"]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "Telemetry"]),
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),

@@ -245,6 +245,14 @@ int cshim_pipe(int fds[2]) {
     return pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0 ? -errno : 0;
 }
 
+int cshim_pipe_set_size(int fd, int bytes) {
+    int size = fcntl(fd, F_SETPIPE_SZ, bytes);
+    if (size >= 0) return size;
+    /* Refused (over fs.pipe-max-size or the user's pipe pages): say what the pipe has. */
+    size = fcntl(fd, F_GETPIPE_SZ);
+    return size < 0 ? -errno : size;
+}
+
 long cshim_raise_nofile_limit(long wanted) {
     struct rlimit lim;
     if (getrlimit(RLIMIT_NOFILE, &lim) < 0) return -errno;

@@ -138,6 +138,10 @@ long cshim_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 long cshim_splice(int in_fd, int out_fd, size_t count);
 /// pipe2(O_NONBLOCK|O_CLOEXEC) into fds[2]. Why: pipe2 is not in Swift's Glibc module.
 int cshim_pipe(int fds[2]);
+/// Asks for a pipe of `bytes` (F_SETPIPE_SZ); returns the pipe's size (the one asked for, or
+/// the one it keeps when refused), or -errno.
+/// Why: fcntl is variadic (Swift cannot call it) and F_SETPIPE_SZ needs _GNU_SOURCE.
+int cshim_pipe_set_size(int fd, int bytes);
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit (or `wanted` if lower). Returns the
 /// new soft limit or -errno. Why: an IMAP server holding 50,000 IDLE sessions needs more than

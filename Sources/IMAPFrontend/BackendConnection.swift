@@ -41,12 +41,14 @@ final class BackendConnection: ConnectionHandler {
         case draining
         /// UNAUTHENTICATE sent.
         case unauthenticating
+        /// Idle, on its way to another loop's pool (``BackendPool/lendIdleConnection()``).
+        case lent
         case closed
     }
 
     /// Strong on purpose: a connection closing during shutdown must still find its pool. The cycle
     /// with the pool's idle list ends when the connection closes.
-    let pool: BackendPool
+    private(set) var pool: BackendPool
     var connection: Connection?
     private(set) var state: State = .connecting
     /// The session the connection serves (relaying, logging in).
@@ -102,7 +104,12 @@ final class BackendConnection: ConnectionHandler {
         timer = connection.loop.schedule(after: pool.settings.responseTimeout) { [weak self] in
             guard let self, self.timer != nil else { return }
             self.pool.logger.warning("back end \(self.pool.endpoint.name) did not answer in time (\(self.state))")
+            let pool = self.pool
+            let state = self.state
             self.close()
+            // Short exchanges of ours that went unanswered mean a hung back end. (Greeting and
+            // probing mark it down through `connectionClosed`; a drain may wait on a long command.)
+            if state == .checking || state == .loggingIn || state == .unauthenticating { pool.connectionTimedOut() }
         }
     }
 
@@ -135,6 +142,9 @@ final class BackendConnection: ConnectionHandler {
     }
 
     func markCheckedOut() { state = .reserved }
+
+    /// Leaves this loop's pool for another loop's; `connectionMoved` finishes the move there.
+    func markLent() { state = .lent }
 
     func closeWhileIdle() { close() }
 
@@ -220,6 +230,12 @@ final class BackendConnection: ConnectionHandler {
     }
 
     func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
+        // Literal bytes spliced since the last read were never seen: count them as passed.
+        let spliced = connection.takeSplicedInputCount()
+        if spliced > 0 {
+            framer.skipStreamBytes(UInt64(spliced))
+            owner?.countSplicedBytes(spliced)
+        }
         if isOpaque && state == .relaying {
             owner?.relayToClient(bytes)
             return bytes.count
@@ -254,13 +270,38 @@ final class BackendConnection: ConnectionHandler {
                     unexpected("a tagged response with a literal")
                 } else if state != .relaying && state != .draining {
                     unexpected("a literal")
+                } else if consumed == bytes.count {
+                    spliceRestOfLiteral(connection)
                 }
             case .streamBytes(let count):
                 if state == .relaying { owner?.relayToClient(UnsafeRawBufferPointer(rebasing: rest[0..<count])) }
                 consumed += count
+                if consumed == bytes.count { spliceRestOfLiteral(connection) }
             }
         }
         return connection.isOpen ? consumed : bytes.count
+    }
+
+    /// Literals at least this large are spliced when both sides are plain (below it, the two
+    /// extra system calls per pipe load cost more than the copies they save).
+    static let spliceThreshold: UInt64 = 64 * 1024
+
+    /// The read ended inside a large literal: the rest of it goes to a plain client with splice(2),
+    /// socket to pipe to socket, never copied through this process.
+    ///
+    /// Why this much and no more: the framing scan must see every byte that can hold a response
+    /// boundary, and inside a literal none can: the framer already knows the literal's length,
+    /// so skipping it (``IMAPResponseFramer/skipStreamBytes(_:)``) loses nothing. Lines (and
+    /// small literals) still pass through the buffer, where the scan follows tags, BYE and
+    /// continuations. Splicing every byte through a pipe and peeking at it with tee(2) would
+    /// need a copy for the scan anyway, and two more system calls per read. With TLS on either
+    /// side the bytes must be in memory to be decrypted or encrypted: one read into the loop's
+    /// buffer, one copy into the other side's output.
+    private func spliceRestOfLiteral(_ hop: Connection) {
+        let remaining = framer.streamBytesRemaining
+        guard remaining >= BackendConnection.spliceThreshold, state == .relaying, !isOpaque,
+              let owner, owner.clientCanTakeMore, let client = owner.plainClientConnection else { return }
+        _ = hop.spliceInput(count: Int(remaining), to: client)
     }
 
     /// One complete response frame (or the end of a streamed one when `!startsResponse`).
@@ -326,7 +367,7 @@ final class BackendConnection: ConnectionHandler {
             pool.checkin(self)
         case .loggingIn:
             handleLoginFrame(frame, line)
-        case .idle, .reserved:
+        case .idle, .reserved, .lent:
             // An unauthenticated connection has nothing to say but BYE (its autologout).
             close()
         case .connecting, .closed:
@@ -384,6 +425,12 @@ final class BackendConnection: ConnectionHandler {
         owner?.backendDrained()
     }
 
+    func connectionMoved(_ connection: Connection) {
+        guard state == .lent, let adopter = pool.shared.pool(on: connection.loop) else { return close() }
+        pool = adopter
+        adopter.adopt(self)
+    }
+
     func connectionIdleTimeout(_ connection: Connection) {
         close()
     }
@@ -397,6 +444,11 @@ final class BackendConnection: ConnectionHandler {
         let previous = state
         state = .closed
         self.connection = nil
+        if previous == .lent {
+            // Closed in transit, on the new loop: the old loop's pool no longer counts it.
+            pool.shared.releaseSlot()
+            return
+        }
         let session = owner
         owner = nil
         pool.connectionClosed(self, state: previous)

@@ -7,8 +7,18 @@ import Telemetry
 /// The counts and the down mark of one back end, shared by every loop's pool of it: read by
 /// `FrontendServer.poolStatus()` from any thread, and the down mark makes every loop answer
 /// `NO [UNAVAILABLE]` as soon as one loop finds the back end unreachable.
+///
+/// The maximum and the minimum idle are the back end's, not a loop's: `open` counts the
+/// connections of every loop and a loop takes a slot with one compare-and-swap before it
+/// connects (no lock anywhere). A loop whose logins wait while every slot is taken asks the
+/// other loops for an idle connection, which moves to it (``Connection/transfer(to:)``) greeted
+/// and unauthenticated, so a pool of 4 serves 2 loops without a fifth connection.
 final class BackendPoolShared: Sendable {
     let name: String
+    /// Position in the configuration's back-end list (the same in every loop's pool list).
+    let index: Int
+    let maximum: Int
+    let minimumIdle: Int
     let idle = Atomic<Int>(0)
     let busy = Atomic<Int>(0)
     let created = Atomic<Int>(0)
@@ -16,8 +26,24 @@ final class BackendPoolShared: Sendable {
     let tlsResumed = Atomic<Int>(0)
     let closed = Atomic<Int>(0)
     let down = Atomic<Bool>(false)
+    /// Connections open or opening on all loops; never above `maximum`.
+    let open = Atomic<Int>(0)
+    /// Connections connecting, greeting or probing on all loops (the minimum idle counts them).
+    let opening = Atomic<Int>(0)
+    /// Idle connections in a NOOP health check on all loops (spare, like the idle ones).
+    let checking = Atomic<Int>(0)
+    /// One bit per loop whose logins wait for a connection another loop may lend.
+    let wantingLoops = Atomic<UInt64>(0)
+    /// Connections moved to another loop's pool (internal: for tests and logs, not the status).
+    let lent = Atomic<Int>(0)
+    private let directory = Mutex<PoolDirectory?>(nil)
 
-    init(name: String) { self.name = name }
+    init(name: String, index: Int = 0, maximum: Int = 1, minimumIdle: Int = 0) {
+        self.name = name
+        self.index = index
+        self.maximum = maximum
+        self.minimumIdle = minimumIdle
+    }
 
     var isDown: Bool { down.load(ordering: .acquiring) }
 
@@ -27,6 +53,50 @@ final class BackendPoolShared: Sendable {
                           reused: reused.load(ordering: .relaxed), tlsResumed: tlsResumed.load(ordering: .relaxed),
                           closed: closed.load(ordering: .relaxed))
     }
+
+    /// Takes one of the back end's connection slots; false when all `maximum` are taken.
+    func reserveSlot() -> Bool {
+        var current = open.load(ordering: .relaxed)
+        while current < maximum {
+            let (exchanged, original) = open.compareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// Gives back a slot taken by ``reserveSlot()`` (its connection closed).
+    func releaseSlot() { open.subtract(1, ordering: .relaxed) }
+
+    /// Tells the shared state how to reach each loop's pool of this back end (set once at start).
+    func setDirectory(_ directory: PoolDirectory) { self.directory.withLock { $0 = directory } }
+
+    /// Runs `action` on every other loop, with that loop's pool of this back end.
+    func onOtherLoops(than loopIndex: Int, _ action: @escaping @Sendable (BackendPool) -> Void) {
+        guard let directory = directory.withLock({ $0 }) else { return }
+        for handle in directory.handles where handle.index != loopIndex {
+            let backend = index
+            handle.execute { loop in action(directory.pools(loop)[backend]) }
+        }
+    }
+
+    /// The handle of loop `index`.
+    func handle(ofLoop index: Int) -> EventLoopHandle? {
+        directory.withLock { $0 }?.handles.first { $0.index == index }
+    }
+
+    /// This back end's pool on `loop`; call on that loop's thread.
+    func pool(on loop: EventLoop) -> BackendPool? {
+        directory.withLock { $0 }.map { $0.pools(loop)[index] }
+    }
+}
+
+/// How a back end's shared state reaches the pools of every loop.
+struct PoolDirectory: Sendable {
+    let handles: [EventLoopHandle]
+    /// The pools (one per back end) of the loop it is called on, on that loop's thread.
+    let pools: @Sendable (EventLoop) -> [BackendPool]
 }
 
 /// What a login gets when it asks the pool for a connection.
@@ -41,8 +111,10 @@ enum BackendCheckout {
 
 /// One loop's connections to one back end. Everything here runs on that loop's thread.
 ///
-/// Connections are opened ahead (`minimumIdle`), handed out last-in first-out (the warmest
-/// first), and come back after a clean UNAUTHENTICATE or a failed login. A connect that fails
+/// Connections are opened ahead (the back end's `minimumIdle`, counted over all loops), handed
+/// out last-in first-out (the warmest first), and come back after a clean UNAUTHENTICATE or a
+/// failed login. The back end's `maximum` holds across loops (``BackendPoolShared/reserveSlot()``);
+/// a loop at the maximum borrows an idle connection from another loop. A connect that fails
 /// marks the back end down for every loop; reconnect attempts follow with exponential backoff
 /// and the first success marks it up again.
 final class BackendPool {
@@ -50,16 +122,13 @@ final class BackendPool {
     let settings: BackendPoolSettings
     let shared: BackendPoolShared
     unowned let loop: EventLoop
-    /// This loop's share of the back end's maximum and minimum idle.
-    let maximum: Int
-    let minimumIdle: Int
     let logger: Logger
     /// Options for hop connections (the connect timeout rides on the handshake timeout).
     private let options: ConnectionOptions
 
     private var idle: [BackendConnection] = []
     private var waiters: [ClientSession] = []
-    /// Connections not yet closed, in any state.
+    /// This loop's connections not yet closed, in any state.
     private(set) var openCount = 0
     /// Connections connecting, greeting or probing capabilities.
     private var openingCount = 0
@@ -77,13 +146,11 @@ final class BackendPool {
     private var stopped = false
 
     init(endpoint: BackendEndpoint, settings: BackendPoolSettings, shared: BackendPoolShared, loop: EventLoop,
-         maximum: Int, minimumIdle: Int, logger: Logger) {
+         logger: Logger) {
         self.endpoint = endpoint
         self.settings = settings
         self.shared = shared
         self.loop = loop
-        self.maximum = maximum
-        self.minimumIdle = minimumIdle
         self.logger = logger
         backoff = settings.reconnectInitialBackoff
         var options = ConnectionOptions()
@@ -91,6 +158,8 @@ final class BackendPool {
         options.closingGracePeriod = settings.responseTimeout
         self.options = options
     }
+
+    private var loopBit: UInt64 { 1 << UInt64(loop.index & 63) }
 
     /// Opens the minimum idle connections and starts the health checks.
     func start() {
@@ -106,6 +175,7 @@ final class BackendPool {
         for connection in idle { connection.close() }
         for waiter in waiters { waiter.backendUnavailable() }
         waiters.removeAll()
+        shared.wantingLoops.bitwiseAnd(~loopBit, ordering: .relaxed)
     }
 
     // MARK: - Checking out and in
@@ -115,6 +185,8 @@ final class BackendPool {
         if shared.isDown || stopped { return .unavailable }
         if let connection = idle.popLast() {
             shared.idle.subtract(1, ordering: .relaxed)
+            // Top the back end's idle connections up again (nothing to do when min idle is 0).
+            if shared.minimumIdle > 0 { refill() }
             return .ready(handOut(connection))
         }
         waiters.append(session)
@@ -125,6 +197,7 @@ final class BackendPool {
     /// A waiting session gave up (its client left, or the checkout timeout passed).
     func cancelWait(_ session: ClientSession) {
         waiters.removeAll { $0 === session }
+        if waiters.isEmpty { shared.wantingLoops.bitwiseAnd(~loopBit, ordering: .relaxed) }
     }
 
     private func handOut(_ connection: BackendConnection) -> BackendConnection {
@@ -142,7 +215,8 @@ final class BackendPool {
         makeAvailable(connection)
     }
 
-    /// A connection is greeted and unauthenticated: give it to a waiting login or keep it.
+    /// A connection is greeted and unauthenticated: give it to a waiting login, lend it to a loop
+    /// whose logins wait, or keep it.
     private func makeAvailable(_ connection: BackendConnection, keepIdleSince: Bool = false) {
         if stopped {
             connection.close()
@@ -150,9 +224,11 @@ final class BackendPool {
         }
         if !waiters.isEmpty {
             let session = waiters.removeFirst()
+            if waiters.isEmpty { shared.wantingLoops.bitwiseAnd(~loopBit, ordering: .relaxed) }
             session.backendReady(handOut(connection))
             return
         }
+        if shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0, lend(connection) { return }
         connection.markIdle(since: keepIdleSince ? connection.idleSince : loop.now)
         idle.append(connection)
         shared.idle.add(1, ordering: .relaxed)
@@ -161,22 +237,64 @@ final class BackendPool {
     /// A connection sent UNAUTHENTICATE and should be back shortly.
     func connectionReturning() { returningCount += 1 }
 
+    // MARK: - Lending between loops
+
+    /// Moves an idle connection to a loop whose logins wait (asked by that loop).
+    func lendIdleConnection() {
+        guard waiters.isEmpty, shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0,
+              let connection = idle.popLast() else { return }
+        shared.idle.subtract(1, ordering: .relaxed)
+        if !lend(connection) { makeAvailable(connection) }
+    }
+
+    /// Hands `connection` to the lowest loop waiting; false when none waits any more.
+    private func lend(_ connection: BackendConnection) -> Bool {
+        let wanting = shared.wantingLoops.load(ordering: .relaxed) & ~loopBit
+        guard wanting != 0, let hop = connection.connection, hop.isOpen,
+              let target = shared.handle(ofLoop: wanting.trailingZeroBitCount), hop.transfer(to: target)
+        else { return false }
+        connection.markLent()
+        openCount -= 1
+        shared.lent.add(1, ordering: .relaxed)
+        return true
+    }
+
+    /// A connection lent by another loop arrived here (called on this loop).
+    func adopt(_ connection: BackendConnection) {
+        openCount += 1
+        makeAvailable(connection)
+    }
+
     // MARK: - Opening and losing connections
 
-    /// Opens connections until the idle ones (and those on their way) cover the minimum and the
-    /// waiting logins, within this loop's maximum.
+    /// Opens connections for the logins waiting here (beyond those on their way back) and until
+    /// the back end's idle connections, on all loops, cover its minimum; within its maximum.
     private func refill() {
         guard !stopped, !shared.isDown else { return }
-        while openCount < maximum
-            && openingCount + checkingCount + returningCount
-                < waiters.count + max(0, minimumIdle - idle.count - checkingCount - returningCount) {
-            if !open() { return }
+        while waiters.count > openingCount + checkingCount + returningCount {
+            guard open() else {
+                // Every slot is taken: another loop may have one idle to lend.
+                shared.wantingLoops.bitwiseOr(loopBit, ordering: .relaxed)
+                shared.onOtherLoops(than: loop.index) { $0.lendIdleConnection() }
+                return
+            }
+        }
+        // Counted as opening before the check, so two loops racing never open past the minimum.
+        while true {
+            let opening = shared.opening.add(1, ordering: .relaxed).newValue
+            let spare = shared.idle.load(ordering: .relaxed) + shared.checking.load(ordering: .relaxed) + opening
+            guard spare <= shared.minimumIdle, open(countedAsOpening: true) else {
+                shared.opening.subtract(1, ordering: .relaxed)
+                return
+            }
         }
     }
 
-    /// Starts one connection; false when not even a socket could be made (the back end is then down).
+    /// Starts one connection; false at the back end's maximum or when not even a socket could be
+    /// made (the back end is then down).
     @discardableResult
-    private func open() -> Bool {
+    private func open(countedAsOpening: Bool = false) -> Bool {
+        guard shared.reserveSlot() else { return false }
         let connection = BackendConnection(pool: self)
         var source: String?
         if !settings.sourceAddresses.isEmpty {
@@ -188,12 +306,14 @@ final class BackendPool {
                 host: endpoint.host, port: endpoint.port, sourceAddress: source, tls: endpoint.tls,
                 serverName: endpoint.serverName, session: tlsSession, handler: connection, options: options)
         } catch {
+            shared.releaseSlot()
             logger.warning("connect to back end \(endpoint.name) failed: \(error)")
             markDown()
             return false
         }
         openCount += 1
         openingCount += 1
+        if !countedAsOpening { shared.opening.add(1, ordering: .relaxed) }
         shared.created.add(1, ordering: .relaxed)
         return true
     }
@@ -201,11 +321,19 @@ final class BackendPool {
     /// A new connection was greeted and its capabilities are known.
     func connectionGreeted(_ connection: BackendConnection) {
         openingCount -= 1
+        shared.opening.subtract(1, ordering: .relaxed)
         if let hop = connection.connection, hop.isTLS {
             if hop.tlsSessionReused { shared.tlsResumed.add(1, ordering: .relaxed) }
             if let session = hop.tlsSessionForResumption() { tlsSession = session }
         }
-        markUp()
+        if shared.isDown {
+            // A probe: a back end that greets but then hangs would flap up and down, so it is up
+            // again only once it has answered a command too.
+            checkingCount += 1
+            shared.checking.add(1, ordering: .relaxed)
+            connection.startHealthCheck()
+            return
+        }
         makeAvailable(connection)
         refill()
     }
@@ -214,9 +342,11 @@ final class BackendPool {
     func connectionClosed(_ connection: BackendConnection, state: BackendConnection.State) {
         openCount -= 1
         shared.closed.add(1, ordering: .relaxed)
+        shared.releaseSlot()
         switch state {
         case .connecting, .greeting, .probing:
             openingCount -= 1
+            shared.opening.subtract(1, ordering: .relaxed)
             if !stopped {
                 logger.warning("back end \(endpoint.name) at \(endpoint.host):\(endpoint.port) did not greet")
                 markDown()
@@ -226,17 +356,25 @@ final class BackendPool {
                 idle.remove(at: index)
                 shared.idle.subtract(1, ordering: .relaxed)
             }
-            refill()
         case .checking:
             checkingCount -= 1
-            refill()
+            shared.checking.subtract(1, ordering: .relaxed)
         case .reserved, .loggingIn, .relaying, .draining, .unauthenticating:
             if state == .unauthenticating { returningCount -= 1 }
             shared.busy.subtract(1, ordering: .relaxed)
-            refill()
-        case .closed:
+        case .lent, .closed:
             break
         }
+        refill()
+        // A slot is free: loops whose logins wait for one may open it.
+        if shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0 {
+            shared.onOtherLoops(than: loop.index) { $0.refillIfWaiting() }
+        }
+    }
+
+    /// Another loop freed a slot.
+    func refillIfWaiting() {
+        if !waiters.isEmpty { refill() }
     }
 
     // MARK: - Down and up
@@ -245,10 +383,26 @@ final class BackendPool {
         if !shared.down.exchange(true, ordering: .acquiringAndReleasing) {
             logger.warning("back end \(endpoint.name) marked down")
         }
+        failWaiters()
+        // Logins waiting on other loops (for a slot, say) must not sit out their checkout timeout.
+        shared.onOtherLoops(than: loop.index) { $0.failWaiters() }
+        scheduleReconnect()
+    }
+
+    /// The back end did not answer a connection in time (a health check, a login, an
+    /// UNAUTHENTICATE): a hung back end is as down as one that refuses connections.
+    func connectionTimedOut() {
+        guard !stopped else { return }
+        markDown()
+    }
+
+    /// Answers the logins waiting here `NO [UNAVAILABLE]` while the back end is down.
+    func failWaiters() {
+        guard shared.isDown || stopped else { return }
         let waiting = waiters
         waiters.removeAll()
+        shared.wantingLoops.bitwiseAnd(~loopBit, ordering: .relaxed)
         for session in waiting { session.backendUnavailable() }
-        scheduleReconnect()
     }
 
     private func markUp() {
@@ -268,7 +422,7 @@ final class BackendPool {
             guard let self else { return }
             self.reconnectTimer = nil
             // One probe; its greeting marks the back end up, its failure schedules the next.
-            if self.openingCount == 0 && self.openCount < self.maximum { self.open() } else { self.scheduleReconnect() }
+            if self.openingCount > 0 || !self.open() { self.scheduleReconnect() }
         }
     }
 
@@ -288,22 +442,29 @@ final class BackendPool {
         let now = loop.now
         let candidates = idle
         idle.removeAll()
-        shared.idle.subtract(candidates.count, ordering: .relaxed)
-        var kept = 0
+        // The minimum is the back end's: only idle connections above it, on all loops, may close.
+        var surplus = shared.idle.subtract(candidates.count, ordering: .relaxed).newValue + candidates.count
+            - shared.minimumIdle
         for connection in candidates {
-            if candidates.count - kept > minimumIdle && now > connection.idleSince.adding(settings.idleTimeout) {
+            if surplus > 0 && now > connection.idleSince.adding(settings.idleTimeout) {
+                surplus -= 1
                 connection.closeWhileIdle()
                 continue
             }
-            kept += 1
             checkingCount += 1
+            shared.checking.add(1, ordering: .relaxed)
             connection.startHealthCheck()
         }
+        // Loops racing for the minimum may each have backed off: top it up now and then.
+        refill()
     }
 
     /// A health check answered OK.
     func healthCheckPassed(_ connection: BackendConnection) {
         checkingCount -= 1
+        shared.checking.subtract(1, ordering: .relaxed)
+        markUp()
         makeAvailable(connection, keepIdleSince: true)
+        refill()
     }
 }

@@ -485,6 +485,12 @@ final class ClientSession: ConnectionHandler {
     /// stops and later calls `connectionWritable`, which is what resumes the other side.
     static let outputHighWaterMark = ConnectionOptions().highWaterMark
 
+    /// The client's connection when bytes may be spliced to it (plain, no TLS).
+    var plainClientConnection: Connection? { connection.isTLS || !connection.isOpen ? nil : connection }
+
+    /// Literal bytes reached this client by splice(2).
+    func countSplicedBytes(_ count: Int) { core.splicedBytes.increment(by: UInt64(count)) }
+
     /// Whether the client's queued output leaves room for more from the back end.
     var clientCanTakeMore: Bool { connection.queuedOutputBytes <= ClientSession.outputHighWaterMark }
 
@@ -538,6 +544,12 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func relayFromClient(_ bytes: UnsafeRawBufferPointer) -> Int {
+        // Message bytes spliced since the last read were never seen: count them as passed.
+        let spliced = connection.takeSplicedInputCount()
+        if spliced > 0 {
+            relayFramer.skipAppendBytes(UInt64(spliced))
+            core.splicedBytes.increment(by: UInt64(spliced))
+        }
         guard let backend, let hop = backend.connection else { return bytes.count }
         if opaque {
             hop.write(bytes)
@@ -583,9 +595,11 @@ final class ClientSession: ConnectionHandler {
                 hop.write(UnsafeRawBufferPointer(rebasing: rest[forwardedInCommand..<length]))
                 forwardedInCommand = 0
                 consumed += length
+                if consumed == bytes.count { spliceRestOfMessage(to: hop) }
             case .appendBytes(let count):
                 hop.write(UnsafeRawBufferPointer(rebasing: rest[0..<count]))
                 consumed += count
+                if consumed == bytes.count { spliceRestOfMessage(to: hop) }
             case .appendEnd(let length):
                 hop.write(UnsafeRawBufferPointer(rebasing: rest[0..<length]))
                 commandStarted = false
@@ -602,6 +616,16 @@ final class ClientSession: ConnectionHandler {
             }
         }
         return phase == .relaying ? consumed : bytes.count
+    }
+
+    /// The read ended inside a large APPEND message: the rest goes to a plain hop with splice(2),
+    /// as large FETCH literals come back (see `BackendConnection.spliceRestOfLiteral`, which says
+    /// why splicing literal bodies only is sound). The framer already knows the message's length.
+    private func spliceRestOfMessage(to hop: Connection) {
+        let remaining = relayFramer.appendBytesRemaining
+        guard remaining >= BackendConnection.spliceThreshold, !opaque,
+              hop.queuedOutputBytes <= ClientSession.outputHighWaterMark else { return }
+        _ = connection.spliceInput(count: Int(remaining), to: hop)
     }
 
     private enum CommandDisposition { case forward, intercepted }

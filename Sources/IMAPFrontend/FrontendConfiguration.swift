@@ -28,14 +28,13 @@ public struct BackendEndpoint: Sendable {
 
 /// How each back end's pool of persistent connections behaves (DESIGN.md, "The proxy hop").
 ///
-/// Counts are per back end for the whole front end: each event loop owns an equal share
-/// (`maximumConnections / loops`, rounded so the shares add up), because a back-end connection
-/// lives on one loop with the client sessions it serves. So `maximumConnections` must be at least
-/// the number of loops.
+/// Counts are per back end for the whole front end, over all event loops: a back-end connection
+/// lives on one loop with the client sessions it serves, and a loop whose logins find every
+/// connection taken borrows an idle one from another loop.
 public struct BackendPoolSettings: Sendable {
-    /// Connections kept open, greeted and idle ahead of demand. Config `pool_min_idle`.
+    /// Connections kept open, greeted and idle ahead of demand, all loops together. Config `pool_min_idle`.
     public var minimumIdle: Int = 2
-    /// Most connections to one back end. Config `pool_max`.
+    /// Most connections to one back end, all loops together. Config `pool_max`.
     public var maximumConnections: Int = 256
     /// Idle connections above `minimumIdle` unused this long are closed. Config `pool_idle_timeout`.
     public var idleTimeout: Duration = .seconds(300)

@@ -33,14 +33,13 @@ public final class FrontendServer: Sendable {
     /// addresses, plain listeners first (ports resolved when 0 was asked).
     public func start(on group: EventLoopGroup) throws -> [SocketAddress] {
         let configuration = core.configuration
-        let loopCount = group.loops.count
-        guard configuration.pool.maximumConnections >= loopCount else {
-            throw FrontendConfigurationError(
-                "pool maximum \(configuration.pool.maximumConnections) is below the \(loopCount) event loops")
-        }
-        let boxes = group.loops.map { LoopContextBox(handle: $0, loopCount: loopCount) }
+        let boxes = group.loops.map { LoopContextBox(handle: $0) }
         loopContexts.withLock { $0 = boxes }
         let core = self.core
+        let directory = PoolDirectory(handles: group.loops) { loop in
+            boxes[loop.index].context(core: core, loop: loop).pools
+        }
+        for shared in core.poolShares { shared.setDirectory(directory) }
         for box in boxes {
             box.handle.execute { loop in box.context(core: core, loop: loop).start() }
         }
@@ -119,6 +118,8 @@ final class FrontendCore: Sendable {
     let loginsSucceeded: Counter
     let loginsRejected: Counter
     let loginsUnavailable: Counter
+    /// Literal bytes moved from back ends to clients with splice(2) (the rest passed through the buffer).
+    let splicedBytes: Counter
     private let capabilitySets: [IMAPCapabilitySet]
     private let greetings: [[UInt8]]
 
@@ -137,15 +138,21 @@ final class FrontendCore: Sendable {
         addressLimits = ClientAddressLimits(maximumConnections: configuration.maximumConnectionsPerAddress,
                                             baseDelay: configuration.failedLoginDelay,
                                             maximumDelay: configuration.failedLoginMaximumDelay)
-        poolShares = names.map { BackendPoolShared(name: $0) }
+        poolShares = names.enumerated().map {
+            BackendPoolShared(name: $1, index: $0, maximum: pool.maximumConnections, minimumIdle: pool.minimumIdle)
+        }
         sessionsOpened = metrics.counter("apus_imap4_sessions_total", help: "Client sessions accepted by the front end")
         let loginHelp = "Logins through the front end, by outcome"
         loginsSucceeded = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "ok")])
         loginsRejected = metrics.counter("apus_imap4_logins_total", help: loginHelp, labels: [("result", "rejected")])
         loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp,
                                             labels: [("result", "unavailable")])
+        splicedBytes = metrics.counter("apus_imap4_spliced_bytes_total",
+                                       help: "Response literal bytes relayed to clients with splice(2)")
         // Pre-rendered CAPABILITY variants: [secure, plain with STARTTLS and login, plain before STARTTLS].
-        let base = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID"]
+        // ENABLE and IDLE are part of IMAP4rev2 and relayed to the back end after login; clients
+        // such as Python's imaplib only use them when the list they read before login names them.
+        let base = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
         let auth = ["AUTH=PLAIN", "AUTH=LOGIN"]
         let secure = IMAPCapabilitySet(base + auth)
         let plain = IMAPCapabilitySet(base + (configuration.tls != nil ? ["STARTTLS"] : []) + auth)
@@ -176,18 +183,13 @@ final class FrontendLoopContext {
     let pools: [BackendPool]
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
 
-    init(core: FrontendCore, loop: EventLoop, loopCount: Int) {
+    init(core: FrontendCore, loop: EventLoop) {
         self.core = core
         self.loop = loop
         let settings = core.configuration.pool
-        // This loop's share of each count; the shares add up to the configured figures.
-        let index = loop.index
-        let maximum = settings.maximumConnections / loopCount
-            + (index < settings.maximumConnections % loopCount ? 1 : 0)
-        let minimumIdle = settings.minimumIdle / loopCount + (index < settings.minimumIdle % loopCount ? 1 : 0)
         pools = zip(core.configuration.backends, core.poolShares).map { endpoint, shared in
-            BackendPool(endpoint: endpoint, settings: settings, shared: shared, loop: loop, maximum: maximum,
-                        minimumIdle: minimumIdle, logger: core.logger.with("backend", endpoint.name))
+            BackendPool(endpoint: endpoint, settings: settings, shared: shared, loop: loop,
+                        logger: core.logger.with("backend", endpoint.name))
         }
     }
 
@@ -218,17 +220,15 @@ final class FrontendLoopContext {
 /// the context is made and used there alone.
 final class LoopContextBox: @unchecked Sendable {
     let handle: EventLoopHandle
-    let loopCount: Int
     private var made: FrontendLoopContext?
 
-    init(handle: EventLoopHandle, loopCount: Int) {
+    init(handle: EventLoopHandle) {
         self.handle = handle
-        self.loopCount = loopCount
     }
 
     func context(core: FrontendCore, loop: EventLoop) -> FrontendLoopContext {
         if let made { return made }
-        let context = FrontendLoopContext(core: core, loop: loop, loopCount: loopCount)
+        let context = FrontendLoopContext(core: core, loop: loop)
         made = context
         return context
     }

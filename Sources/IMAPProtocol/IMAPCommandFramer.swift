@@ -141,6 +141,19 @@ public struct IMAPCommandFramer: Sendable {
         }
     }
 
+    /// Bytes of the APPEND message literal not yet reported (0 outside one).
+    public var appendBytesRemaining: UInt64 {
+        if case .appendBytes(let remaining) = mode { return remaining }
+        return 0
+    }
+
+    /// Counts `count` bytes of the APPEND message literal as passed without seeing them (a relay
+    /// moved them with splice(2)). At most ``appendBytesRemaining``.
+    public mutating func skipAppendBytes(_ count: UInt64) {
+        guard case .appendBytes(let remaining) = mode else { return }
+        mode = .appendBytes(remaining: remaining - min(count, remaining))
+    }
+
     /// Examines `buffer` (the unconsumed readable bytes) and says what to do next.
     public mutating func scan(_ buffer: UnsafeRawBufferPointer) -> IMAPFrameResult {
         switch mode {

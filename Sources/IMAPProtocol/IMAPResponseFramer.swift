@@ -76,6 +76,15 @@ public struct IMAPResponseFramer: Sendable {
         }
     }
 
+    /// Bytes of the streamed literal not yet reported (0 outside a streamed literal).
+    public var streamBytesRemaining: UInt64 { streamRemaining }
+
+    /// Counts `count` bytes of the streamed literal as passed without seeing them (a relay moved
+    /// them with splice(2)). At most ``streamBytesRemaining``.
+    public mutating func skipStreamBytes(_ count: UInt64) {
+        streamRemaining -= min(count, streamRemaining)
+    }
+
     private mutating func resetFrame() {
         lines.reset()
         continuesStream = false

@@ -104,7 +104,19 @@ public final class Connection {
     enum OutputChunk {
         case bytes(ByteBuffer)
         case file(FileRegion)
+        /// Bytes spliced into this connection's pipe from another connection's socket.
+        case pipe(PipeRegion)
     }
+    /// Splicing input to another connection (``spliceInput(count:to:)``): the target, the bytes
+    /// still to move, and those moved since the handler last asked.
+    var spliceTarget: Connection?
+    var spliceRemaining = 0
+    var splicedInputCount = 0
+    /// Splicing output from another connection: the pipe, the bytes in it, and a source waiting
+    /// for it to drain (weak: the source may close first; touched once per pipe load only).
+    var splicePipe: SplicePipe?
+    var pipeQueued = 0
+    weak var waitingSpliceSource: Connection?
     /// Bytes queued in outbound and tail together.
     public private(set) var queuedOutputBytes = 0
 
@@ -224,7 +236,7 @@ public final class Connection {
         }
     }
 
-    private func queued(_ count: Int) {
+    func queued(_ count: Int) {
         queuedOutputBytes += count
         loop.scheduleFlush(self)
         if !pausedByBackpressure, queuedOutputBytes > options.highWaterMark {
@@ -289,11 +301,17 @@ public final class Connection {
     var announcedActive = false
 
     /// Moves this connection, TLS state and buffered bytes included, to another loop once the
-    /// current callback returns. The handler hears `connectionMoved` on the new loop.
-    public func transfer(to target: EventLoopHandle) {
-        guard state == .active, target !== loop.handle, pendingTransfer == nil else { return }
+    /// current callback returns. The handler hears `connectionMoved` on the new loop. False
+    /// (and nothing happens) when it cannot move now: not active, already moving, splicing, or
+    /// `target` is its own loop.
+    @discardableResult
+    public func transfer(to target: EventLoopHandle) -> Bool {
+        // A splice ties two connections to this loop; neither moves while it lasts.
+        guard state == .active, target !== loop.handle, pendingTransfer == nil, spliceTarget == nil,
+              pipeQueued == 0 else { return false }
         pendingTransfer = target
         loop.scheduleTransfer(self)
+        return true
     }
 
     // MARK: - Event handling (loop thread)
@@ -346,6 +364,10 @@ public final class Connection {
         var rounds = 0
         while readEnabled, readable, rounds < 16 {
             rounds += 1
+            if spliceTarget != nil {
+                if spliceStep() { continue }
+                break
+            }
             let buffer = loop.readBuffer
             let count: Int
             if let tls {
@@ -515,6 +537,14 @@ public final class Connection {
                 }
                 consumeOutput(written)
                 if written < total { return blockWrites() }
+            } else if case .pipe(let region) = tail[0] {
+                let sent = cshim_splice(region.pipe.readEnd, descriptor, region.remaining)
+                if sent == -Int(EAGAIN) { return blockWrites() }
+                // The pipe holds `remaining` bytes by our count: empty or failing, we lost track.
+                if sent <= 0 {
+                    return finishClose(.ioError(IOError(errno: sent == 0 ? EIO : Int32(-sent), call: "splice")))
+                }
+                consumeOutput(sent)
             } else if case .file(let region) = tail[0] {
                 var offset = region.offset
                 let sent = cshim_sendfile(descriptor, region.descriptor, &offset, min(region.remaining, 1 << 30))
@@ -536,6 +566,9 @@ public final class Connection {
                 result = outbound.withUnsafeReadableBytes { cshim_tls_write(tls, $0.baseAddress, $0.count) }
             } else if case .bytes(let buffer) = tail[0] {
                 result = buffer.withUnsafeReadableBytes { cshim_tls_write(tls, $0.baseAddress, $0.count) }
+            } else if case .pipe = tail[0] {
+                // spliceInput refuses TLS targets and STARTTLS waits for the queue to empty.
+                return finishClose(.ioError(IOError(errno: EINVAL, call: "splice to a TLS connection")))
             } else if case .file(let region) = tail[0] {
                 // Encrypting needs the bytes in memory: read a record's worth at a time. After a
                 // want-write the same bytes are read again from the same offset.
@@ -595,6 +628,12 @@ public final class Connection {
                 } else {
                     tail[0] = .file(region)
                 }
+            case .pipe(var region):
+                let part = min(left, region.remaining)
+                region.remaining -= part
+                left -= part
+                if region.remaining == 0 { tail.removeFirst() } else { tail[0] = .pipe(region) }
+                pipeDrained(part)
             }
         }
     }
@@ -729,6 +768,7 @@ public final class Connection {
         }
         for case .file(let region) in tail where region.closeWhenDone { Glibc.close(region.descriptor) }
         tail = []
+        releaseSplicing()
         loop.recycle(&outbound)
         inbound = ByteBuffer()
         queuedOutputBytes = 0

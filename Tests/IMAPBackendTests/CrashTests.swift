@@ -9,6 +9,7 @@ import MailStore
 import Reactor
 import Telemetry
 import Testing
+import TestSupport
 @testable import IMAPBackend
 
 enum BackendCrashChild {

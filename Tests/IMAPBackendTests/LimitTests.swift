@@ -5,6 +5,7 @@ import IMAPProtocol
 import MailStore
 import Reactor
 import Testing
+import TestSupport
 @testable import IMAPBackend
 
 @Suite struct LimitTests {

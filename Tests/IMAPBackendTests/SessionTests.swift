@@ -467,6 +467,7 @@ import Testing
 }
 
 import Glibc
+import TestSupport
 
 extension String {
     func replacingOccurrences(of target: String, with replacement: String) -> String {

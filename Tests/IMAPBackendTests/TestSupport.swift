@@ -1,5 +1,5 @@
-// IMAPBackendTests: shared helpers: temporary directories, a users file, an in-memory transport that
-// drives a session without sockets, and a bounded wait.
+// IMAPBackendTests: an in-memory transport that drives a session without sockets (the real server,
+// the blocking client, temporary directories and the users file are in TestSupport).
 
 import Glibc
 import IMAPProtocol
@@ -8,73 +8,8 @@ import Reactor
 import Synchronization
 import Telemetry
 import Testing
+import TestSupport
 @testable import IMAPBackend
-
-/// A fresh temporary directory, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/apus-backend-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(made != nil, "mkdtemp failed")
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    func remove() {
-        var stack = [path]
-        var directories: [String] = []
-        while let directory = stack.popLast() {
-            directories.append(directory)
-            guard let handle = opendir(directory) else { continue }
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                if entry.pointee.d_type == UInt8(DT_DIR) {
-                    stack.append(directory + "/" + name)
-                } else {
-                    unlink(directory + "/" + name)
-                }
-            }
-            closedir(handle)
-        }
-        for directory in directories.reversed() { rmdir(directory) }
-    }
-}
-
-/// A data directory and a users file with alice/secret and bob/hunter2.
-final class TestAccounts {
-    let directory = TemporaryDirectory()
-    var dataDirectory: String { directory.path + "/data" }
-    var usersFile: String { directory.path + "/users" }
-
-    /// The store all sessions of a test share (a data directory has one owner).
-    private(set) lazy var store: MailStore? = try? MailStore(
-        dataDirectory: dataDirectory,
-        configuration: StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher()))
-
-    init() throws {
-        let file = PasswordFile(path: usersFile)
-        try file.setPassword(user: "alice", password: Array("secret".utf8))
-        try file.setPassword(user: "bob", password: Array("hunter2".utf8))
-    }
-
-    func configuration(tls: TLSContextHolder? = nil, loginDisabledOnPlain: Bool = false,
-                       trustedProxies: [TrustedNetwork] = []) -> BackendConfiguration
-    {
-        var configuration = BackendConfiguration(
-            listeners: [BackendListener(host: "127.0.0.1", port: 0)], tls: tls,
-            loginDisabledOnPlain: loginDisabledOnPlain, dataDirectory: dataDirectory, usersFile: usersFile,
-            trustedProxies: trustedProxies)
-        configuration.failedLoginDelay = .milliseconds(1)
-        configuration.maxFailedLoginDelay = .milliseconds(5)
-        return configuration
-    }
-
-    deinit { directory.remove() }
-}
 
 /// The session's connection, in memory: output is collected, blocking work runs inline, timers are
 /// kept for the test to fire.
@@ -194,17 +129,6 @@ final class SessionDriver {
 extension String {
     /// The lines of an answer without their CRLF.
     var lines: [String] { split(separator: "\r\n", omittingEmptySubsequences: true).map(String.init) }
-}
-
-/// Waits for `condition` with a deadline (polling; the only waits in these tests are bounded).
-func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
-        nanosleep(&pause, nil)
-    }
-    return condition()
 }
 
 /// Runs blocking work inline (no workers in session tests).

@@ -83,6 +83,8 @@ struct FakeBackendOptions: Sendable {
     var capabilityInGreeting = true
     /// Octets of the body FETCH returns.
     var fetchBodySize = 100
+    /// Greet, then never answer anything (a hung back end).
+    var silentAfterGreeting = false
     /// Implicit TLS on the listener.
     var tls: TLSContextHolder?
 }
@@ -216,6 +218,7 @@ final class FakeBackendSession: ConnectionHandler {
         let name = words[1].uppercased()
         let argument = words.count > 2 ? words[2] : ""
         events.append(.command(connection: number, name: name, user: user))
+        if options.silentAfterGreeting { return }
         func reply(_ text: String) { connection.write("\(tag) \(text)\r\n") }
         let authenticatedOnly: Set = ["SELECT", "ENABLE", "FETCH", "IDLE", "XSTATE", "APPEND", "COMPRESS"]
         if authenticatedOnly.contains(name) && user == nil {

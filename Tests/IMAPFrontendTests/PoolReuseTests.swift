@@ -1,10 +1,11 @@
 // IMAPFrontend tests: pooled back-end connections are really reused, and never carry a user's state.
 
-import Reactor
+import Synchronization
 import Telemetry
 import Testing
 
 @testable import IMAPFrontend
+@testable import Reactor
 
 @Suite("Pool reuse")
 struct PoolReuseTests {
@@ -44,6 +45,56 @@ struct PoolReuseTests {
         let status = harness.server.poolStatus()[0]
         #expect(status.created <= 4 && status.reused >= 996 && !status.down)
         #expect(backend.events.commands("UNAUTHENTICATE").count >= 996)
+    }
+
+    /// The most back-end connections open at once, from the back end's own accept and close events.
+    private func peakOpen(_ events: [FakeEvent]) -> Int {
+        var open = 0
+        var peak = 0
+        for event in events {
+            if case .accepted = event { open += 1 }
+            if case .closed = event { open -= 1 }
+            peak = max(peak, open)
+        }
+        return peak
+    }
+
+    /// The maximum is the back end's, not a loop's: 8 clients at once over 2 loops with a pool of
+    /// 4 never make the back end see a fifth connection, and every session still gets one. With a
+    /// pool of 1 the single connection serves both loops' clients (lent from loop to loop).
+    @Test(arguments: [4, 1])
+    func poolMaximumHoldsAcrossLoops(maximum: Int) throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 2) {
+            $0.pool.maximumConnections = maximum
+            $0.pool.minimumIdle = min(2, maximum)
+        }
+        defer { harness.stop() }
+        let failures = Mutex<[String]>([])
+        let port = harness.port
+        let clients = (0..<8).map { client in
+            JoinableThread(name: "fe-client\(client)") {
+                for number in 0..<25 {
+                    do {
+                        _ = try self.session(port: port, user: "user\(client)x\(number)")
+                    } catch {
+                        failures.withLock { $0.append("\(error)") }
+                    }
+                }
+            }
+        }
+        for client in clients { client.join() }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(peakOpen(backend.events.all) <= maximum, "the back end saw \(peakOpen(backend.events.all)) at once")
+        #expect(backend.events.acceptedCount <= maximum)
+        #expect(backend.events.violations.isEmpty)
+        let status = harness.server.poolStatus()[0]
+        #expect(status.created <= maximum && status.reused >= 200 - maximum)
+        if maximum == 1 {
+            // Both loops' clients were served: the one connection moved between them.
+            #expect(harness.server.core.poolShares[0].lent.load(ordering: .relaxed) > 0)
+        }
     }
 
     @Test func failedLoginReturnsTheConnectionUnauthenticated() throws {
@@ -170,18 +221,27 @@ struct PoolReuseTests {
         }
     }
 
+    /// The minimum idle is the back end's, not each loop's: 2 loops with a minimum of 2 open 2
+    /// ahead, greeted; a login takes one of them and the pool opens one more to stay at 2.
     @Test func minimumIdleConnectionsAreOpenedAheadAndGreeted() throws {
         let backend = try FakeBackend()
         defer { backend.kill() }
-        let harness = try FrontendHarness(backends: [("one", backend.port)]) {
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 2) {
             $0.pool.minimumIdle = 2
-            $0.pool.maximumConnections = 4
+            $0.pool.maximumConnections = 8
         }
         defer { harness.stop() }
         #expect(harness.waitForPool(0) { $0.idle == 2 })
         #expect(backend.events.acceptedCount == 2)
-        _ = try session(port: harness.port, user: "alice")
-        #expect(backend.events.acceptedCount == 2)
+        let client = try TestClient(port: harness.port)
+        _ = try client.readResponse()
+        try client.login("alice")
+        #expect(harness.waitForPool(0) { $0.idle == 2 && $0.busy == 1 })
+        #expect(backend.events.acceptedCount == 3)
+        try client.send("z LOGOUT\r\n")
+        _ = try client.readToEnd()
+        #expect(harness.waitForPool(0) { $0.idle == 3 && $0.busy == 0 })
+        #expect(backend.events.acceptedCount == 3)
     }
 
     @Test func idleConnectionsAreHealthCheckedWithNOOP() throws {
@@ -197,7 +257,9 @@ struct PoolReuseTests {
                 events.contains { if case .command(_, "NOOP", nil) = $0 { true } else { false } }
             })
         _ = try session(port: harness.port, user: "alice")
-        #expect(backend.events.acceptedCount == 1)
+        // Checked connections stay open: at most the one checked and one opened to keep the
+        // minimum while the session had the first.
+        #expect(backend.events.acceptedCount <= 2 && backend.events.closedCount == 0)
     }
 
     @Test func hopConnectionsComeFromTheConfiguredSourceAddressesInTurn() throws {

@@ -23,6 +23,9 @@ struct PreLoginTests {
         #expect(greeting.contains("AUTH=PLAIN") && greeting.contains("SASL-IR") && greeting.contains("ID"))
         let capability = try client.command("a", "CAPABILITY")
         #expect(capability.count == 2 && capability[0].hasPrefix("* CAPABILITY IMAP4rev1"))
+        // Relayed after login and part of IMAP4rev2: clients that read the list once, before
+        // login, must see them (imaplib refuses enable() otherwise).
+        #expect(capability[0].contains(" ENABLE") && capability[0].contains(" IDLE"))
         #expect(capability[1] == "a OK CAPABILITY completed")
         #expect(try client.command("b", "NOOP") == ["b OK NOOP completed"])
         let id = try client.command("c", "ID (\"name\" \"test\")")

@@ -3,40 +3,9 @@
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 @testable import IMAPFrontend
-
-/// Runs a program to completion (bounded by coreutils `timeout`) and returns its exit status
-/// and standard output.
-func runProgram(_ arguments: [String], seconds: Int = 60) throws -> (status: Int32, output: String) {
-    var pipeDescriptors: [Int32] = [0, 0]
-    guard pipe(&pipeDescriptors) == 0 else { throw TestFailure("pipe") }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, pipeDescriptors[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, pipeDescriptors[1], 2)
-    posix_spawn_file_actions_addclose(&actions, pipeDescriptors[0])
-    let all = ["/usr/bin/timeout", "\(seconds)"] + arguments
-    var argv: [UnsafeMutablePointer<CChar>?] = all.map { strdup($0) } + [nil]
-    defer { for pointer in argv { free(pointer) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawnp(&pid, all[0], &actions, nil, &argv, environ)
-    close(pipeDescriptors[1])
-    defer { close(pipeDescriptors[0]) }
-    guard spawned == 0 else { throw TestFailure("spawn \(all[0]): \(spawned)") }
-    var output: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(pipeDescriptors[0], $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        if count <= 0 { break }
-        output += chunk[0..<count]
-    }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return ((status >> 8) & 0xFF, String(decoding: output, as: UTF8.self))
-}
 
 @Suite("TLS and real clients")
 struct TLSTests {
@@ -84,11 +53,11 @@ struct TLSTests {
         _ = Array(script.utf8).withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         close(descriptor)
         defer { unlink(path) }
-        let result = try runProgram([
+        let result = runProcess([
             "python3", path, "\(harness.addresses[0].port)", "\(harness.addresses[1].port)",
             certificates.certificatePath,
-        ])
-        #expect(result.status == 0, "\(result.output)")
+        ], timeout: .seconds(60))
+        #expect(result.status == 0 && !result.timedOut, "\(result.output)")
         #expect(result.output.contains("imaplib ok"))
         #expect(backend.events.violations.isEmpty)
         // Every session, STARTTLS ones included, is counted once and released once.
