@@ -10,20 +10,26 @@ import MailStore
 extension IMAPSession {
     // MARK: - CREATE / DELETE / RENAME
 
-    /// RFC 9051 6.3.4, RFC 6154 (USE). Maildir++ has no place to store a special use other than the
-    /// default folder names, so `USE (...)` is refused with [USEATTR].
+    /// RFC 9051 6.3.4, RFC 6154 (USE). The special uses are stored with the folder (MailStore's
+    /// `apus-special-use`); only uses a Maildir folder cannot have (`\All`, `\Flagged`: virtual
+    /// mailboxes) or unknown attributes are refused, with [USEATTR] (RFC 6154 section 3).
+    /// `C: a CREATE Old (USE (\Archive))` / `S: a OK CREATE completed`
     func create(tag: IMAPBytes, name: IMAPMailboxName, specialUse: IMAPFlagList?) {
         guard let user else { return }
         guard let storeName = storeName(name) else {
             finish(tag, .no, code: .cannotDo, "Invalid mailbox name")
             return
         }
-        if let specialUse, specialUse.count > 0 {
-            finish(tag, .no, code: .useAttribute, "Special-use attributes cannot be set here")
-            return
+        var uses: [SpecialUse] = []
+        for attribute in specialUse.map(Array.init) ?? [] {
+            guard let use = SpecialUse(attribute: String(decoding: attribute.bytes.copyBytes(), as: UTF8.self)) else {
+                finish(tag, .no, code: .useAttribute, "Special-use attribute not supported")
+                return
+            }
+            uses.append(use)
         }
         do {
-            try user.maildir.createMailbox(storeName)
+            try user.maildir.createMailbox(storeName, specialUses: uses)
             finish(tag, .ok, "CREATE completed")
         } catch {
             fail(tag, error)
@@ -109,13 +115,13 @@ extension IMAPSession {
             else { continue }
             let isSubscribed = subscribed.contains(name)
             if onlySubscribed && !isSubscribed { continue }
-            if onlySpecialUse && entry.specialUse == nil { continue }
+            if onlySpecialUse && entry.specialUses.isEmpty { continue }
             out.write("* LIST (")
             var attributes: [String] = []
             if entry.isPlaceholder { attributes.append("\\Noselect") }
             attributes.append(entry.hasChildren ? "\\HasChildren" : "\\HasNoChildren")
             if showSubscribed && isSubscribed { attributes.append("\\Subscribed") }
-            if let use = entry.specialUse { attributes.append(use.rawValue) }
+            attributes += entry.specialUses.map(\.rawValue)
             out.write(contentsOf: attributes.joined(separator: " ").utf8)
             out.write(") \"/\" ")
             out.write(string: wireName(entry.name))

@@ -6,8 +6,9 @@ import Glibc
 /// One entry of the mailbox list (RFC 3501 LIST, RFC 6154 special use).
 public struct MailboxListEntry: Equatable, Sendable {
     public var name: MailboxName
-    /// The RFC 6154 attribute of a special-use folder, or nil.
-    public var specialUse: SpecialUse?
+    /// The RFC 6154 attributes of the folder: those it was created with (CREATE ... USE), else the
+    /// default of its name (Sent is \\Sent); empty for an ordinary folder.
+    public var specialUses: [SpecialUse]
     /// True when some mailbox lies below this one (\HasChildren).
     public var hasChildren: Bool
     /// True for a level that exists only as the parent of other mailboxes (\NonExistent/\Noselect).
@@ -93,15 +94,24 @@ public final class UserMaildir {
         let all = (names + placeholders).sorted { $0.wireName < $1.wireName }
         let specialUses = Dictionary(uniqueKeysWithValues: SpecialUse.allCases.map { ($0.defaultName, $0) })
         let placeholderSet = Set(placeholders)
-        return all.map { name in
+        return try all.map { name throws(StoreError) in
             MailboxListEntry(
-                name: name, specialUse: specialUses[name.wireName],
+                name: name, specialUses: try storedSpecialUses(of: name) ?? specialUses[name.wireName].map { [$0] } ?? [],
                 hasChildren: all.contains { $0.isDescendant(of: name) }, isPlaceholder: placeholderSet.contains(name))
         }
     }
 
-    /// CREATE (RFC 3501 section 6.3.3). Parent levels need no folder of their own in Maildir++.
-    public func createMailbox(_ name: MailboxName) throws(StoreError) {
+    /// The attributes stored with a folder at CREATE; nil when it has none of its own.
+    private func storedSpecialUses(of name: MailboxName) throws(StoreError) -> [SpecialUse]? {
+        guard !name.isInbox, let folder = try? FileHandle.openDirectory(name.folderName, in: root.fd),
+              let bytes = try Directory.readFile(SpecialUseFile.fileName, in: folder.fd)
+        else { return nil }
+        return SpecialUseFile(parsing: bytes).uses
+    }
+
+    /// CREATE (RFC 3501 section 6.3.3), with the special uses of RFC 6154 `USE (...)`, which are kept
+    /// in the folder. Parent levels need no folder of their own in Maildir++.
+    public func createMailbox(_ name: MailboxName, specialUses: [SpecialUse] = []) throws(StoreError) {
         if name.isInbox { throw .mailboxExists }
         if try Directory.status(name.folderName, in: root.fd) != nil { throw .mailboxExists }
         // Made under a private name and renamed into place: a crash leaves no half-made folder.
@@ -109,6 +119,11 @@ public final class UserMaildir {
         try Directory.make(staging, in: root.fd)
         let folder = try FileHandle.openDirectory(staging, in: root.fd)
         try Maildir.createFolder(in: folder.fd, marker: true)
+        if !specialUses.isEmpty {
+            // Inside the staging folder: the folder appears with its uses or not at all.
+            try Directory.replaceFile(SpecialUseFile.fileName, in: folder.fd,
+                                      with: SpecialUseFile(specialUses).serialized, durable: true)
+        }
         if renameat(root.fd, staging, root.fd, name.folderName) != 0 {
             let code = errno
             try? Directory.removeTree(staging, in: root.fd)

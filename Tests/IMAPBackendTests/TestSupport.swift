@@ -51,9 +51,19 @@ final class TestAccounts {
     var usersFile: String { directory.path + "/users" }
 
     /// The store all sessions of a test share (a data directory has one owner).
-    private(set) lazy var store: MailStore? = try? MailStore(
-        dataDirectory: dataDirectory,
-        configuration: StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher()))
+    private(set) lazy var store: MailStore? = openStore()
+
+    private func openStore() -> MailStore? {
+        try? MailStore(dataDirectory: dataDirectory,
+                       configuration: StoreConfiguration(analyzer: MIMEMessageAnalyzer(),
+                                                         contentSearcher: MIMEContentSearcher()))
+    }
+
+    /// A restart: drops the store (its lock and open mailboxes) and opens the data directory anew.
+    func reopenStore() {
+        store = nil
+        store = openStore()
+    }
 
     init() throws {
         let file = PasswordFile(path: usersFile)
