@@ -345,9 +345,14 @@ final class IMAPSession {
         histogram.observe(nanoseconds: now.nanoseconds &- commandStart.nanoseconds)
     }
 
+    /// The most output handed to the transport in one piece: what bounds a session's own response
+    /// buffer, and what tests assert stays small however large the messages fetched are.
+    private(set) var largestFlush = 0
+
     /// Hands the output buffer to the transport.
     func flush() {
         guard out.count > 0 else { return }
+        if out.count > largestFlush { largestFlush = out.count }
         context.metrics.bytesOut.increment(by: UInt64(out.count))
         if let transport { out.bytes.withUnsafeBytes { transport.write($0) } }
         out.clear()

@@ -260,7 +260,7 @@ public final class Mailbox {
     }
 
     /// Maps a message read-only and runs `body` over its bytes.
-    func withMessageBytes<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
+    public func withMessageBytes<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
         let (file, _) = try openMessage(uid: uid)
         let size = Int(try file.status().size)
         if size == 0 { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }

@@ -97,13 +97,30 @@ final class MemoryTransport: IMAPSessionTransport {
     var idleTimeout: Duration?
     var timers: [(Duration, () -> Void)] = []
     var queuedOutputBytes = 0
+    /// A client that reads only when the test says so (`drain()`): writes stay queued until then.
+    var slowClient = false
+    /// The most output ever queued at once.
+    var largestQueue = 0
 
-    func write(_ bytes: UnsafeRawBufferPointer) { output += bytes }
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        output += bytes
+        queue(bytes.count)
+    }
 
     func writeFile(descriptor: Int32, offset: Int64, count: Int) {
         output += IMAPSession.read(descriptor, Int(offset)..<Int(offset) + count)
         Glibc.close(descriptor)
+        queue(count)
     }
+
+    private func queue(_ count: Int) {
+        guard slowClient else { return }
+        queuedOutputBytes += count
+        largestQueue = max(largestQueue, queuedOutputBytes)
+    }
+
+    /// The slow client reads everything queued.
+    func drain() { queuedOutputBytes = 0 }
 
     func startTLS(_ context: TLSContext) {
         startedTLS = true
