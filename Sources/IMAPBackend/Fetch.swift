@@ -42,12 +42,30 @@ final class FetchJob {
     var seenChanged: Set<UInt32> = []
     /// The message whose response was cut off by backpressure in the middle of a streamed literal.
     var current: MessageInProgress?
+    /// Whether an item needs the message's MIME structure (ENVELOPE, BODYSTRUCTURE, a part).
+    let needsStructure: Bool
+    /// Set while a worker analyses the next messages (the FETCH goes on when it is done).
+    var analysing = false
+    /// Targets before this index had their analysis tried: a message the worker could not analyse is
+    /// not handed over again (FETCH parses it itself).
+    var analysedThrough = 0
 
     init(tag: [UInt8], targets: [(sequence: UInt32, uid: UInt32)], items: [FetchItem]) {
         self.tag = tag
         self.targets = targets
         self.items = items
+        needsStructure = items.contains { item in
+            switch item {
+            case .envelope, .body, .bodyStructure, .binary, .binarySize: return true
+            case .section(_, let section, _, _): return !(section.part.isEmpty && section.text == .all)
+            default: return false
+            }
+        }
     }
+
+    /// How many messages one worker round analyses: enough to amortise the hand-over, few enough
+    /// that the blobs in flight stay small.
+    static let analysisBatchSize = 64
 }
 
 /// One message's FETCH response while it is being written: where it stands in the item list, and
@@ -115,6 +133,7 @@ extension IMAPSession {
             fetchJob = nil
             return
         }
+        guard !job.analysing else { return }
         while true {
             if var message = job.current {
                 let done = writeMessage(&message, job, selected)
@@ -123,6 +142,11 @@ extension IMAPSession {
             }
             guard job.next < job.targets.count else { break }
             let target = job.targets[job.next]
+            if job.needsStructure, job.next >= job.analysedThrough, !selected.mailbox.hasCachedAnalysis(of: target.uid),
+               analyseAhead(job, selected)
+            {
+                return  // continues when the worker is done
+            }
             job.next += 1
             let mailbox = selected.mailbox
             guard let position = mailbox.position(of: target.uid) else { continue }  // expunged meanwhile
@@ -151,6 +175,23 @@ extension IMAPSession {
             if let error { fail(job.tag, error) } else { finish(job.tag, .ok, "FETCH completed") }
             resume()
         }
+    }
+
+    /// Parses the next messages without a cached structure on a worker (reading message files on the
+    /// loop would stall every session on it); false when there is nothing to hand over.
+    private func analyseAhead(_ job: FetchJob, _ selected: SelectedMailbox) -> Bool {
+        guard let executor = transport?.executor else { return false }
+        let upcoming = job.targets[job.next..<min(job.next + FetchJob.analysisBatchSize, job.targets.count)]
+        job.analysedThrough = upcoming.endIndex
+        guard let batch = selected.mailbox.analysisBatch(for: upcoming.map(\.uid)) else { return false }
+        job.analysing = true
+        flush()
+        executor.runBlocking({ batch.run() }) { [self] results in
+            job.analysing = false
+            selected.mailbox.storeAnalyses(results)
+            continueFetch()
+        }
+        return true
     }
 
     /// Whether the connection holds more unsent output than the high-water mark allows.

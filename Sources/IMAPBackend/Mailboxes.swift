@@ -196,17 +196,18 @@ extension IMAPSession {
     /// RFC 9051 6.3.11, RFC 8438 (SIZE), RFC 7889 (APPENDLIMIT).
     /// `C: a STATUS INBOX (MESSAGES UNSEEN)` / `S: * STATUS INBOX (MESSAGES 3 UNSEEN 1)`
     func status(tag: IMAPBytes, name: IMAPMailboxName, attributes: IMAPStatusAttributes) {
-        guard let user else { return }
         guard let storeName = storeName(name) else {
             finish(tag, .no, code: .nonExistent, "No such mailbox")
             return
         }
-        do {
-            let status = try user.maildir.status(storeName)
-            writeStatus(storeName, status, attributes)
-            finish(tag, .ok, "STATUS completed")
-        } catch {
-            fail(tag, error)
+        withMailbox(storeName, tag: tag) { [self] tag, opened in
+            switch opened {
+            case .success(let mailbox):
+                writeStatus(storeName, mailbox.status, attributes)
+                finish(tag, .ok, "STATUS completed")
+            case .failure(let error):
+                fail(tag, error)
+            }
         }
     }
 

@@ -213,17 +213,38 @@ extension IMAPSession: MailboxObserver {
         deselect()
         if hadSelection { out.write("* OK [CLOSED] Previous mailbox closed\r\n") }
         state = .authenticated
-        guard let user, let mailboxName = storeName(name) else {
+        guard let mailboxName = storeName(name) else {
             finish(tag, .no, code: .nonExistent, "No such mailbox")
             return
         }
-        let mailbox: Mailbox
-        do {
-            mailbox = try user.maildir.mailbox(mailboxName)
-        } catch {
-            fail(tag, error)
-            return
+        withMailbox(mailboxName, tag: tag) { [self] tag, opened in
+            switch opened {
+            case .success(let mailbox): selectOpened(tag: tag, mailbox: mailbox, readOnly: readOnly)
+            case .failure(let error): fail(tag, error)
+            }
         }
+    }
+
+    /// Runs `body` with the mailbox once it is open: at once when a session has it open, otherwise
+    /// after a worker opened it, the session waiting meanwhile (later commands stay unread, so they
+    /// run in order) while the loop serves everyone else.
+    func withMailbox(_ name: MailboxName, tag: IMAPBytes,
+                     _ body: @escaping (IMAPBytes, Result<Mailbox, StoreError>) -> Void)
+    {
+        guard let user else { return }
+        if let open = user.maildir.openedMailbox(name) { return body(tag, .success(open)) }
+        let tagCopy = tag.copyBytes()
+        suspend()
+        user.openMailbox(name, executor: transport?.executor,
+                         beforeLoad: context.configuration.testsOnly_beforeMailboxLoad) { [self] result in
+            guard !isClosed else { return }
+            tagCopy.withUnsafeBytes { body(IMAPBytes($0), result) }
+            resume()
+        }
+    }
+
+    /// The untagged data and tagged OK of SELECT/EXAMINE for an open mailbox.
+    private func selectOpened(tag: IMAPBytes, mailbox: Mailbox, readOnly: Bool) {
         let view = SelectedMailbox(mailbox: mailbox, readOnly: readOnly)
         if !isRev2 && !readOnly { view.recent = Set(mailbox.claimRecent()) }
         selected = view

@@ -201,9 +201,40 @@ final class UserEntry {
     var sessions = 0
     var inFlight = 0
 
+    /// Opens of this user's mailboxes running on a worker, by folder name, with who waits for each.
+    private var opening: [String: [(Result<Mailbox, StoreError>) -> Void]] = [:]
+
     init(maildir: UserMaildir, loop: LoopState) {
         self.maildir = maildir
         self.loop = loop
+    }
+
+    /// The mailbox: at once when a session of the user has it open; otherwise read and reconciled on
+    /// a worker (a large index, or a Maildir another program changed, takes long to read) with `done`
+    /// called back on this loop. Sessions asking for a mailbox already being opened wait for the same
+    /// open. Without an executor (no loop), it opens here.
+    func openMailbox(_ name: MailboxName, executor: (any BlockingExecutor)?,
+                     beforeLoad: (@Sendable (String) -> Void)?, done: @escaping (Result<Mailbox, StoreError>) -> Void)
+    {
+        if let open = maildir.openedMailbox(name) { return done(.success(open)) }
+        let key = name.folderName
+        if opening[key] != nil { return opening[key]!.append(done) }
+        guard let executor else {
+            do { return done(.success(try maildir.mailbox(name))) } catch { return done(.failure(error)) }
+        }
+        opening[key] = [done]
+        inFlight += 1  // the user stays open until the load is adopted
+        let loader = maildir.loader(for: name)
+        executor.runBlocking({ () -> Result<LoadedMailbox, StoreError> in
+            beforeLoad?(loader.name.wireName)
+            do throws(StoreError) { return .success(try loader.load()) } catch { return .failure(error) }
+        }) { [self] loaded in
+            inFlight -= 1
+            let result: Result<Mailbox, StoreError>
+            do throws(StoreError) { result = .success(try maildir.adopt(try loaded.get())) } catch { result = .failure(error) }
+            for waiter in opening.removeValue(forKey: key) ?? [] { waiter(result) }
+            if sessions == 0 && inFlight == 0 { loop.release(self) }
+        }
     }
 
     /// Makes `commit` durable on a worker (group commit with everything else queued on this loop),

@@ -261,7 +261,11 @@ public final class Mailbox {
 
     /// Maps a message read-only and runs `body` over its bytes.
     public func withMessageBytes<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
-        let (file, _) = try openMessage(uid: uid)
+        try Mailbox.withMappedFile(try openMessage(uid: uid).file, body)
+    }
+
+    /// Maps a file read-only and runs `body` over its bytes (any thread).
+    static func withMappedFile<T>(_ file: FileHandle, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
         let size = Int(try file.status().size)
         if size == 0 { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, file.fd, 0), mapping != MAP_FAILED else {

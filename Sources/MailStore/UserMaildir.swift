@@ -2,6 +2,7 @@
 // user's sessions have open.
 
 import Glibc
+import Synchronization
 
 /// One entry of the mailbox list (RFC 3501 LIST, RFC 6154 special use).
 public struct MailboxListEntry: Equatable, Sendable {
@@ -41,7 +42,12 @@ public final class UserMaildir {
     private var pendingEvents: [UInt64: [(mailbox: Mailbox, event: MailboxEvent, usage: (Int64, Int64))]] = [:]
     private var commitCounter: UInt64 = 0
     private var usage: QuotaUsage?
-    private var lastUIDValidity: UInt32 = 0
+    /// Atomic: a mailbox loading on a worker (`MailboxLoader`) may need a new UIDVALIDITY while the
+    /// owner thread makes one for another mailbox.
+    private let lastUIDValidity = Atomic<UInt32>(0)
+    /// Held while a mailbox's files are read and reconciled, so a worker's load and an open on the
+    /// owner thread never reconcile the same folder at once.
+    let loadLock = Mutex<Void>(())
 
     init(name: UserName, root: FileHandle, store: MailStore) {
         self.name = name
@@ -55,16 +61,47 @@ public final class UserMaildir {
     // MARK: - Mailboxes
 
     /// The open mailbox with this name, opening it (reading its index, reconciling after a crash)
-    /// when no session has it yet. All sessions of the user share the object.
+    /// when no session has it yet. All sessions of the user share the object. Opening a large or
+    /// changed mailbox reads much of the disk: a server opens through `loader(for:)` on a worker
+    /// and `adopt(_:)` instead.
     public func mailbox(_ name: MailboxName) throws(StoreError) -> Mailbox {
-        if let open = openMailboxes[name.folderName]?.mailbox { return open }
-        if !name.isInbox, try Directory.status(name.folderName, in: root.fd)?.isDirectory != true {
+        if let open = openedMailbox(name) { return open }
+        return try adopt(try loader(for: name).load())
+    }
+
+    /// The mailbox if some session has it open now; reads nothing.
+    public func openedMailbox(_ name: MailboxName) -> Mailbox? { openMailboxes[name.folderName]?.mailbox }
+
+    /// A loader that opens the mailbox on another thread (see `MailboxLoader`).
+    public func loader(for name: MailboxName) -> MailboxLoader { MailboxLoader(user: self, name: name) }
+
+    /// Makes a loaded mailbox the user's open one, on the owner thread. When another open of the
+    /// same name won meanwhile, the loaded copy is dropped unwritten and the open one returned; when
+    /// the folder was deleted or renamed meanwhile, `mailboxNotFound`.
+    public func adopt(_ loaded: LoadedMailbox) throws(StoreError) -> Mailbox {
+        let mailbox = loaded.mailbox
+        if let open = openedMailbox(mailbox.name) {
+            mailbox.isClosed = true
+            return open
+        }
+        if !mailbox.name.isInbox, try Directory.status(mailbox.name.folderName, in: root.fd)?.isDirectory != true {
+            mailbox.isClosed = true
             throw .mailboxNotFound
         }
-        let mailbox = try Mailbox(name: name, user: self, root: root, store: store)
         openMailboxes = openMailboxes.filter { $0.value.mailbox != nil }
-        openMailboxes[name.folderName] = WeakMailbox(mailbox: mailbox)
+        openMailboxes[mailbox.name.folderName] = WeakMailbox(mailbox: mailbox)
         return mailbox
+    }
+
+    /// Reads and reconciles a mailbox's files into a new `Mailbox`, not yet registered. Touches only
+    /// the disk, immutable state and the atomic UIDVALIDITY counter, so it may run on a worker.
+    func load(_ name: MailboxName) throws(StoreError) -> LoadedMailbox {
+        try loadLock.withLock { _ throws(StoreError) -> LoadedMailbox in
+            if !name.isInbox, try Directory.status(name.folderName, in: root.fd)?.isDirectory != true {
+                throw .mailboxNotFound
+            }
+            return LoadedMailbox(mailbox: try Mailbox(name: name, user: self, root: root, store: store))
+        }
     }
 
     /// Closes every open mailbox (clean index snapshots). Call with no commit in flight.
@@ -280,8 +317,11 @@ public final class UserMaildir {
     /// A UIDVALIDITY for a new mailbox: the clock in seconds, but never one this process gave out.
     func newUIDValidity() -> UInt32 {
         let now = UInt32(truncatingIfNeeded: currentTimeNanoseconds() / 1_000_000_000)
-        lastUIDValidity = max(now, lastUIDValidity + 1)
-        return lastUIDValidity
+        while true {
+            let last = lastUIDValidity.load(ordering: .relaxed)
+            let next = max(now, last &+ 1)
+            if lastUIDValidity.compareExchange(expected: last, desired: next, ordering: .relaxed).exchanged { return next }
+        }
     }
 
     /// Remembers what to announce, and how usage changes, when `commit` completes.

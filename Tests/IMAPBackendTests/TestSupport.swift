@@ -137,7 +137,9 @@ final class MemoryTransport: IMAPSessionTransport {
         completion(work())
     }
 
-    var executor: (any BlockingExecutor)? { InlineExecutor.shared }
+    /// Runs blocking work inline, counting it (what the loop would have handed to a worker).
+    let inlineExecutor = InlineExecutor()
+    var executor: (any BlockingExecutor)? { inlineExecutor }
 
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void {
         timers.append((delay, action))
@@ -234,12 +236,14 @@ func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Boo
     return condition()
 }
 
-/// Runs blocking work inline (no workers in session tests).
+/// Runs blocking work inline (no workers in session tests) and counts it.
 final class InlineExecutor: BlockingExecutor {
-    nonisolated(unsafe) static let shared = InlineExecutor()
+    private(set) var runs = 0
+
     func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
                                        then completion: @escaping (Result) -> Void)
     {
+        runs += 1
         completion(work())
     }
 }

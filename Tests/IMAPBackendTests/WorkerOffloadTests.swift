@@ -1,0 +1,110 @@
+// IMAPBackendTests: disk-heavy work runs on the worker pool, not on the loop: a slow mailbox open
+// (held on a worker by a gate) leaves other sessions of the same loop answered, and the waiting
+// session's pipelined commands run in order once it is done; uncached structures are parsed on a
+// worker and cached.
+
+import Glibc
+import IMAPProtocol
+import MailStore
+import Synchronization
+import Testing
+@testable import IMAPBackend
+
+/// A gate a worker waits at until the test opens it: the worker blocks reading a pipe, the test
+/// writes a byte to let it go (an event, not a sleep).
+final class WorkerGate: Sendable {
+    private let readEnd: Int32
+    private let writeEnd: Int32
+    /// How many workers have reached the gate.
+    let arrivals = Atomic<Int>(0)
+
+    init() {
+        var descriptors: [Int32] = [0, 0]
+        precondition(pipe(&descriptors) == 0, "pipe failed")
+        readEnd = descriptors[0]
+        writeEnd = descriptors[1]
+    }
+
+    deinit {
+        close(readEnd)
+        close(writeEnd)
+    }
+
+    func wait() {
+        arrivals.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        var byte: UInt8 = 0
+        while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
+    }
+
+    func open() {
+        var byte: UInt8 = 1
+        _ = write(writeEnd, &byte, 1)
+    }
+}
+
+extension TestClient {
+    /// Whether any response bytes have arrived and are unread (a look, no wait).
+    var hasUnreadInput: Bool {
+        var byte: UInt8 = 0
+        return recv(descriptor, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+    }
+}
+
+@Suite struct WorkerOffloadTests {
+    @Test func slowMailboxOpenDoesNotStallTheLoop() throws {
+        let gate = WorkerGate()
+        let server = try RunningServer { configuration in
+            configuration.testsOnly_beforeMailboxLoad = { name in if name == "Slow" { gate.wait() } }
+        }
+        defer {
+            gate.open()
+            server.stop()
+        }
+        let opener = try TestClient(port: server.plainPort)
+        _ = opener.readLine()
+        #expect(opener.command("a", "LOGIN alice secret").contains("a OK"))
+        #expect(opener.command("b", "CREATE Slow").contains("b OK"))
+        #expect(opener.command("c", "APPEND Slow {5+}\r\nhello").contains("c OK"))
+        // SELECT and a NOOP pipelined behind it, in one packet.
+        opener.send("s SELECT Slow\r\nn NOOP\r\n")
+        #expect(waitUntil { gate.arrivals.load(ordering: .sequentiallyConsistent) == 1 }, "the open reached the worker")
+
+        // Another session of the same user (so the same home loop) is served meanwhile, and can even
+        // open another mailbox on the other worker.
+        let other = try TestClient(port: server.plainPort)
+        _ = other.readLine()
+        #expect(other.command("x", "LOGIN alice secret").contains("x OK"))
+        #expect(other.command("y", "NOOP") == "y OK NOOP completed\r\n")
+        #expect(other.command("z", "EXAMINE INBOX").contains("z OK [READ-ONLY]"))
+        #expect(!opener.hasUnreadInput, "the SELECT still waits on its worker")
+
+        gate.open()
+        let answer = opener.readUntil(tag: "n")
+        let tagged = answer.lines.filter { !$0.hasPrefix("*") }
+        #expect(tagged == ["s OK [READ-WRITE] SELECT completed", "n OK NOOP completed"])
+        #expect(answer.contains("* 1 EXISTS"))
+        #expect(opener.command("f", "FETCH 1 BODY.PEEK[]").contains("BODY[] {5}\r\nhello"))
+    }
+
+    @Test func uncachedStructuresAreParsedOnAWorkerAndCached() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        // Delivered by another program: no analysis in the cache yet.
+        let path = accounts.dataDirectory + "/users/alice/new/1.other:2,"
+        let file = fopen(path, "w")!
+        fputs("Subject: delivered\r\nFrom: Ann <ann@example.org>\r\n\r\nbody\r\n", file)
+        fclose(file)
+        _ = driver.send("s SELECT INBOX\r\n")
+        let mailbox = try #require(driver.session.selected?.mailbox)
+        let uid = mailbox.uids[0]
+        #expect(!mailbox.hasCachedAnalysis(of: uid))
+        let handedOver = driver.transport.inlineExecutor.runs
+        let fetch = driver.send("f FETCH 1 (ENVELOPE)\r\n")
+        #expect(fetch.contains("\"delivered\" ((\"Ann\" NIL \"ann\" \"example.org\"))"))
+        #expect(driver.transport.inlineExecutor.runs == handedOver + 1, "the analysis ran as blocking work")
+        #expect(mailbox.hasCachedAnalysis(of: uid), "the worker's analysis went into the cache")
+        _ = driver.send("g FETCH 1 (ENVELOPE)\r\n")
+        #expect(driver.transport.inlineExecutor.runs == handedOver + 1, "a cached structure needs no worker")
+    }
+}
