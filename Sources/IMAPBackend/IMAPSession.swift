@@ -31,6 +31,8 @@ final class IMAPSession {
     var mode: InputMode = .command
     /// A command is running off the loop (or waiting for output to drain): input is not processed.
     var waiting = false
+    /// Set while `receive` runs over the client's bytes.
+    private var receiving = false
     var badCommands: IMAPBadCommandCounter
 
     // Per-connection facts.
@@ -136,6 +138,15 @@ final class IMAPSession {
     /// Processes as many complete commands as `bytes` holds; returns how many bytes were used. The
     /// rest must be offered again with more input (and is, by the reactor, after `resumeReading`).
     func receive(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if waiting || fetchJob != nil {
+            // A command is waiting (on a worker, a timer, or a slow client): what the client pipelined
+            // behind it stays unconsumed, kept by the connection, and reading goes on (RFC 9051 5.5)
+            // until that much is kept; then TCP's flow control holds the rest.
+            if bytes.count >= IMAPSession.waitingInputLimit { transport?.pauseReading() }
+            return 0
+        }
+        receiving = true
+        defer { receiving = false }
         var consumed = 0
         scanning: while !waiting, state != .logout, fetchJob == nil {
             if discardInput {
@@ -358,21 +369,26 @@ final class IMAPSession {
         out.clear()
     }
 
-    /// Starts waiting for work off the loop: input stops until `resume()`.
+    /// Input kept unprocessed while a command waits, before the session stops reading. Well below
+    /// the connection's input limit (BackendServer sets it to at least twice this).
+    static let waitingInputLimit = 256 * 1024
+
+    /// Starts waiting for work off the loop: input is kept, not processed, until `resume()`.
     func suspend() {
         waiting = true
-        transport?.pauseReading()
     }
 
-    /// The off-loop work finished (its response is in `out`).
+    /// The off-loop work finished (its response is in `out`). Inside `receive` (the work finished at
+    /// once) the loop there goes on with the next command and writes all answers in one piece.
     func resume() {
         waiting = false
+        if receiving { return }
         flush()
         if shutdownPending {
             disconnect("Server shutting down")
             return
         }
-        transport?.resumeReading()
+        transport?.redeliverInput()
     }
 
     // MARK: - NOOP

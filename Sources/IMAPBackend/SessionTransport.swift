@@ -33,9 +33,11 @@ protocol IMAPSessionTransport: AnyObject {
     var executor: (any BlockingExecutor)? { get }
     /// Runs `action` on the loop after `delay`; returns a cancel closure.
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void
-    /// Stops and restarts input delivery (a command waits on a worker, or output backs up).
+    /// Stops and restarts reading (input kept while a command waits reached its bound).
     func pauseReading()
     func resumeReading()
+    /// Offers the input kept unconsumed again (a waiting command finished), and reads on.
+    func redeliverInput()
     /// Inactivity limit of the connection.
     func setIdleTimeout(_ timeout: Duration?)
 }

@@ -102,8 +102,12 @@ final class MemoryTransport: IMAPSessionTransport {
     /// The most output ever queued at once.
     var largestQueue = 0
 
+    /// How many times the session handed output over (one per socket write, for a real connection).
+    var writeCount = 0
+
     func write(_ bytes: UnsafeRawBufferPointer) {
         output += bytes
+        writeCount += 1
         queue(bytes.count)
     }
 
@@ -155,6 +159,12 @@ final class MemoryTransport: IMAPSessionTransport {
 
     func pauseReading() { paused = true }
     func resumeReading() { paused = false }
+    /// Kept input is offered again by `SessionDriver.send` (and `redeliver`).
+    func redeliverInput() {
+        paused = false
+        redeliveries += 1
+    }
+    var redeliveries = 0
     func setIdleTimeout(_ timeout: Duration?) { idleTimeout = timeout }
 }
 

@@ -1,0 +1,62 @@
+// IMAPBackendTests: pipelining (RFC 9051 section 5.5): commands sent together are all read and
+// answered in order, in one write per read when none has to wait; a command waiting on a worker
+// keeps what was pipelined behind it and runs it afterwards.
+
+import IMAPProtocol
+import MailStore
+import Testing
+@testable import IMAPBackend
+
+@Suite struct PipeliningTests {
+    @Test func pipelinedCommandsAreAnsweredInOrderInOneWrite() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        for index in 0..<3 { _ = driver.send("p\(index) APPEND INBOX {2+}\r\nm\(index)\r\n") }
+        _ = driver.send("s SELECT INBOX\r\n")
+        var batch = ""
+        var tags: [String] = []
+        for index in 0..<10 {
+            batch += "f\(index) FETCH 1:* (FLAGS UID)\r\nn\(index) NOOP\r\nu\(index) UID FETCH 2 (RFC822.SIZE)\r\n"
+            batch += "x\(index) UID SEARCH ALL\r\n"
+            tags += ["f\(index)", "n\(index)", "u\(index)", "x\(index)"]
+        }
+        let writesBefore = driver.transport.writeCount
+        let answer = driver.send(batch)
+        #expect(driver.transport.writeCount == writesBefore + 1, "forty answers, one write")
+        let tagged = answer.lines.filter { !$0.hasPrefix("*") }.map { $0.split(separator: " ")[0] }
+        #expect(tagged.map(String.init) == tags)
+        #expect(answer.lines.filter { $0.hasPrefix("* 3 FETCH (FLAGS") }.count == 10)
+    }
+
+    @Test func inputBehindAWaitingCommandIsKeptAndRunAfterIt() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        _ = driver.take()
+        // A failed login waits on a timer (slowed logins): the commands behind it wait too, unread
+        // but not refused, and reading goes on.
+        let used = Array("a LOGIN alice wrong\r\nb NOOP\r\nc CAPABILITY\r\n".utf8).withUnsafeBytes {
+            driver.session.receive($0)
+        }
+        #expect(used == "a LOGIN alice wrong\r\n".utf8.count)
+        #expect(!driver.transport.paused, "the session goes on reading while it waits")
+        let rest = Array("b NOOP\r\nc CAPABILITY\r\n".utf8)
+        #expect(rest.withUnsafeBytes { driver.session.receive($0) } == 0, "kept while a is waiting")
+        let redeliveries = driver.transport.redeliveries
+        driver.transport.fireTimers()
+        #expect(driver.transport.redeliveries == redeliveries + 1, "the kept input is offered again")
+        let answer = driver.take() + driver.send(bytes: rest)
+        let tagged = answer.lines.filter { !$0.hasPrefix("*") }.map { String($0.prefix(4)) }
+        #expect(tagged == ["a NO", "b OK", "c OK"])
+    }
+
+    @Test func sessionStopsReadingWhenTooMuchIsKept() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        _ = driver.take()
+        _ = driver.send("a LOGIN alice wrong\r\n")
+        let flood = [UInt8](repeating: UInt8(ascii: "x"), count: IMAPSession.waitingInputLimit)
+        #expect(flood.withUnsafeBytes { driver.session.receive($0) } == 0)
+        #expect(driver.transport.paused, "TCP backpressure beyond the bound")
+    }
+}
