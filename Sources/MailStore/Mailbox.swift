@@ -134,6 +134,11 @@ public final class Mailbox {
     var diskSnapshotIsClean = false
     /// True when memory holds something the index file lacks (flags, \Recent, cache offsets).
     var indexChanged = false
+    /// new/'s modification time when a scan last found it empty (see `checkForNewMessages`).
+    var newScannedEmptyAt: Int64?
+    /// How old a directory's modification time must be before an unchanged time proves it unchanged:
+    /// file systems stamp times from a coarse clock, so two changes within one tick look like one.
+    static let directoryTimeTrustDelay: Int64 = 2_000_000_000
 
     deinit {
         if !isClosed { try? close() }
