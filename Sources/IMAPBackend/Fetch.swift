@@ -30,11 +30,12 @@ enum FetchItem {
     }
 }
 
-/// A FETCH in progress.
+/// A FETCH in progress. A session keeps its last one and fills it again for the next FETCH, so the
+/// arrays keep their capacity and a FETCH of flags allocates nothing.
 final class FetchJob {
-    let tag: [UInt8]
-    let targets: [(sequence: UInt32, uid: UInt32)]
-    let items: [FetchItem]
+    private(set) var tag: [UInt8] = []
+    var targets: [(sequence: UInt32, uid: UInt32)] = []
+    var items: [FetchItem] = []
     var next = 0
     /// Messages a non-PEEK body fetch marks \Seen (RFC 9051 6.4.5). The change is prepared once the
     /// bodies are written (preparing renames the files in the index before the disk) and is durable
@@ -43,17 +44,29 @@ final class FetchJob {
     /// The message whose response was cut off by backpressure in the middle of a streamed literal.
     var current: MessageInProgress?
     /// Whether an item needs the message's MIME structure (ENVELOPE, BODYSTRUCTURE, a part).
-    let needsStructure: Bool
+    private(set) var needsStructure = false
     /// Set while a worker analyses the next messages (the FETCH goes on when it is done).
     var analysing = false
     /// Targets before this index had their analysis tried: a message the worker could not analyse is
     /// not handed over again (FETCH parses it itself).
     var analysedThrough = 0
 
-    init(tag: [UInt8], targets: [(sequence: UInt32, uid: UInt32)], items: [FetchItem]) {
-        self.tag = tag
-        self.targets = targets
-        self.items = items
+    /// Empties the job for the next FETCH, keeping the arrays' capacity.
+    func reset(tag newTag: IMAPBytes) {
+        tag.removeAll(keepingCapacity: true)
+        for index in 0..<newTag.count { tag.append(newTag[index]) }
+        targets.removeAll(keepingCapacity: true)
+        items.removeAll(keepingCapacity: true)
+        next = 0
+        if !seenChanged.isEmpty { seenChanged = [] }
+        current = nil
+        analysing = false
+        analysedThrough = 0
+        needsStructure = false
+    }
+
+    /// Notes what the items need, once they are all in.
+    func itemsComplete() {
         needsStructure = items.contains { item in
             switch item {
             case .envelope, .body, .bodyStructure, .binary, .binarySize: return true
@@ -105,17 +118,22 @@ extension IMAPSession {
             finish(tag, .bad, "Message sequence number out of range")
             return
         }
-        var items: [FetchItem] = uid ? [.uid] : []
+        let job = spareFetchJob ?? FetchJob()
+        spareFetchJob = nil
+        job.reset(tag: tag)
+        if uid { job.items.append(.uid) }
         for attribute in attributes {
             guard let item = IMAPSession.fetchItem(attribute) else {
+                spareFetchJob = job
                 finish(tag, .bad, "Invalid section")
                 return
             }
             if uid, case .uid = item { continue }
-            items.append(item)
+            job.items.append(item)
         }
-        let job = FetchJob(tag: tag.copyBytes(), targets: selected.resolve(set, uid: uid), items: items)
-        if !selected.readOnly, items.contains(where: \.setsSeen) {
+        job.itemsComplete()
+        selected.resolve(set, uid: uid, into: &job.targets)
+        if !selected.readOnly, job.items.contains(where: \.setsSeen) {
             let unseen = job.targets.compactMap { target -> UInt32? in
                 guard let position = selected.mailbox.position(of: target.uid) else { return nil }
                 return selected.mailbox.message(at: position).flags.contains(.seen) ? nil : target.uid
@@ -161,6 +179,7 @@ extension IMAPSession {
             }
         }
         fetchJob = nil
+        spareFetchJob = job
         guard let transport, !job.seenChanged.isEmpty, let user,
               let commit = try? selected.mailbox.prepareStore(uids: job.seenChanged.sorted(), change: .add,
                                                               flags: .seen).commit

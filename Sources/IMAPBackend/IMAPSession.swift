@@ -52,6 +52,8 @@ final class IMAPSession {
     var selected: SelectedMailbox?
     var append: AppendState?
     var fetchJob: FetchJob?
+    /// The last FETCH's job, kept for the next one (see `FetchJob`).
+    var spareFetchJob: FetchJob?
     var idleKeepalive: (() -> Void)?
     var loginTag: [UInt8] = []
     var pendingLogin: String?

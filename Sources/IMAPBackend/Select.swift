@@ -40,12 +40,18 @@ final class SelectedMailbox {
     }
 
     /// The first position whose UID is >= `uid`.
-    func lowerBound(_ uid: UInt32) -> Int {
+    func lowerBound(_ uid: UInt32) -> Int { firstPosition { $0 >= uid } }
+
+    /// The first position whose UID is > `uid`.
+    func upperBound(_ uid: UInt32) -> Int { firstPosition { $0 > uid } }
+
+    /// Binary search for the first position whose UID satisfies `isPast` (false, then true, in order).
+    private func firstPosition(_ isPast: (UInt32) -> Bool) -> Int {
         var low = 0
         var high = uids.count
         while low < high {
             let middle = (low + high) / 2
-            if uids[middle] < uid { low = middle + 1 } else { high = middle }
+            if isPast(uids[middle]) { high = middle } else { low = middle + 1 }
         }
         return low
     }
@@ -53,38 +59,56 @@ final class SelectedMailbox {
     /// The (sequence number, UID) pairs a set names, ascending and without duplicates. Sequence
     /// numbers beyond the view and UIDs not in it are left out (RFC 9051 6.4.8 for UIDs).
     func resolve(_ set: IMAPSequenceSet, uid: Bool) -> [(sequence: UInt32, uid: UInt32)] {
-        var positions: [Int] = []
+        var result: [(sequence: UInt32, uid: UInt32)] = []
+        resolve(set, uid: uid, into: &result)
+        return result
+    }
+
+    /// As `resolve(_:uid:)`, into `result` (emptied first, its capacity kept: FETCH reuses one array).
+    func resolve(_ set: IMAPSequenceSet, uid: Bool, into result: inout [(sequence: UInt32, uid: UInt32)]) {
+        result.removeAll(keepingCapacity: true)
         if set.isSavedResult {
-            positions = savedSearch.compactMap { sequenceNumber(of: $0).map { Int($0) - 1 } }
-        } else if uid {
-            let largest = uids.last ?? 0
-            for range in set {
-                let resolved = range.resolved(largest: largest)
-                var position = lowerBound(resolved.lowerBound)
-                while position < uids.count, uids[position] <= resolved.upperBound {
-                    positions.append(position)
-                    position += 1
-                }
-            }
-        } else {
-            guard count > 0 else { return [] }
-            for range in set {
-                let resolved = range.resolved(largest: count)
-                guard resolved.lowerBound >= 1 else { continue }
-                let upper = min(resolved.upperBound, count)
-                guard resolved.lowerBound <= upper else { continue }
-                for number in resolved.lowerBound...upper { positions.append(Int(number) - 1) }
-            }
+            var positions = savedSearch.compactMap { sequenceNumber(of: $0).map { Int($0) - 1 } }
+            positions.sort()
+            appendPositions(positions, to: &result)
+            return
         }
-        positions.sort()
-        var result: [(UInt32, UInt32)] = []
+        // The positions each range covers, in the view's order.
+        func positions(of range: IMAPSequenceRange) -> Range<Int> {
+            if uid {
+                let resolved = range.resolved(largest: uids.last ?? 0)
+                let lower = lowerBound(resolved.lowerBound)
+                return lower..<max(lower, upperBound(resolved.upperBound))
+            }
+            guard count > 0 else { return 0..<0 }
+            let resolved = range.resolved(largest: count)
+            let lower = max(Int(resolved.lowerBound), 1)
+            let upper = min(Int(resolved.upperBound), Int(count))
+            return lower <= upper ? (lower - 1)..<upper : 0..<0
+        }
+        var iterator = set.makeIterator()
+        guard let first = iterator.next() else { return }
+        guard let second = iterator.next() else {
+            // One range, the common case: already ascending and without repeats.
+            let covered = positions(of: first)
+            result.reserveCapacity(covered.count)
+            for position in covered { result.append((UInt32(position + 1), uids[position])) }
+            return
+        }
+        var all: [Int] = []
+        for range in [first, second] { all.append(contentsOf: positions(of: range)) }
+        while let range = iterator.next() { all.append(contentsOf: positions(of: range)) }
+        all.sort()
+        appendPositions(all, to: &result)
+    }
+
+    private func appendPositions(_ positions: [Int], to result: inout [(sequence: UInt32, uid: UInt32)]) {
         result.reserveCapacity(positions.count)
         var last = -1
         for position in positions where position != last {
             result.append((UInt32(position + 1), uids[position]))
             last = position
         }
-        return result
     }
 
     /// Whether a sequence set names a message beyond the view (a client error, `BAD` for non-UID forms).

@@ -8,12 +8,18 @@ import Testing
 @testable import IMAPBackend
 
 @Suite struct PipeliningTests {
-    @Test func pipelinedCommandsAreAnsweredInOrderInOneWrite() throws {
-        let accounts = try TestAccounts()
+    /// A session of alice with INBOX selected, holding `count` small messages.
+    static func selectedInbox(_ accounts: TestAccounts, messages count: Int) throws -> SessionDriver {
         let driver = try SessionDriver(accounts: accounts)
         driver.login()
-        for index in 0..<3 { _ = driver.send("p\(index) APPEND INBOX {2+}\r\nm\(index)\r\n") }
+        for index in 0..<count { _ = driver.send("p\(index) APPEND INBOX {2+}\r\nm\(index)\r\n") }
         _ = driver.send("s SELECT INBOX\r\n")
+        return driver
+    }
+
+    @Test func pipelinedCommandsAreAnsweredInOrderInOneWrite() throws {
+        let accounts = try TestAccounts()
+        let driver = try PipeliningTests.selectedInbox(accounts, messages: 3)
         var batch = ""
         var tags: [String] = []
         for index in 0..<10 {
@@ -27,6 +33,23 @@ import Testing
         let tagged = answer.lines.filter { !$0.hasPrefix("*") }.map { $0.split(separator: " ")[0] }
         #expect(tagged.map(String.init) == tags)
         #expect(answer.lines.filter { $0.hasPrefix("* 3 FETCH (FLAGS") }.count == 10)
+    }
+
+    /// FETCH resolves its set into a reused array: each answer is still ascending, without repeats,
+    /// whatever the order and overlap of the ranges.
+    @Test func reusedFetchResolvesEverySetAfresh() throws {
+        let accounts = try TestAccounts()
+        let driver = try PipeliningTests.selectedInbox(accounts, messages: 5)
+        func fetched(_ command: String) -> [String] {
+            driver.send(command).lines.filter { $0.hasPrefix("* ") }.map { String($0.split(separator: " ")[1]) }
+        }
+        #expect(fetched("a FETCH 4,1:2,2:3 (UID)\r\n") == ["1", "2", "3", "4"])
+        #expect(fetched("b FETCH 5:4 (UID)\r\n") == ["4", "5"])
+        #expect(fetched("c UID FETCH 3:1 (FLAGS)\r\n") == ["1", "2", "3"])
+        #expect(fetched("d UID FETCH 10:* (FLAGS)\r\n") == ["5"], "10:* is 5:10 with 5 the highest UID")
+        #expect(fetched("e UID FETCH 4294967295 (FLAGS)\r\n").isEmpty)
+        #expect(fetched("f UID FETCH 2,4:4294967295 (FLAGS)\r\n") == ["2", "4", "5"])
+        #expect(fetched("g FETCH 1 (UID)\r\n") == ["1"])
     }
 
     @Test func inputBehindAWaitingCommandIsKeptAndRunAfterIt() throws {
