@@ -233,15 +233,18 @@ extension IMAPSession: MailboxObserver {
     func select(tag: IMAPBytes, name: IMAPMailboxName, readOnly: Bool) {
         // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); with one selected, the old one is
         // closed first and announced with [CLOSED] (RFC 7162 3.2.11, 9051 7.1).
-        let hadSelection = selected != nil
+        // The previous mailbox object is held until the new one is open: re-selecting it (or a mailbox
+        // another session holds) then finds it open, instead of closing it and reading it back.
+        let previous = selected?.mailbox
         deselect()
-        if hadSelection { out.write("* OK [CLOSED] Previous mailbox closed\r\n") }
+        if previous != nil { out.write("* OK [CLOSED] Previous mailbox closed\r\n") }
         state = .authenticated
         guard let mailboxName = storeName(name) else {
             finish(tag, .no, code: .nonExistent, "No such mailbox")
             return
         }
         withMailbox(mailboxName, tag: tag) { [self] tag, opened in
+            withExtendedLifetime(previous) {}
             switch opened {
             case .success(let mailbox): selectOpened(tag: tag, mailbox: mailbox, readOnly: readOnly)
             case .failure(let error): fail(tag, error)

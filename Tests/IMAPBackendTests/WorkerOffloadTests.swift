@@ -86,6 +86,22 @@ extension TestClient {
         #expect(opener.command("f", "FETCH 1 BODY.PEEK[]").contains("BODY[] {5}\r\nhello"))
     }
 
+    /// Selecting the mailbox that is selected (or that another session holds) needs no worker: the
+    /// old selection keeps it open until the new one has it.
+    @Test func reselectingFindsTheMailboxOpen() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        let runs = driver.transport.inlineExecutor.runs
+        #expect(driver.send("s SELECT INBOX\r\n").contains("s OK [READ-WRITE]"))
+        #expect(driver.transport.inlineExecutor.runs == runs + 1, "the first open reads the disk on a worker")
+        let again = driver.send("t SELECT INBOX\r\n")
+        #expect(again.hasPrefix("* OK [CLOSED]") && again.contains("t OK [READ-WRITE]"))
+        #expect(driver.transport.inlineExecutor.runs == runs + 1, "the open mailbox is reused")
+        #expect(driver.send("u EXAMINE Trash\r\n").contains("u OK [READ-ONLY]"))
+        #expect(driver.transport.inlineExecutor.runs == runs + 2)
+    }
+
     @Test func uncachedStructuresAreParsedOnAWorkerAndCached() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)
