@@ -109,30 +109,46 @@ extension IMAPSession {
         let onlySubscribed = command.selectOptions.contains(.subscribed)
         let onlySpecialUse = command.selectOptions.contains(.specialUse)
         let showSubscribed = onlySubscribed || command.returnOptions.contains(.subscribed)
-        for entry in entries {
+        let listed = entries.filter { entry in
             let name = entry.name.wireName
             guard patterns.contains(where: { IMAPSession.matches(Array(name.utf8), pattern: Array($0.utf8)) })
-            else { continue }
-            let isSubscribed = subscribed.contains(name)
-            if onlySubscribed && !isSubscribed { continue }
-            if onlySpecialUse && entry.specialUses.isEmpty { continue }
+            else { return false }
+            if onlySubscribed && !subscribed.contains(name) { return false }
+            return !onlySpecialUse || !entry.specialUses.isEmpty
+        }
+        guard command.returnOptions.contains(.status) else {
+            writeList(listed, subscribed: showSubscribed ? subscribed : [], statuses: [:])
+            finish(tag, .ok, "LIST completed")
+            return
+        }
+        // RFC 5819: the STATUS of each selectable mailbox listed; mailboxes not open are read on workers.
+        let selectable = listed.filter { !$0.isPlaceholder }.map(\.name)
+        let attributes = command.statusAttributes
+        withMailboxes(selectable, tag: tag) { [self] tag, opened in
+            var statuses: [MailboxName: MailboxStatus] = [:]
+            for (name, result) in zip(selectable, opened) { statuses[name] = try? result.get().status }
+            writeList(listed, subscribed: showSubscribed ? subscribed : [], statuses: statuses, attributes)
+            finish(tag, .ok, "LIST completed")
+        }
+    }
+
+    /// The `* LIST` lines of LIST, each followed by its `* STATUS` when `statuses` has one.
+    private func writeList(_ entries: [MailboxListEntry], subscribed: Set<String>,
+                           statuses: [MailboxName: MailboxStatus], _ attributes: IMAPStatusAttributes = [])
+    {
+        for entry in entries {
             out.write("* LIST (")
-            var attributes: [String] = []
-            if entry.isPlaceholder { attributes.append("\\Noselect") }
-            attributes.append(entry.hasChildren ? "\\HasChildren" : "\\HasNoChildren")
-            if showSubscribed && isSubscribed { attributes.append("\\Subscribed") }
-            attributes += entry.specialUses.map(\.rawValue)
-            out.write(contentsOf: attributes.joined(separator: " ").utf8)
+            var names: [String] = []
+            if entry.isPlaceholder { names.append("\\Noselect") }
+            names.append(entry.hasChildren ? "\\HasChildren" : "\\HasNoChildren")
+            if subscribed.contains(entry.name.wireName) { names.append("\\Subscribed") }
+            names += entry.specialUses.map(\.rawValue)
+            out.write(contentsOf: names.joined(separator: " ").utf8)
             out.write(") \"/\" ")
             out.write(string: wireName(entry.name))
             out.write("\r\n")
-            if command.returnOptions.contains(.status), !entry.isPlaceholder,
-               let status = try? user.maildir.status(entry.name)
-            {
-                writeStatus(entry.name, status, command.statusAttributes)
-            }
+            if let status = statuses[entry.name] { writeStatus(entry.name, status, attributes) }
         }
-        finish(tag, .ok, "LIST completed")
     }
 
     /// RFC 3501 6.3.9. `C: a LSUB "" "*"` / `S: * LSUB () "/" INBOX`

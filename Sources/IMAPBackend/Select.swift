@@ -258,15 +258,32 @@ extension IMAPSession: MailboxObserver {
     func withMailbox(_ name: MailboxName, tag: IMAPBytes,
                      _ body: @escaping (IMAPBytes, Result<Mailbox, StoreError>) -> Void)
     {
+        withMailboxes([name], tag: tag) { tag, opened in body(tag, opened[0]) }
+    }
+
+    /// As `withMailbox`, for several mailboxes (LIST RETURN (STATUS)): `body` gets the outcome of each,
+    /// in order, once all are open; those not open yet are opened on workers side by side.
+    func withMailboxes(_ names: [MailboxName], tag: IMAPBytes,
+                       _ body: @escaping (IMAPBytes, [Result<Mailbox, StoreError>]) -> Void)
+    {
         guard let user else { return }
-        if let open = user.maildir.openedMailbox(name) { return body(tag, .success(open)) }
+        var opened: [Result<Mailbox, StoreError>] = names.map { name in
+            user.maildir.openedMailbox(name).map { .success($0) } ?? .failure(.mailboxNotFound)
+        }
+        let missing = opened.indices.filter { if case .failure = opened[$0] { true } else { false } }
+        if missing.isEmpty { return body(tag, opened) }
         let tagCopy = tag.copyBytes()
         suspend()
-        user.openMailbox(name, executor: transport?.executor,
-                         beforeLoad: context.configuration.testsOnly_beforeMailboxLoad) { [self] result in
-            guard !isClosed else { return }
-            tagCopy.withUnsafeBytes { body(IMAPBytes($0), result) }
-            resume()
+        var remaining = missing.count
+        for index in missing {
+            user.openMailbox(names[index], executor: transport?.executor,
+                             beforeLoad: context.configuration.testsOnly_beforeMailboxLoad) { [self] result in
+                opened[index] = result
+                remaining -= 1
+                guard remaining == 0, !isClosed else { return }
+                tagCopy.withUnsafeBytes { body(IMAPBytes($0), opened) }
+                resume()
+            }
         }
     }
 

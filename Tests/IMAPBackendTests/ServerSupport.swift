@@ -55,8 +55,13 @@ final class TestClient {
     let descriptor: Int32
     private var buffer: [UInt8] = []
 
-    init(port: UInt16, timeoutSeconds: Int = 30) throws {
+    /// `receiveBuffer` fixes the socket's receive buffer (no autotuning, which on Linux lets it grow
+    /// to tens of megabytes), for tests that bound what the server runs ahead.
+    init(port: UInt16, timeoutSeconds: Int = 30, receiveBuffer: Int32? = nil) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian

@@ -102,6 +102,26 @@ extension TestClient {
         #expect(driver.transport.inlineExecutor.runs == runs + 2)
     }
 
+    /// LIST RETURN (STATUS) reads the mailboxes no session has open on workers, then answers each
+    /// LIST line with its STATUS (RFC 5819), placeholders without one.
+    @Test func listStatusOpensMailboxesOnWorkers() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        _ = driver.send("a CREATE Work/Done\r\n")
+        _ = driver.send("b APPEND Work/Done {2+}\r\nhi\r\n")
+        let runs = driver.transport.inlineExecutor.runs
+        let lines = driver.send("c LIST \"\" * RETURN (STATUS (MESSAGES))\r\n").lines
+        // INBOX, the five special-use folders and Work/Done; Work is only a level.
+        #expect(driver.transport.inlineExecutor.runs == runs + 7)
+        let done = try #require(lines.firstIndex { $0.hasSuffix("\"Work/Done\"") })
+        #expect(lines[done + 1] == "* STATUS \"Work/Done\" (MESSAGES 1)")
+        let work = try #require(lines.firstIndex { $0.hasSuffix("\"Work\"") })
+        #expect(lines[work].contains("\\Noselect") && !lines[work + 1].hasPrefix("* STATUS"))
+        #expect(lines.filter { $0.hasPrefix("* STATUS") }.count == 7)
+        #expect(lines.last == "c OK LIST completed")
+    }
+
     @Test func uncachedStructuresAreParsedOnAWorkerAndCached() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)
