@@ -281,8 +281,10 @@ extension IMAPSession: MailboxObserver {
                 opened[index] = result
                 remaining -= 1
                 guard remaining == 0, !isClosed else { return }
+                // `body` may wait again (COPY's commit): then its own completion resumes.
+                waiting = false
                 tagCopy.withUnsafeBytes { body(IMAPBytes($0), opened) }
-                resume()
+                if !waiting { resume() }
             }
         }
     }

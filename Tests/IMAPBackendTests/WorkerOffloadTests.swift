@@ -122,6 +122,21 @@ extension TestClient {
         #expect(lines.last == "c OK LIST completed")
     }
 
+    /// COPY and MOVE open a target no session has open on a worker, then commit (the commit's own wait
+    /// nested in the open's); a missing target is NO [TRYCREATE].
+    @Test func copyOpensItsTargetOnAWorker() throws {
+        let accounts = try TestAccounts()
+        let driver = try PipeliningTests.selectedInbox(accounts, messages: 2)
+        let runs = driver.transport.inlineExecutor.runs
+        let copied = driver.send("c COPY 1 Trash\r\nd NOOP\r\n")
+        #expect(copied.contains("c OK [COPYUID "))
+        #expect(copied.hasSuffix("d OK NOOP completed\r\n"))
+        #expect(driver.transport.inlineExecutor.runs == runs + 2, "the open, then the commit")
+        #expect(driver.send("e MOVE 2 Junk\r\n").contains("* 2 EXPUNGE"))
+        #expect(driver.send("f COPY 1 Nowhere\r\n") == "f NO [TRYCREATE] No such mailbox\r\n")
+        #expect(driver.send("g STATUS Trash (MESSAGES)\r\n").contains("(MESSAGES 1)"))
+    }
+
     @Test func uncachedStructuresAreParsedOnAWorkerAndCached() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)
