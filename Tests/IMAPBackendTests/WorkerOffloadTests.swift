@@ -17,6 +17,8 @@ final class WorkerGate: Sendable {
     private let writeEnd: Int32
     /// How many workers have reached the gate.
     let arrivals = Atomic<Int>(0)
+    /// Workers pass freely until the test arms the gate.
+    let armed = Atomic<Bool>(false)
 
     init() {
         var descriptors: [Int32] = [0, 0]
@@ -31,6 +33,7 @@ final class WorkerGate: Sendable {
     }
 
     func wait() {
+        guard armed.load(ordering: .sequentiallyConsistent) else { return }
         arrivals.wrappingAdd(1, ordering: .sequentiallyConsistent)
         var byte: UInt8 = 0
         while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
@@ -65,6 +68,7 @@ extension TestClient {
         #expect(opener.command("a", "LOGIN alice secret").contains("a OK"))
         #expect(opener.command("b", "CREATE Slow").contains("b OK"))
         #expect(opener.command("c", "APPEND Slow {5+}\r\nhello").contains("c OK"))
+        gate.armed.store(true, ordering: .sequentiallyConsistent)
         // SELECT and a NOOP pipelined behind it, in one packet.
         opener.send("s SELECT Slow\r\nn NOOP\r\n")
         #expect(waitUntil { gate.arrivals.load(ordering: .sequentiallyConsistent) == 1 }, "the open reached the worker")
@@ -135,6 +139,23 @@ extension TestClient {
         #expect(driver.send("e MOVE 2 Junk\r\n").contains("* 2 EXPUNGE"))
         #expect(driver.send("f COPY 1 Nowhere\r\n") == "f NO [TRYCREATE] No such mailbox\r\n")
         #expect(driver.send("g STATUS Trash (MESSAGES)\r\n").contains("(MESSAGES 1)"))
+    }
+
+    /// APPEND to a mailbox no session has open opens it on a worker before taking the literal: a
+    /// LITERAL+ message waits unread meanwhile, a synchronizing one gets its continuation after.
+    @Test func appendOpensItsTargetOnAWorker() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        let runs = driver.transport.inlineExecutor.runs
+        let plus = driver.send("a APPEND Trash {3+}\r\nabc\r\nb NOOP\r\n")
+        #expect(plus.lines.map { String($0.prefix(4)) } == ["a OK", "b OK"])
+        #expect(driver.transport.inlineExecutor.runs > runs + 1, "the open, then the message's own work")
+        #expect(driver.send("c APPEND Junk {3}\r\n") == "+ Ready for literal data\r\n")
+        #expect(driver.send("xyz\r\n").hasPrefix("c OK [APPENDUID"))
+        #expect(driver.send("d APPEND Nowhere {3+}\r\nabc\r\ne NOOP\r\n")
+            == "d NO [TRYCREATE] No such mailbox\r\ne OK NOOP completed\r\n")
+        #expect(driver.send("f STATUS Trash (MESSAGES)\r\n").contains("(MESSAGES 1)"))
     }
 
     @Test func uncachedStructuresAreParsedOnAWorkerAndCached() throws {
