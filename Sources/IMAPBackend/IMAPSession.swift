@@ -2,9 +2,13 @@
 //
 // The session owns the framer and drives it over the bytes it is given, answers each command through
 // the handler of its family (Authentication.swift, Mailboxes.swift, Select.swift, Fetch.swift, ...),
-// and writes responses into one IMAPOutputBuffer that is handed to the transport. Work that blocks
-// (password hashing, fsync) runs off the loop; meanwhile the session stops reading, so commands run
-// in order and a pipelined command sees the effects of the ones before it (RFC 9051 5.5).
+// and writes responses into one IMAPOutputBuffer that is handed to the transport, once per read when
+// no command has to wait. Work that blocks (password hashing, fsync, opening a mailbox, parsing
+// uncached structures) runs off the loop; meanwhile the session keeps what the client pipelined
+// behind it unprocessed (reading on up to a bound), so commands run in order and a pipelined command
+// sees the effects of the ones before it (RFC 9051 5.5). Commands of one session never run side by
+// side: every session of a user shares one loop thread, and ordering is what makes a client's
+// pipelined STORE-then-FETCH or APPEND-then-SEARCH mean what it says.
 
 import Glibc
 import IMAPProtocol
@@ -138,7 +142,7 @@ final class IMAPSession {
     // MARK: - Input
 
     /// Processes as many complete commands as `bytes` holds; returns how many bytes were used. The
-    /// rest must be offered again with more input (and is, by the reactor, after `resumeReading`).
+    /// rest must be offered again with more input (and is, by the reactor, after `redeliverInput`).
     func receive(_ bytes: UnsafeRawBufferPointer) -> Int {
         if waiting || fetchJob != nil {
             // A command is waiting (on a worker, a timer, or a slow client): what the client pipelined
