@@ -65,6 +65,16 @@ final class FetchJob {
         needsStructure = false
     }
 
+    /// Most targets whose array a session keeps between FETCHes (32 KiB); a FETCH over a larger
+    /// mailbox leaves its array behind, so an idle session holds no mailbox-sized buffer.
+    static let retainedTargetCapacity = 4096
+
+    /// Readies the finished job to be kept for the next FETCH: drops what it should not hold on to.
+    func finished() {
+        current = nil
+        if targets.capacity > FetchJob.retainedTargetCapacity { targets = [] }
+    }
+
     /// Notes what the items need, once they are all in.
     func itemsComplete() {
         needsStructure = items.contains { item in
@@ -179,6 +189,7 @@ extension IMAPSession {
             }
         }
         fetchJob = nil
+        job.finished()
         spareFetchJob = job
         guard let transport, !job.seenChanged.isEmpty, let user,
               let commit = try? selected.mailbox.prepareStore(uids: job.seenChanged.sorted(), change: .add,
