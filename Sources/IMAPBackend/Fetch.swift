@@ -358,9 +358,12 @@ extension IMAPSession {
         }
         switch location {
         case .filteredHeader(let header, let fields, let excluding):
-            var filtered = IMAPSession.read(opened.file.fd, header).withUnsafeBytes {
-                MIMEHeaderFilter.filter($0, fields: fields, excluding: excluding)
-            }
+            // Filtered over the mapped file: a header of any size is never copied, only the fields kept.
+            var filtered = (try? Mailbox.withMappedFile(opened.file) { file -> [UInt8] in
+                guard header.upperBound <= file.count else { return [] }
+                return MIMEHeaderFilter.filter(UnsafeRawBufferPointer(rebasing: file[header]), fields: fields,
+                                               excluding: excluding)
+            }) ?? []
             if !isCanonical { filtered = IMAPSession.canonicalLineEnds(filtered) }
             writeLiteral(Array(filtered[mimePartial?.clip(filtered.indices) ?? filtered.indices]))
         case .bytes(let range):

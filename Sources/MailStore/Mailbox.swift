@@ -270,7 +270,7 @@ public final class Mailbox {
     }
 
     /// Maps a file read-only and runs `body` over its bytes (any thread).
-    static func withMappedFile<T>(_ file: FileHandle, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
+    public static func withMappedFile<T>(_ file: FileHandle, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
         let size = Int(try file.status().size)
         if size == 0 { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, file.fd, 0), mapping != MAP_FAILED else {

@@ -130,4 +130,27 @@ import Testing
         #expect(driver.session.largestFlush <= bound)
         #expect(driver.transport.largestQueue <= driver.context.configuration.outputHighWaterMark + bound)
     }
+
+    /// HEADER.FIELDS filters the mapped file: a header of megabytes answers with the fields asked
+    /// for, and the session holds only those.
+    @Test func headerFieldsOfAHugeHeaderHoldOnlyTheFields() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        var message = Array("Subject: tall\r\n".utf8)
+        let filler = Array("X-Filler: 0123456789012345678901234567890123456789012345678901234567890123\r\n".utf8)
+        for _ in 0..<(5 << 20) / filler.count { message += filler }
+        message += Array("From: a@b\r\n\r\nbody\r\n".utf8)
+        let path = accounts.dataDirectory + "/users/alice/new/1.tall:2,"
+        let file = fopen(path, "w")!
+        _ = message.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+        _ = driver.send("s SELECT INBOX\r\n")
+        let fields = LargeMessageTests.runSlowly(
+            driver, "f FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY.PEEK[HEADER.FIELDS.NOT (X-FILLER)])\r\n")
+        let expected = "Subject: tall\r\nFrom: a@b\r\n\r\n"
+        #expect(String(decoding: fields, as: UTF8.self) == "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT FROM)] {28}\r\n\(expected) "
+            + "BODY[HEADER.FIELDS.NOT (X-FILLER)] {28}\r\n\(expected))\r\nf OK FETCH completed\r\n")
+        #expect(driver.session.largestFlush < 64 * 1024)
+    }
 }
