@@ -356,7 +356,7 @@ final class IMAPSession {
     }
 
     private func recordCommand() {
-        let (counter, histogram) = context.metrics.command(commandRule.name)
+        let (counter, histogram) = context.metrics.command(commandRule)
         counter.increment()
         let now = Deadline.now()
         histogram.observe(nanoseconds: now.nanoseconds &- commandStart.nanoseconds)

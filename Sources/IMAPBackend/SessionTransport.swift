@@ -264,8 +264,10 @@ struct BackendMetrics: Sendable {
     let bytesOut: Counter
     let bytesIn: Counter
     let registry: MetricsRegistry
-    private let commandCounters: [String: (Counter, Histogram)]
+    /// Each command's counter and latency histogram, in the order of `commandNames`.
+    private let commandCounters: [(Counter, Histogram)]
 
+    /// The commands metrics are kept for; OTHER, last, takes the rest.
     static let commandNames = [
         "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "ENABLE", "SELECT", "EXAMINE",
         "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND",
@@ -281,18 +283,12 @@ struct BackendMetrics: Sendable {
         logins = registry.counter("apus_imap4be_logins_total", help: "Successful logins")
         bytesOut = registry.counter("apus_imap4be_bytes_out_total", help: "Response bytes queued")
         bytesIn = registry.counter("apus_imap4be_bytes_in_total", help: "Command bytes read")
-        var counters: [String: (Counter, Histogram)] = [:]
-        for name in BackendMetrics.commandNames {
-            counters[name] = (
-                registry.counter("apus_imap4be_commands_total", help: "Commands by name", labels: [("command", name)]),
-                registry.histogram("apus_imap4be_command_seconds", help: "Command latency",
-                                   labels: [("command", name)])
-            )
+        commandCounters = BackendMetrics.commandNames.map { name in
+            (registry.counter("apus_imap4be_commands_total", help: "Commands by name", labels: [("command", name)]),
+             registry.histogram("apus_imap4be_command_seconds", help: "Command latency", labels: [("command", name)]))
         }
-        commandCounters = counters
     }
 
-    func command(_ name: String) -> (Counter, Histogram) {
-        commandCounters[name] ?? commandCounters["OTHER"]!
-    }
+    /// The counter and histogram of a command (its rule's `metricIndex`).
+    func command(_ rule: CommandRule) -> (Counter, Histogram) { commandCounters[rule.metricIndex] }
 }

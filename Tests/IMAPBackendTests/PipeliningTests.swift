@@ -4,6 +4,7 @@
 
 import IMAPProtocol
 import MailStore
+import Telemetry
 import Testing
 @testable import IMAPBackend
 
@@ -33,6 +34,23 @@ import Testing
         let tagged = answer.lines.filter { !$0.hasPrefix("*") }.map { $0.split(separator: " ")[0] }
         #expect(tagged.map(String.init) == tags)
         #expect(answer.lines.filter { $0.hasPrefix("* 3 FETCH (FLAGS") }.count == 10)
+    }
+
+    /// Each command is counted under its own name (the counters are found by the rule's index).
+    @Test func commandsAreCountedUnderTheirNames() throws {
+        let accounts = try TestAccounts()
+        let driver = try PipeliningTests.selectedInbox(accounts, messages: 1)
+        _ = driver.send("a NOOP\r\nb NOOP\r\nc UID FETCH 1 (FLAGS)\r\nd STORE 1 +FLAGS (\\Seen)\r\ne FOO\r\n")
+        func count(_ name: String) -> UInt64 {
+            driver.context.metrics.registry.counter("apus_imap4be_commands_total", help: "Commands by name",
+                                                    labels: [("command", name)]).current
+        }
+        #expect(count("NOOP") == 2)
+        #expect(count("FETCH") == 1)
+        #expect(count("STORE") == 1)
+        #expect(count("SELECT") == 1)
+        #expect(count("APPEND") == 1)
+        #expect(count("LOGIN") == 1)
     }
 
     /// FETCH resolves its set into a reused array: each answer is still ascending, without repeats,
