@@ -101,7 +101,7 @@ extension IMAPSession {
             return
         }
         let tag = tagged.tag.copyBytes()
-        guard state == .authenticated || state == .selected, let user else {
+        guard state == .authenticated || state == .selected, user != nil else {
             rejectAppend(tag, .bad, "Command not valid in this state")
             return
         }
@@ -114,21 +114,24 @@ extension IMAPSession {
             rejectAppend(tag, .no, code: .tryCreate, "No such mailbox")
             return
         }
-        let mailbox: Mailbox
-        do {
-            mailbox = try user.maildir.mailbox(storeName)
-        } catch .mailboxNotFound {
-            rejectAppend(tag, .no, code: .tryCreate, "No such mailbox")
-            return
-        } catch {
-            framer.rejectAppendMessage()
-            fail(tag, error)
-            return
+        let internalDate = message.internalDate.map(IMAPSession.epochSeconds)
+        // A target no session has open is opened on a worker; the literal waits unread meanwhile
+        // (the framer stands right after the APPEND line until the session reads on).
+        tag.withUnsafeBytes { tagBytes in
+            withMailbox(storeName, tag: IMAPBytes(tagBytes)) { [self] _, opened in
+                switch opened {
+                case .success(let mailbox):
+                    let state = AppendState(tag: tag, mailbox: mailbox, flags: flags, internalDate: internalDate)
+                    append = state
+                    beginMessage(state, literal: literal)
+                case .failure(.mailboxNotFound):
+                    rejectAppend(tag, .no, code: .tryCreate, "No such mailbox")
+                case .failure(let error):
+                    framer.rejectAppendMessage()
+                    fail(tag, error)
+                }
+            }
         }
-        let state = AppendState(tag: tag, mailbox: mailbox, flags: flags,
-                                internalDate: message.internalDate.map(IMAPSession.epochSeconds))
-        append = state
-        beginMessage(state, literal: literal)
     }
 
     private func beginMessage(_ state: AppendState, literal: IMAPLiteralHeader) {

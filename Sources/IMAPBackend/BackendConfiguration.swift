@@ -154,6 +154,9 @@ public struct BackendConfiguration: Sendable {
     public var outputHighWaterMark: Int
     /// Greeting text after `* OK [CAPABILITY ...]`.
     public var greeting: String
+    /// Tests only: runs on the worker just before a mailbox is read from disk, with its name (a test
+    /// holds it there to make an open as slow as a 100k-message mailbox's).
+    public var testsOnly_beforeMailboxLoad: (@Sendable (String) -> Void)? = nil
 
     public init(
         listeners: [BackendListener] = [BackendListener(host: "0.0.0.0", port: 1143),

@@ -81,7 +81,8 @@ public final class BackendServer: Sendable {
             options.lowWaterMark = configuration.outputHighWaterMark / 4
             options.counters = connectionCounters
             // A command is at most maxCommandLength; more unconsumed input than that plus a margin is abuse.
-            options.maximumBufferedInput = max(options.maximumBufferedInput, configuration.limits.maxCommandLength * 2)
+            options.maximumBufferedInput = max(options.maximumBufferedInput, configuration.limits.maxCommandLength * 2,
+                                               IMAPSession.waitingInputLimit * 2)
             let spec = ListenerSpec(host: listener.host, port: listener.port, tls: tls, options: options) {
                 [self] connection in
                 self.makeHandler(connection, context: context)
@@ -211,6 +212,11 @@ final class BackendConnection: ConnectionHandler, IMAPSessionTransport {
 
     func pauseReading() { connection?.pauseReading() }
     func resumeReading() { connection?.resumeReading() }
+    // The reactor offers kept input again on resuming from a pause; a pause first makes sure of it.
+    func redeliverInput() {
+        connection?.pauseReading()
+        connection?.resumeReading()
+    }
     func setIdleTimeout(_ timeout: Duration?) { connection?.idleTimeout = timeout }
 }
 

@@ -14,6 +14,9 @@ enum SessionState: Sendable {
 struct CommandRule: Sendable {
     /// Metric and log name.
     let name: String
+    /// The command's place in `BackendMetrics.commandNames`: its counters are found by index, not by
+    /// hashing the name on every command.
+    let metricIndex: Int
     let notAuthenticated: Bool
     let authenticated: Bool
     let selected: Bool
@@ -40,8 +43,9 @@ enum CommandTable {
     private static let selectedOnly = (false, false, true)
 
     private static func rule(_ name: String, _ states: (Bool, Bool, Bool), expunge: Bool = true) -> CommandRule {
-        CommandRule(name: name, notAuthenticated: states.0, authenticated: states.1, selected: states.2,
-                    allowsExpunge: expunge)
+        CommandRule(name: name, metricIndex: BackendMetrics.commandNames.firstIndex(of: name)
+                        ?? BackendMetrics.commandNames.count - 1,
+                    notAuthenticated: states.0, authenticated: states.1, selected: states.2, allowsExpunge: expunge)
     }
 
     static let capability = rule("CAPABILITY", any)

@@ -22,17 +22,23 @@ extension IMAPSession {
             finish(tag, .no, code: .tryCreate, "No such mailbox")
             return
         }
-        let target: Mailbox
-        do {
-            target = try user.maildir.mailbox(name)
-        } catch .mailboxNotFound {
-            finish(tag, .no, code: .tryCreate, "No such mailbox")
-            return
-        } catch {
-            fail(tag, error)
-            return
-        }
         let uids = selected.resolve(set, uid: uid).map(\.uid)
+        withMailbox(name, tag: tag) { [self] tag, opened in
+            switch opened {
+            case .success(let target):
+                copy(tag: tag, uids: uids, from: selected, to: target, move: move, user: user, transport: transport)
+            case .failure(.mailboxNotFound):
+                finish(tag, .no, code: .tryCreate, "No such mailbox")
+            case .failure(let error):
+                fail(tag, error)
+            }
+        }
+    }
+
+    /// COPY or MOVE once the target mailbox is open (on a worker, when no session had it open).
+    private func copy(tag: IMAPBytes, uids: [UInt32], from selected: SelectedMailbox, to target: Mailbox, move: Bool,
+                      user: UserEntry, transport: any IMAPSessionTransport)
+    {
         guard !uids.isEmpty else {
             finish(tag, .ok, move ? "MOVE completed" : "COPY completed")
             return

@@ -30,25 +30,86 @@ enum FetchItem {
     }
 }
 
-/// A FETCH in progress.
+/// A FETCH in progress. A session keeps its last one and fills it again for the next FETCH, so the
+/// arrays keep their capacity and a FETCH of flags allocates nothing.
 final class FetchJob {
-    let tag: [UInt8]
-    let targets: [(sequence: UInt32, uid: UInt32)]
-    let items: [FetchItem]
+    private(set) var tag: [UInt8] = []
+    var targets: [(sequence: UInt32, uid: UInt32)] = []
+    var items: [FetchItem] = []
     var next = 0
     /// Messages a non-PEEK body fetch marks \Seen (RFC 9051 6.4.5). The change is prepared once the
     /// bodies are written (preparing renames the files in the index before the disk) and is durable
     /// before the tagged OK.
     var seenChanged: Set<UInt32> = []
+    /// The message whose response was cut off by backpressure in the middle of a streamed literal.
+    var current: MessageInProgress?
+    /// Whether an item needs the message's MIME structure (ENVELOPE, BODYSTRUCTURE, a part).
+    private(set) var needsStructure = false
+    /// Set while a worker analyses the next messages (the FETCH goes on when it is done).
+    var analysing = false
+    /// Targets before this index had their analysis tried: a message the worker could not analyse is
+    /// not handed over again (FETCH parses it itself).
+    var analysedThrough = 0
 
-    init(tag: [UInt8], targets: [(sequence: UInt32, uid: UInt32)], items: [FetchItem]) {
-        self.tag = tag
-        self.targets = targets
-        self.items = items
+    /// Empties the job for the next FETCH, keeping the arrays' capacity.
+    func reset(tag newTag: IMAPBytes) {
+        tag.removeAll(keepingCapacity: true)
+        for index in 0..<newTag.count { tag.append(newTag[index]) }
+        targets.removeAll(keepingCapacity: true)
+        items.removeAll(keepingCapacity: true)
+        next = 0
+        if !seenChanged.isEmpty { seenChanged = [] }
+        current = nil
+        analysing = false
+        analysedThrough = 0
+        needsStructure = false
     }
+
+    /// Most targets whose array a session keeps between FETCHes (32 KiB); a FETCH over a larger
+    /// mailbox leaves its array behind, so an idle session holds no mailbox-sized buffer.
+    static let retainedTargetCapacity = 4096
+
+    /// Readies the finished job to be kept for the next FETCH: drops what it should not hold on to.
+    func finished() {
+        current = nil
+        if targets.capacity > FetchJob.retainedTargetCapacity { targets = [] }
+    }
+
+    /// Notes what the items need, once they are all in.
+    func itemsComplete() {
+        needsStructure = items.contains { item in
+            switch item {
+            case .envelope, .body, .bodyStructure, .binary, .binarySize: return true
+            case .section(_, let section, _, _): return !(section.part.isEmpty && section.text == .all)
+            default: return false
+            }
+        }
+    }
+
+    /// How many messages one worker round analyses: enough to amortise the hand-over, few enough
+    /// that the blobs in flight stay small.
+    static let analysisBatchSize = 64
+}
+
+/// One message's FETCH response while it is being written: where it stands in the item list, and
+/// the literal being streamed, so the response can stop for backpressure and go on later.
+struct MessageInProgress {
+    let sequence: UInt32
+    let uid: UInt32
+    var info: MessageInfo
+    var nextItem = 0
+    var wroteFlags = false
+    var structure: MessageStructure?
+    var stream: LiteralStream?
+    /// Bytes the stream still owes to the size its literal announced (a file cut short meanwhile is
+    /// padded with spaces, since the announced size cannot be taken back).
+    var owed = 0
 }
 
 extension IMAPSession {
+    /// Output is written to the transport in pieces of about this size.
+    static let fetchFlushThreshold = 64 * 1024
+
     /// `BODY[1.2]<0> ` or `BINARY[1]<0> `: a body item's name, with its origin when partial.
     private func writeItemName(_ label: [UInt8], partial: IMAPPartial?) {
         out.write(contentsOf: label)
@@ -67,17 +128,22 @@ extension IMAPSession {
             finish(tag, .bad, "Message sequence number out of range")
             return
         }
-        var items: [FetchItem] = uid ? [.uid] : []
+        let job = spareFetchJob ?? FetchJob()
+        spareFetchJob = nil
+        job.reset(tag: tag)
+        if uid { job.items.append(.uid) }
         for attribute in attributes {
             guard let item = IMAPSession.fetchItem(attribute) else {
+                spareFetchJob = job
                 finish(tag, .bad, "Invalid section")
                 return
             }
             if uid, case .uid = item { continue }
-            items.append(item)
+            job.items.append(item)
         }
-        let job = FetchJob(tag: tag.copyBytes(), targets: selected.resolve(set, uid: uid), items: items)
-        if !selected.readOnly, items.contains(where: \.setsSeen) {
+        job.itemsComplete()
+        selected.resolve(set, uid: uid, into: &job.targets)
+        if !selected.readOnly, job.items.contains(where: \.setsSeen) {
             let unseen = job.targets.compactMap { target -> UInt32? in
                 guard let position = selected.mailbox.position(of: target.uid) else { return nil }
                 return selected.mailbox.message(at: position).flags.contains(.seen) ? nil : target.uid
@@ -91,23 +157,41 @@ extension IMAPSession {
 
     /// Produces FETCH responses until done or until the output backs up.
     func continueFetch() {
-        guard let job = fetchJob, let selected, let transport else {
+        guard let job = fetchJob, let selected, transport != nil else {
             fetchJob = nil
             return
         }
-        let highWater = context.configuration.outputHighWaterMark
-        while job.next < job.targets.count {
+        guard !job.analysing else { return }
+        while true {
+            if var message = job.current {
+                let done = writeMessage(&message, job, selected)
+                job.current = done ? nil : message
+                if !done { return }  // writable() calls back when the client has read enough
+            }
+            guard job.next < job.targets.count else { break }
             let target = job.targets[job.next]
+            if job.needsStructure, job.next >= job.analysedThrough, !selected.mailbox.hasCachedAnalysis(of: target.uid),
+               analyseAhead(job, selected)
+            {
+                return  // continues when the worker is done
+            }
             job.next += 1
-            writeMessage(target.sequence, target.uid, job, selected)
-            if out.count >= 64 * 1024 { flush() }
-            if transport.queuedOutputBytes + out.count > highWater {
+            let mailbox = selected.mailbox
+            guard let position = mailbox.position(of: target.uid) else { continue }  // expunged meanwhile
+            var info = mailbox.message(at: position)
+            if job.seenChanged.contains(target.uid) { info.flags.insert(.seen) }
+            out.beginFetch(sequenceNumber: target.sequence)
+            job.current = MessageInProgress(sequence: target.sequence, uid: target.uid, info: info)
+            if out.count >= IMAPSession.fetchFlushThreshold { flush() }
+            if outputBackedUp {
                 flush()
-                return  // writable() calls back when the client has read enough
+                return
             }
         }
         fetchJob = nil
-        guard !job.seenChanged.isEmpty, let user,
+        job.finished()
+        spareFetchJob = job
+        guard let transport, !job.seenChanged.isEmpty, let user,
               let commit = try? selected.mailbox.prepareStore(uids: job.seenChanged.sorted(), change: .add,
                                                               flags: .seen).commit
         else {
@@ -123,169 +207,227 @@ extension IMAPSession {
         }
     }
 
-    private func writeMessage(_ sequence: UInt32, _ uid: UInt32, _ job: FetchJob, _ selected: SelectedMailbox) {
+    /// Parses the next messages without a cached structure on a worker (reading message files on the
+    /// loop would stall every session on it); false when there is nothing to hand over.
+    private func analyseAhead(_ job: FetchJob, _ selected: SelectedMailbox) -> Bool {
+        guard let executor = transport?.executor else { return false }
+        let upcoming = job.targets[job.next..<min(job.next + FetchJob.analysisBatchSize, job.targets.count)]
+        job.analysedThrough = upcoming.endIndex
+        guard let batch = selected.mailbox.analysisBatch(for: upcoming.map(\.uid)) else { return false }
+        job.analysing = true
+        flush()
+        executor.runBlocking({ batch.run() }) { [self] results in
+            job.analysing = false
+            selected.mailbox.storeAnalyses(results)
+            continueFetch()
+        }
+        return true
+    }
+
+    /// Whether the connection holds more unsent output than the high-water mark allows.
+    private var outputBackedUp: Bool {
+        (transport?.queuedOutputBytes ?? 0) + out.count > context.configuration.outputHighWaterMark
+    }
+
+    /// Writes the items of one message from where it stopped; false when it stopped again for
+    /// backpressure in the middle of a streamed literal.
+    private func writeMessage(_ message: inout MessageInProgress, _ job: FetchJob, _ selected: SelectedMailbox) -> Bool {
         let mailbox = selected.mailbox
-        guard let position = mailbox.position(of: uid) else { return }  // expunged meanwhile
-        var info = mailbox.message(at: position)
-        if job.seenChanged.contains(uid) { info.flags.insert(.seen) }
-        var structure: MessageStructure?
-        var content: MessageContent?
-        out.beginFetch(sequenceNumber: sequence)
-        var first = true
-        var wroteFlags = false
-        for item in job.items {
-            if !first { out.write(byte: 0x20) }
-            first = false
+        let uid = message.uid
+        guard drainStream(&message) else { return false }
+        while message.nextItem < job.items.count {
+            let item = job.items[message.nextItem]
+            if message.nextItem > 0 { out.write(byte: 0x20) }
+            message.nextItem += 1
             switch item {
             case .uid:
                 out.write("UID ")
                 out.write(number: uid)
             case .flags:
                 out.write("FLAGS ")
-                writeFlags(info, selected)
-                wroteFlags = true
+                writeFlags(message.info, selected)
+                message.wroteFlags = true
             case .internalDate:
                 out.write("INTERNALDATE ")
-                out.write(dateTime: IMAPSession.dateTime(epochSeconds: info.internalDate))
+                out.write(dateTime: IMAPSession.dateTime(epochSeconds: message.info.internalDate))
             case .saveDate:
                 out.write("SAVEDATE ")
-                out.write(dateTime: IMAPSession.dateTime(epochSeconds: info.saveDate))
+                out.write(dateTime: IMAPSession.dateTime(epochSeconds: message.info.saveDate))
             case .rfc822Size:
                 out.write("RFC822.SIZE ")
-                out.write(number: UInt64(max(0, info.size)))
+                out.write(number: UInt64(max(0, message.info.size)))
             case .modificationSequence:
                 out.write("MODSEQ (")
-                out.write(number: info.modseq)
+                out.write(number: message.info.modseq)
                 out.write(byte: UInt8(ascii: ")"))
             case .envelope, .body, .bodyStructure:
-                if structure == nil { structure = loadStructure(uid, mailbox, &content) }
+                if message.structure == nil { message.structure = loadStructure(uid, mailbox) }
                 var bytes: [UInt8] = []
                 switch item {
                 case .envelope:
                     out.write("ENVELOPE ")
-                    structure?.writeIMAPEnvelope(0, into: &bytes)
+                    message.structure?.writeIMAPEnvelope(0, into: &bytes)
                 case .body:
                     out.write("BODY ")
-                    structure?.writeIMAPBody(0, extensions: false, into: &bytes)
+                    message.structure?.writeIMAPBody(0, extensions: false, into: &bytes)
                 default:
                     out.write("BODYSTRUCTURE ")
-                    structure?.writeIMAPBody(0, extensions: true, into: &bytes)
+                    message.structure?.writeIMAPBody(0, extensions: true, into: &bytes)
                 }
                 if bytes.isEmpty { bytes = Array("NIL".utf8) }
                 out.write(contentsOf: bytes)
             case .section(let label, let section, let partial, _):
                 writeItemName(label, partial: partial)
-                writeSection(section, partial: partial, uid: uid, info: info, mailbox: mailbox,
-                             structure: &structure, content: &content)
+                writeSection(section, partial: partial, mailbox: mailbox, message: &message)
             case .binary(let label, let part, let partial, _):
                 writeItemName(label, partial: partial)
-                if content == nil { content = MessageContent(uid: uid, mailbox: mailbox) }
-                if structure == nil { structure = loadStructure(uid, mailbox, &content) }
-                let decoded = content.flatMap { content in
-                    content.bytes.withUnsafeBytes { bytes in
-                        structure?.decodedBody(ofPart: part, partial: partial.map {
-                            MIMEPartial(origin: Int(clamping: $0.offset), length: Int(clamping: $0.length))
-                        }, in: bytes)
-                    }
-                } ?? []
-                if decoded.contains(0) {
-                    out.write("~{")
-                    out.write(number: decoded.count)
-                    out.write("}\r\n")
-                    out.write(contentsOf: decoded)
-                } else {
-                    out.write(byte: UInt8(ascii: "{"))
-                    out.write(number: decoded.count)
-                    out.write("}\r\n")
-                    out.write(contentsOf: decoded)
-                }
+                writeBinary(part: part, partial: partial, mailbox: mailbox, message: &message)
             case .binarySize(let label, let part):
                 out.write(contentsOf: label)
                 out.write(byte: 0x20)
-                if content == nil { content = MessageContent(uid: uid, mailbox: mailbox) }
-                if structure == nil { structure = loadStructure(uid, mailbox, &content) }
-                let size = content.flatMap { content in
-                    content.bytes.withUnsafeBytes { structure?.decodedBodySize(ofPart: part, in: $0) }
-                } ?? 0
-                out.write(number: size)
+                out.write(number: binaryPart(part, mailbox: mailbox, message: &message).map {
+                    LiteralStream.measure(file: $0.file, source: $0.source, transform: .decode($0.encoding)).size
+                } ?? 0)
             }
+            guard drainStream(&message) else { return false }
         }
-        if job.seenChanged.contains(uid) && !wroteFlags {
+        if job.seenChanged.contains(uid) && !message.wroteFlags {
             out.write(" FLAGS ")
-            writeFlags(info, selected)
+            writeFlags(message.info, selected)
         }
         out.endFetch()
+        return true
     }
 
-    /// Writes the literal of a body section: sendfile for CRLF files, converted bytes otherwise.
-    private func writeSection(_ section: MIMESection, partial: IMAPPartial?, uid: UInt32, info: MessageInfo,
-                              mailbox: Mailbox, structure: inout MessageStructure?, content: inout MessageContent?)
+    /// Sends the message's streamed literal until it ends (true) or the output backs up (false).
+    private func drainStream(_ message: inout MessageInProgress) -> Bool {
+        guard var stream = message.stream else { return true }
+        var owed = message.owed
+        while !stream.isFinished {
+            stream.advance { piece in
+                out.write(contentsOf: piece)
+                owed -= piece.count
+            }
+            if out.count >= IMAPSession.fetchFlushThreshold { flush() }
+            if !stream.isFinished && outputBackedUp {
+                flush()
+                message.stream = stream
+                message.owed = owed
+                return false
+            }
+        }
+        if owed > 0 { out.write(contentsOf: repeatElement(UInt8(ascii: " "), count: owed)) }
+        message.stream = nil
+        message.owed = 0
+        return true
+    }
+
+    /// Starts a literal of `size` bytes whose bytes `stream` produces (drained by `writeMessage`).
+    private func beginStreamedLiteral(_ stream: LiteralStream, size: Int, binary: Bool, message: inout MessageInProgress) {
+        out.write(binary ? "~{" : "{")
+        out.write(number: size)
+        out.write("}\r\n")
+        message.stream = stream
+        message.owed = size
+    }
+
+    /// Writes the literal of a body section: sendfile for CRLF files; for files with bare LF line
+    /// ends, converted while streaming (the whole message's converted size is RFC822.SIZE from the
+    /// index; a part's is measured first). HEADER.FIELDS reads only the header.
+    private func writeSection(_ section: MIMESection, partial: IMAPPartial?, mailbox: Mailbox,
+                              message: inout MessageInProgress)
     {
         let mimePartial = partial.map { MIMEPartial(origin: Int(clamping: $0.offset), length: Int(clamping: $0.length)) }
         let isWhole = section.part.isEmpty && section.text == .all
-        guard let opened = try? mailbox.openMessage(uid: uid) else {
+        guard let opened = try? mailbox.openMessage(uid: message.uid) else {
             out.write("\"\"")
             return
         }
         let fileSize = Int(opened.size)
-        let isCanonical = Int64(fileSize) == info.size
-        if isCanonical {
-            var range: Range<Int>? = nil
-            var filtered: [UInt8]? = nil
-            if isWhole {
-                range = mimePartial?.clip(0..<fileSize) ?? 0..<fileSize
-            } else {
-                if structure == nil { structure = loadStructure(uid, mailbox, &content) }
-                switch structure?.locate(section, partial: mimePartial) {
-                case .bytes(let located)?:
-                    range = located
-                case .filteredHeader(let header, let fields, let excluding)?:
-                    let headerBytes = IMAPSession.read(opened.file.fd, header)
-                    let result = headerBytes.withUnsafeBytes {
-                        MIMEHeaderFilter.filter($0, fields: fields, excluding: excluding)
-                    }
-                    filtered = Array(result[mimePartial?.clip(result.indices) ?? result.indices])
-                case nil:
-                    filtered = []
-                }
-            }
-            if let filtered {
-                writeLiteral(filtered)
-            } else if let range, range.upperBound <= fileSize {
-                out.write(byte: UInt8(ascii: "{"))
-                out.write(number: range.count)
-                out.write("}\r\n")
-                if range.count > 0 {
-                    flush()
-                    let descriptor = dup(opened.file.fd)
-                    if descriptor >= 0 {
-                        context.metrics.bytesOut.increment(by: UInt64(range.count))
-                        transport?.writeFile(descriptor: descriptor, offset: Int64(range.lowerBound), count: range.count)
-                    } else {
-                        // Out of descriptors: fall back to reading (the literal size is already sent).
-                        out.write(contentsOf: IMAPSession.read(opened.file.fd, range))
-                    }
-                }
-            } else {
-                out.write("\"\"")
-            }
-            return
-        }
-        // Bare LF line ends: build the section from the file in memory and convert it to CRLF.
-        if content == nil { content = MessageContent(uid: uid, mailbox: mailbox) }
-        if !isWhole && structure == nil { structure = loadStructure(uid, mailbox, &content) }
-        guard let content else {
-            out.write("\"\"")
-            return
-        }
-        let raw: [UInt8]?
+        let isCanonical = Int64(fileSize) == message.info.size
+        let location: MIMESectionLocation
         if isWhole {
-            raw = content.bytes
+            location = .bytes(0..<fileSize)
         } else {
-            raw = content.bytes.withUnsafeBytes { structure?.content(of: section, in: $0) }
+            if message.structure == nil { message.structure = loadStructure(message.uid, mailbox) }
+            guard let located = message.structure?.locate(section) else {
+                writeLiteral([])
+                return
+            }
+            location = located
         }
-        let canonical = IMAPSession.canonicalLineEnds(raw ?? [])
-        writeLiteral(Array(canonical[mimePartial?.clip(canonical.indices) ?? canonical.indices]))
+        switch location {
+        case .filteredHeader(let header, let fields, let excluding):
+            // Filtered over the mapped file: a header of any size is never copied, only the fields kept.
+            var filtered = (try? Mailbox.withMappedFile(opened.file) { file -> [UInt8] in
+                guard header.upperBound <= file.count else { return [] }
+                return MIMEHeaderFilter.filter(UnsafeRawBufferPointer(rebasing: file[header]), fields: fields,
+                                               excluding: excluding)
+            }) ?? []
+            if !isCanonical { filtered = IMAPSession.canonicalLineEnds(filtered) }
+            writeLiteral(Array(filtered[mimePartial?.clip(filtered.indices) ?? filtered.indices]))
+        case .bytes(let range):
+            guard range.upperBound <= fileSize else {
+                out.write("\"\"")
+                return
+            }
+            if isCanonical {
+                sendFileRange(opened.file, mimePartial?.clip(range) ?? range)
+                return
+            }
+            let size = isWhole ? Int(message.info.size)
+                : LiteralStream.measure(file: opened.file, source: range, transform: .canonicalLineEnds).size
+            let window = mimePartial?.clip(0..<size) ?? 0..<size
+            beginStreamedLiteral(LiteralStream(file: opened.file, source: range, transform: .canonicalLineEnds,
+                                               window: window),
+                                 size: window.count, binary: false, message: &message)
+        }
+    }
+
+    /// `{N}` CRLF and the file's bytes in `range`, with sendfile where the connection allows.
+    private func sendFileRange(_ file: FileHandle, _ range: Range<Int>) {
+        out.write(byte: UInt8(ascii: "{"))
+        out.write(number: range.count)
+        out.write("}\r\n")
+        guard range.count > 0 else { return }
+        flush()
+        let descriptor = dup(file.fd)
+        if descriptor >= 0 {
+            context.metrics.bytesOut.increment(by: UInt64(range.count))
+            transport?.writeFile(descriptor: descriptor, offset: Int64(range.lowerBound), count: range.count)
+        } else {
+            // Out of descriptors: fall back to reading (the literal size is already sent).
+            out.write(contentsOf: IMAPSession.read(file.fd, range))
+        }
+    }
+
+    /// BINARY[part]<partial> (RFC 3516): the part's body decoded while streaming, its decoded size
+    /// measured by a first pass. A decoded NUL makes it a literal8.
+    private func writeBinary(part: [Int], partial: IMAPPartial?, mailbox: Mailbox, message: inout MessageInProgress) {
+        guard let located = binaryPart(part, mailbox: mailbox, message: &message) else {
+            writeLiteral([])
+            return
+        }
+        let transform = LiteralTransform.decode(located.encoding)
+        let measured = LiteralStream.measure(file: located.file, source: located.source, transform: transform)
+        let mimePartial = partial.map { MIMEPartial(origin: Int(clamping: $0.offset), length: Int(clamping: $0.length)) }
+        let window = mimePartial?.clip(0..<measured.size) ?? 0..<measured.size
+        beginStreamedLiteral(LiteralStream(file: located.file, source: located.source, transform: transform, window: window),
+                             size: window.count, binary: measured.hasNUL, message: &message)
+    }
+
+    /// The file, body range and transfer encoding of a part; nil when there is no such part or its
+    /// encoding is unknown.
+    private func binaryPart(_ part: [Int], mailbox: Mailbox, message: inout MessageInProgress)
+        -> (file: FileHandle, source: Range<Int>, encoding: MIMETransferEncoding)?
+    {
+        if message.structure == nil { message.structure = loadStructure(message.uid, mailbox) }
+        guard let structure = message.structure, let node = structure.resolvePart(part),
+              let opened = try? mailbox.openMessage(uid: message.uid), structure.parts[node].bodyEnd <= Int(opened.size)
+        else { return nil }
+        let encoding = MIMETransferEncoding(structure: structure, part: node)
+        guard encoding != .unknown else { return nil }
+        return (opened.file, structure.parts[node].bodyRange, encoding)
     }
 
     private func writeLiteral(_ bytes: [UInt8]) {
@@ -295,13 +437,12 @@ extension IMAPSession {
         out.write(contentsOf: bytes)
     }
 
-    /// The message's structure, from the index cache when possible, else parsed from the file.
-    func loadStructure(_ uid: UInt32, _ mailbox: Mailbox, _ content: inout MessageContent?) -> MessageStructure? {
+    /// The message's structure, from the index cache when possible, else parsed from the mapped file.
+    func loadStructure(_ uid: UInt32, _ mailbox: Mailbox) -> MessageStructure? {
         if let blob = try? mailbox.cachedAnalysis(of: uid), !blob.isEmpty, let structure = MessageStructure(serialized: blob) {
             return structure
         }
-        if content == nil { content = MessageContent(uid: uid, mailbox: mailbox) }
-        return content.map { MessageStructure(parsing: $0.bytes) }
+        return try? mailbox.withMessageBytes(of: uid) { MessageStructure(parsing: $0) }
     }
 
     static func read(_ descriptor: Int32, _ range: Range<Int>) -> [UInt8] {
@@ -420,17 +561,5 @@ extension IMAPSession {
             name.withUnsafeBytes { output.write(astring: IMAPBytes($0)) }
         }
         return output.bytes
-    }
-}
-
-/// A message file read into memory (for bare-LF files and BINARY decoding).
-struct MessageContent {
-    let bytes: [UInt8]
-
-    init?(uid: UInt32, mailbox: Mailbox) {
-        guard let opened = try? mailbox.openMessage(uid: uid) else { return nil }
-        var status = stat()
-        guard fstat(opened.file.fd, &status) == 0 else { return nil }
-        bytes = IMAPSession.read(opened.file.fd, 0..<Int(status.st_size))
     }
 }

@@ -2,9 +2,13 @@
 //
 // The session owns the framer and drives it over the bytes it is given, answers each command through
 // the handler of its family (Authentication.swift, Mailboxes.swift, Select.swift, Fetch.swift, ...),
-// and writes responses into one IMAPOutputBuffer that is handed to the transport. Work that blocks
-// (password hashing, fsync) runs off the loop; meanwhile the session stops reading, so commands run
-// in order and a pipelined command sees the effects of the ones before it (RFC 9051 5.5).
+// and writes responses into one IMAPOutputBuffer that is handed to the transport, once per read when
+// no command has to wait. Work that blocks (password hashing, fsync, opening a mailbox, parsing
+// uncached structures) runs off the loop; meanwhile the session keeps what the client pipelined
+// behind it unprocessed (reading on up to a bound), so commands run in order and a pipelined command
+// sees the effects of the ones before it (RFC 9051 5.5). Commands of one session never run side by
+// side: every session of a user shares one loop thread, and ordering is what makes a client's
+// pipelined STORE-then-FETCH or APPEND-then-SEARCH mean what it says.
 
 import Glibc
 import IMAPProtocol
@@ -31,6 +35,8 @@ final class IMAPSession {
     var mode: InputMode = .command
     /// A command is running off the loop (or waiting for output to drain): input is not processed.
     var waiting = false
+    /// Set while `receive` runs over the client's bytes.
+    private var receiving = false
     var badCommands: IMAPBadCommandCounter
 
     // Per-connection facts.
@@ -50,6 +56,8 @@ final class IMAPSession {
     var selected: SelectedMailbox?
     var append: AppendState?
     var fetchJob: FetchJob?
+    /// The last FETCH's job, kept for the next one (see `FetchJob`).
+    var spareFetchJob: FetchJob?
     var idleKeepalive: (() -> Void)?
     var loginTag: [UInt8] = []
     var pendingLogin: String?
@@ -134,8 +142,17 @@ final class IMAPSession {
     // MARK: - Input
 
     /// Processes as many complete commands as `bytes` holds; returns how many bytes were used. The
-    /// rest must be offered again with more input (and is, by the reactor, after `resumeReading`).
+    /// rest must be offered again with more input (and is, by the reactor, after `redeliverInput`).
     func receive(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if waiting || fetchJob != nil {
+            // A command is waiting (on a worker, a timer, or a slow client): what the client pipelined
+            // behind it stays unconsumed, kept by the connection, and reading goes on (RFC 9051 5.5)
+            // until that much is kept; then TCP's flow control holds the rest.
+            if bytes.count >= IMAPSession.waitingInputLimit { transport?.pauseReading() }
+            return 0
+        }
+        receiving = true
+        defer { receiving = false }
         var consumed = 0
         scanning: while !waiting, state != .logout, fetchJob == nil {
             if discardInput {
@@ -339,35 +356,45 @@ final class IMAPSession {
     }
 
     private func recordCommand() {
-        let (counter, histogram) = context.metrics.command(commandRule.name)
+        let (counter, histogram) = context.metrics.command(commandRule)
         counter.increment()
         let now = Deadline.now()
         histogram.observe(nanoseconds: now.nanoseconds &- commandStart.nanoseconds)
     }
 
+    /// The most output handed to the transport in one piece: what bounds a session's own response
+    /// buffer, and what tests assert stays small however large the messages fetched are.
+    private(set) var largestFlush = 0
+
     /// Hands the output buffer to the transport.
     func flush() {
         guard out.count > 0 else { return }
+        if out.count > largestFlush { largestFlush = out.count }
         context.metrics.bytesOut.increment(by: UInt64(out.count))
         if let transport { out.bytes.withUnsafeBytes { transport.write($0) } }
         out.clear()
     }
 
-    /// Starts waiting for work off the loop: input stops until `resume()`.
+    /// Input kept unprocessed while a command waits, before the session stops reading. Well below
+    /// the connection's input limit (BackendServer sets it to at least twice this).
+    static let waitingInputLimit = 256 * 1024
+
+    /// Starts waiting for work off the loop: input is kept, not processed, until `resume()`.
     func suspend() {
         waiting = true
-        transport?.pauseReading()
     }
 
-    /// The off-loop work finished (its response is in `out`).
+    /// The off-loop work finished (its response is in `out`). Inside `receive` (the work finished at
+    /// once) the loop there goes on with the next command and writes all answers in one piece.
     func resume() {
         waiting = false
+        if receiving { return }
         flush()
         if shutdownPending {
             disconnect("Server shutting down")
             return
         }
-        transport?.resumeReading()
+        transport?.redeliverInput()
     }
 
     // MARK: - NOOP

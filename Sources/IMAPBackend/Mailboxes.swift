@@ -10,20 +10,26 @@ import MailStore
 extension IMAPSession {
     // MARK: - CREATE / DELETE / RENAME
 
-    /// RFC 9051 6.3.4, RFC 6154 (USE). Maildir++ has no place to store a special use other than the
-    /// default folder names, so `USE (...)` is refused with [USEATTR].
+    /// RFC 9051 6.3.4, RFC 6154 (USE). The special uses are stored with the folder (MailStore's
+    /// `apus-special-use`); only uses a Maildir folder cannot have (`\All`, `\Flagged`: virtual
+    /// mailboxes) or unknown attributes are refused, with [USEATTR] (RFC 6154 section 3).
+    /// `C: a CREATE Old (USE (\Archive))` / `S: a OK CREATE completed`
     func create(tag: IMAPBytes, name: IMAPMailboxName, specialUse: IMAPFlagList?) {
         guard let user else { return }
         guard let storeName = storeName(name) else {
             finish(tag, .no, code: .cannotDo, "Invalid mailbox name")
             return
         }
-        if let specialUse, specialUse.count > 0 {
-            finish(tag, .no, code: .useAttribute, "Special-use attributes cannot be set here")
-            return
+        var uses: [SpecialUse] = []
+        for attribute in specialUse.map(Array.init) ?? [] {
+            guard let use = SpecialUse(attribute: String(decoding: attribute.bytes.copyBytes(), as: UTF8.self)) else {
+                finish(tag, .no, code: .useAttribute, "Special-use attribute not supported")
+                return
+            }
+            uses.append(use)
         }
         do {
-            try user.maildir.createMailbox(storeName)
+            try user.maildir.createMailbox(storeName, specialUses: uses)
             finish(tag, .ok, "CREATE completed")
         } catch {
             fail(tag, error)
@@ -103,30 +109,46 @@ extension IMAPSession {
         let onlySubscribed = command.selectOptions.contains(.subscribed)
         let onlySpecialUse = command.selectOptions.contains(.specialUse)
         let showSubscribed = onlySubscribed || command.returnOptions.contains(.subscribed)
-        for entry in entries {
+        let listed = entries.filter { entry in
             let name = entry.name.wireName
             guard patterns.contains(where: { IMAPSession.matches(Array(name.utf8), pattern: Array($0.utf8)) })
-            else { continue }
-            let isSubscribed = subscribed.contains(name)
-            if onlySubscribed && !isSubscribed { continue }
-            if onlySpecialUse && entry.specialUse == nil { continue }
+            else { return false }
+            if onlySubscribed && !subscribed.contains(name) { return false }
+            return !onlySpecialUse || !entry.specialUses.isEmpty
+        }
+        guard command.returnOptions.contains(.status) else {
+            writeList(listed, subscribed: showSubscribed ? subscribed : [], statuses: [:])
+            finish(tag, .ok, "LIST completed")
+            return
+        }
+        // RFC 5819: the STATUS of each selectable mailbox listed; mailboxes not open are read on workers.
+        let selectable = listed.filter { !$0.isPlaceholder }.map(\.name)
+        let attributes = command.statusAttributes
+        withMailboxes(selectable, tag: tag) { [self] tag, opened in
+            var statuses: [MailboxName: MailboxStatus] = [:]
+            for (name, result) in zip(selectable, opened) { statuses[name] = try? result.get().status }
+            writeList(listed, subscribed: showSubscribed ? subscribed : [], statuses: statuses, attributes)
+            finish(tag, .ok, "LIST completed")
+        }
+    }
+
+    /// The `* LIST` lines of LIST, each followed by its `* STATUS` when `statuses` has one.
+    private func writeList(_ entries: [MailboxListEntry], subscribed: Set<String>,
+                           statuses: [MailboxName: MailboxStatus], _ attributes: IMAPStatusAttributes = [])
+    {
+        for entry in entries {
             out.write("* LIST (")
-            var attributes: [String] = []
-            if entry.isPlaceholder { attributes.append("\\Noselect") }
-            attributes.append(entry.hasChildren ? "\\HasChildren" : "\\HasNoChildren")
-            if showSubscribed && isSubscribed { attributes.append("\\Subscribed") }
-            if let use = entry.specialUse { attributes.append(use.rawValue) }
-            out.write(contentsOf: attributes.joined(separator: " ").utf8)
+            var names: [String] = []
+            if entry.isPlaceholder { names.append("\\Noselect") }
+            names.append(entry.hasChildren ? "\\HasChildren" : "\\HasNoChildren")
+            if subscribed.contains(entry.name.wireName) { names.append("\\Subscribed") }
+            names += entry.specialUses.map(\.rawValue)
+            out.write(contentsOf: names.joined(separator: " ").utf8)
             out.write(") \"/\" ")
             out.write(string: wireName(entry.name))
             out.write("\r\n")
-            if command.returnOptions.contains(.status), !entry.isPlaceholder,
-               let status = try? user.maildir.status(entry.name)
-            {
-                writeStatus(entry.name, status, command.statusAttributes)
-            }
+            if let status = statuses[entry.name] { writeStatus(entry.name, status, attributes) }
         }
-        finish(tag, .ok, "LIST completed")
     }
 
     /// RFC 3501 6.3.9. `C: a LSUB "" "*"` / `S: * LSUB () "/" INBOX`
@@ -190,17 +212,18 @@ extension IMAPSession {
     /// RFC 9051 6.3.11, RFC 8438 (SIZE), RFC 7889 (APPENDLIMIT).
     /// `C: a STATUS INBOX (MESSAGES UNSEEN)` / `S: * STATUS INBOX (MESSAGES 3 UNSEEN 1)`
     func status(tag: IMAPBytes, name: IMAPMailboxName, attributes: IMAPStatusAttributes) {
-        guard let user else { return }
         guard let storeName = storeName(name) else {
             finish(tag, .no, code: .nonExistent, "No such mailbox")
             return
         }
-        do {
-            let status = try user.maildir.status(storeName)
-            writeStatus(storeName, status, attributes)
-            finish(tag, .ok, "STATUS completed")
-        } catch {
-            fail(tag, error)
+        withMailbox(storeName, tag: tag) { [self] tag, opened in
+            switch opened {
+            case .success(let mailbox):
+                writeStatus(storeName, mailbox.status, attributes)
+                finish(tag, .ok, "STATUS completed")
+            case .failure(let error):
+                fail(tag, error)
+            }
         }
     }
 

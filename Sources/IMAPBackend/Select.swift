@@ -40,12 +40,18 @@ final class SelectedMailbox {
     }
 
     /// The first position whose UID is >= `uid`.
-    func lowerBound(_ uid: UInt32) -> Int {
+    func lowerBound(_ uid: UInt32) -> Int { firstPosition { $0 >= uid } }
+
+    /// The first position whose UID is > `uid`.
+    func upperBound(_ uid: UInt32) -> Int { firstPosition { $0 > uid } }
+
+    /// Binary search for the first position whose UID satisfies `isPast` (false, then true, in order).
+    private func firstPosition(_ isPast: (UInt32) -> Bool) -> Int {
         var low = 0
         var high = uids.count
         while low < high {
             let middle = (low + high) / 2
-            if uids[middle] < uid { low = middle + 1 } else { high = middle }
+            if isPast(uids[middle]) { high = middle } else { low = middle + 1 }
         }
         return low
     }
@@ -53,38 +59,56 @@ final class SelectedMailbox {
     /// The (sequence number, UID) pairs a set names, ascending and without duplicates. Sequence
     /// numbers beyond the view and UIDs not in it are left out (RFC 9051 6.4.8 for UIDs).
     func resolve(_ set: IMAPSequenceSet, uid: Bool) -> [(sequence: UInt32, uid: UInt32)] {
-        var positions: [Int] = []
+        var result: [(sequence: UInt32, uid: UInt32)] = []
+        resolve(set, uid: uid, into: &result)
+        return result
+    }
+
+    /// As `resolve(_:uid:)`, into `result` (emptied first, its capacity kept: FETCH reuses one array).
+    func resolve(_ set: IMAPSequenceSet, uid: Bool, into result: inout [(sequence: UInt32, uid: UInt32)]) {
+        result.removeAll(keepingCapacity: true)
         if set.isSavedResult {
-            positions = savedSearch.compactMap { sequenceNumber(of: $0).map { Int($0) - 1 } }
-        } else if uid {
-            let largest = uids.last ?? 0
-            for range in set {
-                let resolved = range.resolved(largest: largest)
-                var position = lowerBound(resolved.lowerBound)
-                while position < uids.count, uids[position] <= resolved.upperBound {
-                    positions.append(position)
-                    position += 1
-                }
-            }
-        } else {
-            guard count > 0 else { return [] }
-            for range in set {
-                let resolved = range.resolved(largest: count)
-                guard resolved.lowerBound >= 1 else { continue }
-                let upper = min(resolved.upperBound, count)
-                guard resolved.lowerBound <= upper else { continue }
-                for number in resolved.lowerBound...upper { positions.append(Int(number) - 1) }
-            }
+            var positions = savedSearch.compactMap { sequenceNumber(of: $0).map { Int($0) - 1 } }
+            positions.sort()
+            appendPositions(positions, to: &result)
+            return
         }
-        positions.sort()
-        var result: [(UInt32, UInt32)] = []
+        // The positions each range covers, in the view's order.
+        func positions(of range: IMAPSequenceRange) -> Range<Int> {
+            if uid {
+                let resolved = range.resolved(largest: uids.last ?? 0)
+                let lower = lowerBound(resolved.lowerBound)
+                return lower..<max(lower, upperBound(resolved.upperBound))
+            }
+            guard count > 0 else { return 0..<0 }
+            let resolved = range.resolved(largest: count)
+            let lower = max(Int(resolved.lowerBound), 1)
+            let upper = min(Int(resolved.upperBound), Int(count))
+            return lower <= upper ? (lower - 1)..<upper : 0..<0
+        }
+        var iterator = set.makeIterator()
+        guard let first = iterator.next() else { return }
+        guard let second = iterator.next() else {
+            // One range, the common case: already ascending and without repeats.
+            let covered = positions(of: first)
+            result.reserveCapacity(covered.count)
+            for position in covered { result.append((UInt32(position + 1), uids[position])) }
+            return
+        }
+        var all: [Int] = []
+        for range in [first, second] { all.append(contentsOf: positions(of: range)) }
+        while let range = iterator.next() { all.append(contentsOf: positions(of: range)) }
+        all.sort()
+        appendPositions(all, to: &result)
+    }
+
+    private func appendPositions(_ positions: [Int], to result: inout [(sequence: UInt32, uid: UInt32)]) {
         result.reserveCapacity(positions.count)
         var last = -1
         for position in positions where position != last {
             result.append((UInt32(position + 1), uids[position]))
             last = position
         }
-        return result
     }
 
     /// Whether a sequence set names a message beyond the view (a client error, `BAD` for non-UID forms).
@@ -209,21 +233,64 @@ extension IMAPSession: MailboxObserver {
     func select(tag: IMAPBytes, name: IMAPMailboxName, readOnly: Bool) {
         // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); with one selected, the old one is
         // closed first and announced with [CLOSED] (RFC 7162 3.2.11, 9051 7.1).
-        let hadSelection = selected != nil
+        // The previous mailbox object is held until the new one is open: re-selecting it (or a mailbox
+        // another session holds) then finds it open, instead of closing it and reading it back.
+        let previous = selected?.mailbox
         deselect()
-        if hadSelection { out.write("* OK [CLOSED] Previous mailbox closed\r\n") }
+        if previous != nil { out.write("* OK [CLOSED] Previous mailbox closed\r\n") }
         state = .authenticated
-        guard let user, let mailboxName = storeName(name) else {
+        guard let mailboxName = storeName(name) else {
             finish(tag, .no, code: .nonExistent, "No such mailbox")
             return
         }
-        let mailbox: Mailbox
-        do {
-            mailbox = try user.maildir.mailbox(mailboxName)
-        } catch {
-            fail(tag, error)
-            return
+        withMailbox(mailboxName, tag: tag) { [self] tag, opened in
+            withExtendedLifetime(previous) {}
+            switch opened {
+            case .success(let mailbox): selectOpened(tag: tag, mailbox: mailbox, readOnly: readOnly)
+            case .failure(let error): fail(tag, error)
+            }
         }
+    }
+
+    /// Runs `body` with the mailbox once it is open: at once when a session has it open, otherwise
+    /// after a worker opened it, the session waiting meanwhile (later commands stay unread, so they
+    /// run in order) while the loop serves everyone else.
+    func withMailbox(_ name: MailboxName, tag: IMAPBytes,
+                     _ body: @escaping (IMAPBytes, Result<Mailbox, StoreError>) -> Void)
+    {
+        withMailboxes([name], tag: tag) { tag, opened in body(tag, opened[0]) }
+    }
+
+    /// As `withMailbox`, for several mailboxes (LIST RETURN (STATUS)): `body` gets the outcome of each,
+    /// in order, once all are open; those not open yet are opened on workers side by side.
+    func withMailboxes(_ names: [MailboxName], tag: IMAPBytes,
+                       _ body: @escaping (IMAPBytes, [Result<Mailbox, StoreError>]) -> Void)
+    {
+        guard let user else { return }
+        var opened: [Result<Mailbox, StoreError>] = names.map { name in
+            user.maildir.openedMailbox(name).map { .success($0) } ?? .failure(.mailboxNotFound)
+        }
+        let missing = opened.indices.filter { if case .failure = opened[$0] { true } else { false } }
+        if missing.isEmpty { return body(tag, opened) }
+        let tagCopy = tag.copyBytes()
+        suspend()
+        var remaining = missing.count
+        for index in missing {
+            user.openMailbox(names[index], executor: transport?.executor,
+                             beforeLoad: context.configuration.testsOnly_beforeMailboxLoad) { [self] result in
+                opened[index] = result
+                remaining -= 1
+                guard remaining == 0, !isClosed else { return }
+                // `body` may wait again (COPY's commit): then its own completion resumes.
+                waiting = false
+                tagCopy.withUnsafeBytes { body(IMAPBytes($0), opened) }
+                if !waiting { resume() }
+            }
+        }
+    }
+
+    /// The untagged data and tagged OK of SELECT/EXAMINE for an open mailbox.
+    private func selectOpened(tag: IMAPBytes, mailbox: Mailbox, readOnly: Bool) {
         let view = SelectedMailbox(mailbox: mailbox, readOnly: readOnly)
         if !isRev2 && !readOnly { view.recent = Set(mailbox.claimRecent()) }
         selected = view

@@ -33,9 +33,11 @@ protocol IMAPSessionTransport: AnyObject {
     var executor: (any BlockingExecutor)? { get }
     /// Runs `action` on the loop after `delay`; returns a cancel closure.
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void
-    /// Stops and restarts input delivery (a command waits on a worker, or output backs up).
+    /// Stops and restarts reading (input kept while a command waits reached its bound).
     func pauseReading()
     func resumeReading()
+    /// Offers the input kept unconsumed again (a waiting command finished), and reads on.
+    func redeliverInput()
     /// Inactivity limit of the connection.
     func setIdleTimeout(_ timeout: Duration?)
 }
@@ -201,9 +203,40 @@ final class UserEntry {
     var sessions = 0
     var inFlight = 0
 
+    /// Opens of this user's mailboxes running on a worker, by folder name, with who waits for each.
+    private var opening: [String: [(Result<Mailbox, StoreError>) -> Void]] = [:]
+
     init(maildir: UserMaildir, loop: LoopState) {
         self.maildir = maildir
         self.loop = loop
+    }
+
+    /// The mailbox: at once when a session of the user has it open; otherwise read and reconciled on
+    /// a worker (a large index, or a Maildir another program changed, takes long to read) with `done`
+    /// called back on this loop. Sessions asking for a mailbox already being opened wait for the same
+    /// open. Without an executor (no loop), it opens here.
+    func openMailbox(_ name: MailboxName, executor: (any BlockingExecutor)?,
+                     beforeLoad: (@Sendable (String) -> Void)?, done: @escaping (Result<Mailbox, StoreError>) -> Void)
+    {
+        if let open = maildir.openedMailbox(name) { return done(.success(open)) }
+        let key = name.folderName
+        if opening[key] != nil { return opening[key]!.append(done) }
+        guard let executor else {
+            do { return done(.success(try maildir.mailbox(name))) } catch { return done(.failure(error)) }
+        }
+        opening[key] = [done]
+        inFlight += 1  // the user stays open until the load is adopted
+        let loader = maildir.loader(for: name)
+        executor.runBlocking({ () -> Result<LoadedMailbox, StoreError> in
+            beforeLoad?(loader.name.wireName)
+            do throws(StoreError) { return .success(try loader.load()) } catch { return .failure(error) }
+        }) { [self] loaded in
+            inFlight -= 1
+            let result: Result<Mailbox, StoreError>
+            do throws(StoreError) { result = .success(try maildir.adopt(try loaded.get())) } catch { result = .failure(error) }
+            for waiter in opening.removeValue(forKey: key) ?? [] { waiter(result) }
+            if sessions == 0 && inFlight == 0 { loop.release(self) }
+        }
     }
 
     /// Makes `commit` durable on a worker (group commit with everything else queued on this loop),
@@ -231,8 +264,10 @@ struct BackendMetrics: Sendable {
     let bytesOut: Counter
     let bytesIn: Counter
     let registry: MetricsRegistry
-    private let commandCounters: [String: (Counter, Histogram)]
+    /// Each command's counter and latency histogram, in the order of `commandNames`.
+    private let commandCounters: [(Counter, Histogram)]
 
+    /// The commands metrics are kept for; OTHER, last, takes the rest.
     static let commandNames = [
         "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "ENABLE", "SELECT", "EXAMINE",
         "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND",
@@ -248,18 +283,12 @@ struct BackendMetrics: Sendable {
         logins = registry.counter("apus_imap4be_logins_total", help: "Successful logins")
         bytesOut = registry.counter("apus_imap4be_bytes_out_total", help: "Response bytes queued")
         bytesIn = registry.counter("apus_imap4be_bytes_in_total", help: "Command bytes read")
-        var counters: [String: (Counter, Histogram)] = [:]
-        for name in BackendMetrics.commandNames {
-            counters[name] = (
-                registry.counter("apus_imap4be_commands_total", help: "Commands by name", labels: [("command", name)]),
-                registry.histogram("apus_imap4be_command_seconds", help: "Command latency",
-                                   labels: [("command", name)])
-            )
+        commandCounters = BackendMetrics.commandNames.map { name in
+            (registry.counter("apus_imap4be_commands_total", help: "Commands by name", labels: [("command", name)]),
+             registry.histogram("apus_imap4be_command_seconds", help: "Command latency", labels: [("command", name)]))
         }
-        commandCounters = counters
     }
 
-    func command(_ name: String) -> (Counter, Histogram) {
-        commandCounters[name] ?? commandCounters["OTHER"]!
-    }
+    /// The counter and histogram of a command (its rule's `metricIndex`).
+    func command(_ rule: CommandRule) -> (Counter, Histogram) { commandCounters[rule.metricIndex] }
 }

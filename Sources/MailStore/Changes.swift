@@ -193,9 +193,19 @@ extension Mailbox {
     /// makes the UIDs durable (observers hear of the messages in `complete`), or nil when new/ is
     /// empty. Reads the new/ directory and stats each new file: call it where the owner may wait on
     /// the disk briefly (after an inotify event or on NOOP/IDLE polls).
+    /// A new/ whose modification time is what it was at the last scan that found it empty is not
+    /// read again (NOOP polls cost one fstat, not a directory read), unless that time is recent: a
+    /// delivery within the same clock tick as the last change leaves the time as it was.
     public func checkForNewMessages() throws(StoreError) -> PendingCommit? {
+        let modified = try new.status().modificationTime
+        if modified == newScannedEmptyAt, currentTimeNanoseconds() - modified > Mailbox.directoryTimeTrustDelay {
+            return nil
+        }
         let delivered = try Directory.entries(of: new.fd).filter { !$0.hasPrefix(".") }.sorted()
-        guard !delivered.isEmpty else { return nil }
+        guard !delivered.isEmpty else {
+            newScannedEmptyAt = modified
+            return nil
+        }
         try index.ensureUIDsAvailable(delivered.count)
         let firstUID = index.uidNext
         var commit = makeCommit(assignedUIDs: delivered.indices.map { firstUID + UInt32($0) })

@@ -134,6 +134,11 @@ public final class Mailbox {
     var diskSnapshotIsClean = false
     /// True when memory holds something the index file lacks (flags, \Recent, cache offsets).
     var indexChanged = false
+    /// new/'s modification time when a scan last found it empty (see `checkForNewMessages`).
+    var newScannedEmptyAt: Int64?
+    /// How old a directory's modification time must be before an unchanged time proves it unchanged:
+    /// file systems stamp times from a coarse clock, so two changes within one tick look like one.
+    static let directoryTimeTrustDelay: Int64 = 2_000_000_000
 
     deinit {
         if !isClosed { try? close() }
@@ -260,8 +265,12 @@ public final class Mailbox {
     }
 
     /// Maps a message read-only and runs `body` over its bytes.
-    func withMessageBytes<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
-        let (file, _) = try openMessage(uid: uid)
+    public func withMessageBytes<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
+        try Mailbox.withMappedFile(try openMessage(uid: uid).file, body)
+    }
+
+    /// Maps a file read-only and runs `body` over its bytes (any thread).
+    public static func withMappedFile<T>(_ file: FileHandle, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
         let size = Int(try file.status().size)
         if size == 0 { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, file.fd, 0), mapping != MAP_FAILED else {

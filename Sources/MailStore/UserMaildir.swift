@@ -2,12 +2,14 @@
 // user's sessions have open.
 
 import Glibc
+import Synchronization
 
 /// One entry of the mailbox list (RFC 3501 LIST, RFC 6154 special use).
 public struct MailboxListEntry: Equatable, Sendable {
     public var name: MailboxName
-    /// The RFC 6154 attribute of a special-use folder, or nil.
-    public var specialUse: SpecialUse?
+    /// The RFC 6154 attributes of the folder: those it was created with (CREATE ... USE), else the
+    /// default of its name (Sent is \\Sent); empty for an ordinary folder.
+    public var specialUses: [SpecialUse]
     /// True when some mailbox lies below this one (\HasChildren).
     public var hasChildren: Bool
     /// True for a level that exists only as the parent of other mailboxes (\NonExistent/\Noselect).
@@ -40,7 +42,12 @@ public final class UserMaildir {
     private var pendingEvents: [UInt64: [(mailbox: Mailbox, event: MailboxEvent, usage: (Int64, Int64))]] = [:]
     private var commitCounter: UInt64 = 0
     private var usage: QuotaUsage?
-    private var lastUIDValidity: UInt32 = 0
+    /// Atomic: a mailbox loading on a worker (`MailboxLoader`) may need a new UIDVALIDITY while the
+    /// owner thread makes one for another mailbox.
+    private let lastUIDValidity = Atomic<UInt32>(0)
+    /// Held while a mailbox's files are read and reconciled, so a worker's load and an open on the
+    /// owner thread never reconcile the same folder at once.
+    let loadLock = Mutex<Void>(())
 
     init(name: UserName, root: FileHandle, store: MailStore) {
         self.name = name
@@ -54,16 +61,47 @@ public final class UserMaildir {
     // MARK: - Mailboxes
 
     /// The open mailbox with this name, opening it (reading its index, reconciling after a crash)
-    /// when no session has it yet. All sessions of the user share the object.
+    /// when no session has it yet. All sessions of the user share the object. Opening a large or
+    /// changed mailbox reads much of the disk: a server opens through `loader(for:)` on a worker
+    /// and `adopt(_:)` instead.
     public func mailbox(_ name: MailboxName) throws(StoreError) -> Mailbox {
-        if let open = openMailboxes[name.folderName]?.mailbox { return open }
-        if !name.isInbox, try Directory.status(name.folderName, in: root.fd)?.isDirectory != true {
+        if let open = openedMailbox(name) { return open }
+        return try adopt(try loader(for: name).load())
+    }
+
+    /// The mailbox if some session has it open now; reads nothing.
+    public func openedMailbox(_ name: MailboxName) -> Mailbox? { openMailboxes[name.folderName]?.mailbox }
+
+    /// A loader that opens the mailbox on another thread (see `MailboxLoader`).
+    public func loader(for name: MailboxName) -> MailboxLoader { MailboxLoader(user: self, name: name) }
+
+    /// Makes a loaded mailbox the user's open one, on the owner thread. When another open of the
+    /// same name won meanwhile, the loaded copy is dropped unwritten and the open one returned; when
+    /// the folder was deleted or renamed meanwhile, `mailboxNotFound`.
+    public func adopt(_ loaded: LoadedMailbox) throws(StoreError) -> Mailbox {
+        let mailbox = loaded.mailbox
+        if let open = openedMailbox(mailbox.name) {
+            mailbox.isClosed = true
+            return open
+        }
+        if !mailbox.name.isInbox, try Directory.status(mailbox.name.folderName, in: root.fd)?.isDirectory != true {
+            mailbox.isClosed = true
             throw .mailboxNotFound
         }
-        let mailbox = try Mailbox(name: name, user: self, root: root, store: store)
         openMailboxes = openMailboxes.filter { $0.value.mailbox != nil }
-        openMailboxes[name.folderName] = WeakMailbox(mailbox: mailbox)
+        openMailboxes[mailbox.name.folderName] = WeakMailbox(mailbox: mailbox)
         return mailbox
+    }
+
+    /// Reads and reconciles a mailbox's files into a new `Mailbox`, not yet registered. Touches only
+    /// the disk, immutable state and the atomic UIDVALIDITY counter, so it may run on a worker.
+    func load(_ name: MailboxName) throws(StoreError) -> LoadedMailbox {
+        try loadLock.withLock { _ throws(StoreError) -> LoadedMailbox in
+            if !name.isInbox, try Directory.status(name.folderName, in: root.fd)?.isDirectory != true {
+                throw .mailboxNotFound
+            }
+            return LoadedMailbox(mailbox: try Mailbox(name: name, user: self, root: root, store: store))
+        }
     }
 
     /// Closes every open mailbox (clean index snapshots). Call with no commit in flight.
@@ -93,15 +131,24 @@ public final class UserMaildir {
         let all = (names + placeholders).sorted { $0.wireName < $1.wireName }
         let specialUses = Dictionary(uniqueKeysWithValues: SpecialUse.allCases.map { ($0.defaultName, $0) })
         let placeholderSet = Set(placeholders)
-        return all.map { name in
+        return try all.map { name throws(StoreError) in
             MailboxListEntry(
-                name: name, specialUse: specialUses[name.wireName],
+                name: name, specialUses: try storedSpecialUses(of: name) ?? specialUses[name.wireName].map { [$0] } ?? [],
                 hasChildren: all.contains { $0.isDescendant(of: name) }, isPlaceholder: placeholderSet.contains(name))
         }
     }
 
-    /// CREATE (RFC 3501 section 6.3.3). Parent levels need no folder of their own in Maildir++.
-    public func createMailbox(_ name: MailboxName) throws(StoreError) {
+    /// The attributes stored with a folder at CREATE; nil when it has none of its own.
+    private func storedSpecialUses(of name: MailboxName) throws(StoreError) -> [SpecialUse]? {
+        guard !name.isInbox, let folder = try? FileHandle.openDirectory(name.folderName, in: root.fd),
+              let bytes = try Directory.readFile(SpecialUseFile.fileName, in: folder.fd)
+        else { return nil }
+        return SpecialUseFile(parsing: bytes).uses
+    }
+
+    /// CREATE (RFC 3501 section 6.3.3), with the special uses of RFC 6154 `USE (...)`, which are kept
+    /// in the folder. Parent levels need no folder of their own in Maildir++.
+    public func createMailbox(_ name: MailboxName, specialUses: [SpecialUse] = []) throws(StoreError) {
         if name.isInbox { throw .mailboxExists }
         if try Directory.status(name.folderName, in: root.fd) != nil { throw .mailboxExists }
         // Made under a private name and renamed into place: a crash leaves no half-made folder.
@@ -109,6 +156,11 @@ public final class UserMaildir {
         try Directory.make(staging, in: root.fd)
         let folder = try FileHandle.openDirectory(staging, in: root.fd)
         try Maildir.createFolder(in: folder.fd, marker: true)
+        if !specialUses.isEmpty {
+            // Inside the staging folder: the folder appears with its uses or not at all.
+            try Directory.replaceFile(SpecialUseFile.fileName, in: folder.fd,
+                                      with: SpecialUseFile(specialUses).serialized, durable: true)
+        }
         if renameat(root.fd, staging, root.fd, name.folderName) != 0 {
             let code = errno
             try? Directory.removeTree(staging, in: root.fd)
@@ -265,8 +317,11 @@ public final class UserMaildir {
     /// A UIDVALIDITY for a new mailbox: the clock in seconds, but never one this process gave out.
     func newUIDValidity() -> UInt32 {
         let now = UInt32(truncatingIfNeeded: currentTimeNanoseconds() / 1_000_000_000)
-        lastUIDValidity = max(now, lastUIDValidity + 1)
-        return lastUIDValidity
+        while true {
+            let last = lastUIDValidity.load(ordering: .relaxed)
+            let next = max(now, last &+ 1)
+            if lastUIDValidity.compareExchange(expected: last, desired: next, ordering: .relaxed).exchanged { return next }
+        }
     }
 
     /// Remembers what to announce, and how usage changes, when `commit` completes.

@@ -135,6 +135,38 @@ import Testing
         #expect(driver.send("s STARTTLS\r\n") == "s BAD STARTTLS not available\r\n")
     }
 
+    /// RFC 6154 section 3: CREATE-SPECIAL-USE stores the use with the folder; LIST shows it (in every
+    /// form, and alone with the SPECIAL-USE selection option); it survives a restart and a RENAME.
+    @Test func createWithSpecialUseIsListedAndPersists() throws {
+        let accounts = try TestAccounts()
+        do {
+            let driver = try SessionDriver(accounts: accounts)
+            driver.login()
+            #expect(driver.send("a CREATE Old (USE (\\archive))\r\n") == "a OK CREATE completed\r\n")
+            #expect(driver.send("a CREATE Bin (USE (\\Trash \\Junk))\r\n") == "a OK CREATE completed\r\n")
+            #expect(driver.send("b LIST \"\" Old\r\n").contains("* LIST (\\HasNoChildren \\Archive) \"/\" \"Old\""))
+            let special = driver.send("c LIST (SPECIAL-USE) \"\" *\r\n")
+            #expect(special.contains("\\Archive) \"/\" \"Old\""))
+            #expect(special.contains("(\\HasNoChildren \\Trash \\Junk) \"/\" \"Bin\""))
+            #expect(!special.contains("INBOX"))
+            let returned = driver.send("d LIST \"\" \"%\" RETURN (SPECIAL-USE)\r\n")
+            #expect(returned.contains("\\Archive) \"/\" \"Old\"") && returned.contains("\"INBOX\""))
+            #expect(driver.send("e RENAME Old Older\r\n") == "e OK RENAME completed\r\n")
+            _ = driver.send("z LOGOUT\r\n")
+        }
+        // A new store over the same data directory (the old one is gone with the driver).
+        accounts.reopenStore()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        let list = driver.send("f LIST \"\" *\r\n")
+        #expect(list.contains("* LIST (\\HasNoChildren \\Archive) \"/\" \"Older\""))
+        #expect(list.contains("(\\HasNoChildren \\Trash \\Junk) \"/\" \"Bin\""))
+        #expect(driver.send("g DELETE Bin\r\n") == "g OK DELETE completed\r\n")
+        #expect(driver.send("h CREATE Bin\r\n") == "h OK CREATE completed\r\n")
+        #expect(driver.send("i LIST \"\" Bin\r\n").contains("* LIST (\\HasNoChildren) \"/\" \"Bin\""),
+                "a deleted folder's use goes with it")
+    }
+
     @Test func mailboxCommands() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)
@@ -143,6 +175,9 @@ import Testing
         #expect(driver.send("a CREATE Work/Projects\r\n").hasPrefix("a NO [ALREADYEXISTS]"))
         #expect(driver.send("a CREATE \"a/../b\"\r\n").hasPrefix("a NO"))
         #expect(driver.send("b CREATE x (USE (\\Important))\r\n").hasPrefix("b NO [USEATTR]"))
+        #expect(driver.send("b CREATE x (USE (\\All))\r\n").hasPrefix("b NO [USEATTR]"), "virtual mailboxes only")
+        #expect(driver.send("b CREATE x (USE (\\Archive \\Flagged))\r\n").hasPrefix("b NO [USEATTR]"))
+        #expect(!driver.send("b1 LIST \"\" x\r\n").contains("* LIST"), "a refused CREATE makes nothing")
         let list = driver.send("c LIST \"\" *\r\n")
         #expect(list.contains("* LIST (\\HasNoChildren) \"/\" \"INBOX\""))
         #expect(list.contains("* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\""))

@@ -22,13 +22,34 @@ final class MemoryTransport: IMAPSessionTransport {
     var idleTimeout: Duration?
     var timers: [(Duration, () -> Void)] = []
     var queuedOutputBytes = 0
+    /// A client that reads only when the test says so (`drain()`): writes stay queued until then.
+    var slowClient = false
+    /// The most output ever queued at once.
+    var largestQueue = 0
 
-    func write(_ bytes: UnsafeRawBufferPointer) { output += bytes }
+    /// How many times the session handed output over (one per socket write, for a real connection).
+    var writeCount = 0
+
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        output += bytes
+        writeCount += 1
+        queue(bytes.count)
+    }
 
     func writeFile(descriptor: Int32, offset: Int64, count: Int) {
         output += IMAPSession.read(descriptor, Int(offset)..<Int(offset) + count)
         Glibc.close(descriptor)
+        queue(count)
     }
+
+    private func queue(_ count: Int) {
+        guard slowClient else { return }
+        queuedOutputBytes += count
+        largestQueue = max(largestQueue, queuedOutputBytes)
+    }
+
+    /// The slow client reads everything queued.
+    func drain() { queuedOutputBytes = 0 }
 
     func startTLS(_ context: TLSContext) {
         startedTLS = true
@@ -45,7 +66,9 @@ final class MemoryTransport: IMAPSessionTransport {
         completion(work())
     }
 
-    var executor: (any BlockingExecutor)? { InlineExecutor.shared }
+    /// Runs blocking work inline, counting it (what the loop would have handed to a worker).
+    let inlineExecutor = InlineExecutor()
+    var executor: (any BlockingExecutor)? { inlineExecutor }
 
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> () -> Void {
         timers.append((delay, action))
@@ -61,6 +84,12 @@ final class MemoryTransport: IMAPSessionTransport {
 
     func pauseReading() { paused = true }
     func resumeReading() { paused = false }
+    /// Kept input is offered again by `SessionDriver.send` (and `redeliver`).
+    func redeliverInput() {
+        paused = false
+        redeliveries += 1
+    }
+    var redeliveries = 0
     func setIdleTimeout(_ timeout: Duration?) { idleTimeout = timeout }
 }
 
@@ -131,12 +160,14 @@ extension String {
     var lines: [String] { split(separator: "\r\n", omittingEmptySubsequences: true).map(String.init) }
 }
 
-/// Runs blocking work inline (no workers in session tests).
+/// Runs blocking work inline (no workers in session tests) and counts it.
 final class InlineExecutor: BlockingExecutor {
-    nonisolated(unsafe) static let shared = InlineExecutor()
+    private(set) var runs = 0
+
     func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
                                        then completion: @escaping (Result) -> Void)
     {
+        runs += 1
         completion(work())
     }
 }

@@ -370,6 +370,39 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(try inbox.checkForNewMessages() == nil)
     }
 
+    /// NOOP's poll of new/ reads the directory only when its time changed, or is too recent to prove
+    /// anything (two changes in one clock tick leave one time).
+    @Test func newDirectoryIsReadOnlyWhenItsTimeChanged() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        let newPath = temporary.path + "/data/users/u/new"
+        func setTime(secondsAgo: Int) {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            var times = [timespec(tv_sec: now.tv_sec - secondsAgo, tv_nsec: 0), timespec(tv_sec: now.tv_sec - secondsAgo, tv_nsec: 0)]
+            #expect(utimensat(AT_FDCWD, newPath, &times, 0) == 0)
+        }
+        // A recent time proves nothing: a delivery that keeps it is still found.
+        setTime(secondsAgo: 0)
+        #expect(try inbox.checkForNewMessages() == nil)
+        writeFile(newPath + "/1764000000.M1P7.mda", Array("Subject: d\n\nhi\n".utf8))
+        setTime(secondsAgo: 0)
+        let first = try #require(try inbox.checkForNewMessages())
+        try inbox.commitNow(first)
+        // An old, unchanged time is trusted: the directory is not read (this delivery, hidden by
+        // putting the old time back, is not seen) until the time changes.
+        setTime(secondsAgo: 10)
+        #expect(try inbox.checkForNewMessages() == nil)
+        writeFile(newPath + "/1764000001.M2P7.mda", Array("Subject: e\n\nhi\n".utf8))
+        setTime(secondsAgo: 10)
+        #expect(try inbox.checkForNewMessages() == nil, "unchanged old time: no directory read")
+        setTime(secondsAgo: 5)
+        let second = try #require(try inbox.checkForNewMessages())
+        try inbox.commitNow(second)
+        #expect(inbox.count == 2)
+    }
+
     @Test func flagsChangedByAnotherMaildirReaderWhileClosedAreSeenWithNewModseqs() throws {
         let temporary = TemporaryDirectory()
         var highest: UInt64 = 0

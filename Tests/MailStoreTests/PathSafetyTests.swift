@@ -76,7 +76,7 @@ import Testing
         let user = try store.openUser(UserName("bob"))
         let entries = try user.listMailboxes()
         #expect(entries.map(\.name.wireName) == ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"])
-        #expect(entries.first { $0.name.wireName == "Sent" }?.specialUse == .sent)
+        #expect(entries.first { $0.name.wireName == "Sent" }?.specialUses == [.sent])
         let root = temporary.path + "/data/users/bob"
         for folder in ["", "/.Sent", "/.Drafts", "/.Trash", "/.Junk", "/.Archive"] {
             for sub in ["cur", "new", "tmp"] {

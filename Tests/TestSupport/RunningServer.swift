@@ -48,9 +48,19 @@ public final class TestAccounts {
     public var usersFile: String { directory.path + "/users" }
 
     /// The store all sessions of a test share (a data directory has one owner).
-    public private(set) lazy var store: MailStore? = try? MailStore(
-        dataDirectory: dataDirectory,
-        configuration: StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher()))
+    public private(set) lazy var store: MailStore? = openStore()
+
+    private func openStore() -> MailStore? {
+        try? MailStore(dataDirectory: dataDirectory,
+                       configuration: StoreConfiguration(analyzer: MIMEMessageAnalyzer(),
+                                                         contentSearcher: MIMEContentSearcher()))
+    }
+
+    /// A restart: drops the store (its lock and open mailboxes) and opens the data directory anew.
+    public func reopenStore() {
+        store = nil
+        store = openStore()
+    }
 
     public init() throws {
         let file = PasswordFile(path: usersFile)
@@ -118,8 +128,13 @@ public final class TestClient {
     public let descriptor: Int32
     private var buffer: [UInt8] = []
 
-    public init(port: UInt16, timeoutSeconds: Int = 30) throws {
+    /// `receiveBuffer` fixes the socket's receive buffer (no autotuning, which on Linux lets it grow
+    /// to tens of megabytes), for tests that bound what the server runs ahead.
+    public init(port: UInt16, timeoutSeconds: Int = 30, receiveBuffer: Int32? = nil) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
