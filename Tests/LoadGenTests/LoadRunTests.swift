@@ -37,6 +37,21 @@ import Testing
         #expect(report.totals.totalViolations == 0)
     }
 
+    @Test func churnWithoutARateReplacesEachSessionAsItEnds() throws {
+        let server = try FakeIMAPServer(.correct)
+        defer { server.shutdown() }
+        var configuration = testConfiguration(port: server.port, clients: 4, loops: 2)
+        configuration.mode = .churn
+        configuration.commandLimit = 400
+        // Paced at some fixed rate (say 10 sessions/s) the 400 commands would take longer than this.
+        configuration.duration = .seconds(8)
+        let report = try LoadRunner.run(configuration)
+        #expect(report.elapsed < 7, "churn without --rate did not go as fast as the server answers")
+        #expect(report.totals.commands[LoadCommandKind.logout.rawValue].ok >= 60)
+        #expect(report.totals.sessionsStarted >= 60)
+        #expect(report.totals.totalViolations == 0)
+    }
+
     @Test func refusedConnectionsAreCountedNotFatal() throws {
         // A port nothing listens on: take an ephemeral one from a server and shut it down.
         let server = try FakeIMAPServer(.correct)
