@@ -58,7 +58,8 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "IMAPBackendTests", dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry"]),
         .testTarget(name: "IMAPFrontendTests", dependencies: ["IMAPFrontend", "Reactor", "IMAPProtocol", "Telemetry"]),
-        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol"]),
+        // IMAPBackend: the stress run against Apus's own back end, started in process.
+        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol", "IMAPBackend", "Telemetry"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "Telemetry"]),
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),
         .testTarget(
