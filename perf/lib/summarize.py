@@ -22,7 +22,11 @@ def rows(results):
             data = json.load(open(path))
         except ValueError:
             continue
-        groups.setdefault((data.get("bench", "?"), data.get("target", "?")), []).append(data)
+        # Runs at different client counts are different measurements (backend-vs-dovecot has 50 and 500).
+        target = data.get("target", "?")
+        if data.get("mode") == "stress" and data.get("clients"):
+            target = "%s, %d clients" % (target, data["clients"])
+        groups.setdefault((data.get("bench", "?"), target), []).append(data)
     lines = ["| benchmark | target | runs | commands/s (median) | sessions/s | p99 ms | violations "
              "| server CPU ms/command | load avg | commit | date |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -43,7 +47,7 @@ def rows(results):
             r["commands"].get("logout", {}).get("ok", 0) / max(r["elapsed_s"], 0.001) for r in runs)
         p99 = statistics.median(r["commands"]["all"]["p99_ms"] for r in runs)
         violations = sum(r.get("violations_total", 0) for r in runs)
-        cpu = [r["server_cpu_ms_per_command"].get(target) for r in runs if r.get("server_cpu_ms_per_command")]
+        cpu = [r["server_cpu_ms_per_command"].get(r.get("target")) for r in runs if r.get("server_cpu_ms_per_command")]
         cpu_text = "%.3f" % statistics.median(cpu) if cpu else "-"
         loads = [r["machine"]["loadavg"][0] for r in runs if r.get("machine", {}).get("loadavg")]
         load_text = "%.1f" % max(loads) if loads else "-"
