@@ -41,7 +41,14 @@ perf_begin() {
 }
 
 perf_end() {
-    local instance
+    local instance pidfile pid
+    # A generator still running (the benchmark was interrupted): Ctrl-C it, as a person would.
+    for pidfile in "$RUN_DIR"/load.*.pid; do
+        pid=$(cat "$pidfile" 2>/dev/null) || continue  # its subshell may just have forgotten it
+        kill -INT "$pid" 2>/dev/null || continue
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
     for instance in "$RUN_DIR"/apus-*/; do
         [ -d "$instance" ] && stop_apus "$(basename "$instance")"
     done
@@ -53,6 +60,23 @@ perf_end() {
         "$PEERS_DIR/stop-$peer.sh" >&2 || true
     done
     rm -rf "$RUN_DIR"
+}
+
+# remember_load PID: an `apus load` running in the background, for perf_end to stop if the run is cut
+# short; forget_load PID once it has been waited for (its pid may then belong to someone else).
+remember_load() { echo "$1" >"$RUN_DIR/load.$1.pid"; }
+forget_load() { rm -f "$RUN_DIR/load.$1.pid"; }
+
+# apus_load ARGS...: `apus load` waited for, but remembered, so an interrupted benchmark stops it too
+# (a foreground child inside $(...) would outlive the EXIT trap).
+apus_load() {
+    local pid status=0
+    "$APUS" load "$@" &
+    pid=$!
+    remember_load "$pid"
+    wait "$pid" || status=$?
+    forget_load "$pid"
+    return "$status"
 }
 
 build_apus() {
@@ -278,7 +302,7 @@ run_load() {
     sleep "${SETTLE_SECONDS:-2}"
     python3 "$PEERS_DIR/peer-cpu.py" snapshot "${watched[@]}" >"$RUN_DIR/cpu-before.json" 2>/dev/null || true
     local started=$SECONDS
-    "$APUS" load --host 127.0.0.1 --port "$port" --label "$target" --quiet --json "$json" "$@" >&2 || true
+    apus_load --host 127.0.0.1 --port "$port" --label "$target" --quiet --json "$json" "$@" >&2 || true
     local elapsed=$((SECONDS - started))
     python3 "$PEERS_DIR/peer-cpu.py" snapshot "${watched[@]}" >"$RUN_DIR/cpu-after.json" 2>/dev/null || true
     record_result "$bench" "$target" "$json" "$elapsed"
@@ -367,7 +391,7 @@ prime_mail() {
     local count=${1:-20} messages
     messages=$(sample_messages)
     log "priming Dovecot's mailboxes with $count messages per user"
-    "$APUS" load --host 127.0.0.1 --port "$(target_port dovecot)" --users 'user%d:1-200' --clients 200 \
+    apus_load --host 127.0.0.1 --port "$(target_port dovecot)" --users 'user%d:1-200' --clients 200 \
         --mix fetch-flags=1 --prefill "$count" --message-file "$messages" --commands $((200 * (count + 2))) \
         --duration 120s --quiet >"$RUN_DIR/prime.log" 2>&1 || { log "priming failed: $(tail -3 "$RUN_DIR/prime.log")"; return 1; }
 }
