@@ -65,7 +65,8 @@ let package = Package(
                     dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry", "TestSupport"]),
         .testTarget(name: "IMAPFrontendTests",
                     dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport"]),
-        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol"]),
+        // IMAPBackend: the stress run against Apus's own back end, started in process.
+        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol", "IMAPBackend", "Telemetry"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "Telemetry"]),
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),
         .testTarget(

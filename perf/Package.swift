@@ -23,21 +23,5 @@ let package = Package(
         ),
         // The store benchmark: appends with fsync (1 and 50 writers), index load, flags, SEARCH TEXT.
         .executableTarget(name: "StoreBench", dependencies: [.product(name: "MailStore", package: "Apus")]),
-        // perf/bench/proxy-sessions: sessions/s straight to a back end, through Apus's front end and peers.
-        .executableTarget(
-            name: "ProxyBench",
-            dependencies: [
-                .product(name: "IMAPFrontend", package: "Apus"), .product(name: "Reactor", package: "Apus"),
-                .product(name: "Telemetry", package: "Apus"),
-            ]
-        ),
-        // perf/bench/backend-vs-dovecot: the back end and Dovecot under the same mixed load.
-        .executableTarget(
-            name: "BackendBench",
-            dependencies: [
-                .product(name: "IMAPBackend", package: "Apus"), .product(name: "Reactor", package: "Apus"),
-                .product(name: "Telemetry", package: "Apus"),
-            ]
-        ),
     ]
 )

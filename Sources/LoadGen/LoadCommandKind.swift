@@ -38,6 +38,11 @@ public enum LoadCommandKind: Int, CaseIterable, Sendable {
 
     /// Commands a stress session may draw from its mix (connect is not a command).
     static var mixable: [LoadCommandKind] { allCases.filter { $0 != .connect } }
+
+    /// Whether the time to this command's answer measures the server. Not for IDLE, which lasts as
+    /// long as the session holds it (`--idle-hold`), nor connect, a TCP and greeting time apart from
+    /// commands: both stay out of the "all commands" and per-second latencies.
+    var latencyIsTheServers: Bool { self != .idle && self != .connect }
 }
 
 /// Relative weights of the commands a stress session draws, as given by `--mix noop=10,fetch-flags=5`.

@@ -69,7 +69,8 @@ public struct LoadConfiguration: Sendable {
     public var jsonPath: String?
     public var plotPath: String?
     public var mix = LoadCommandMix.standard
-    /// Churn: new sessions per second; append: deliveries per second (0: as fast as the server goes).
+    /// Churn: new sessions per second; append: deliveries per second (0: as fast as the server goes;
+    /// churn then starts a session whenever one ends, keeping `clients` going).
     public var rate = 0.0
     public var mailbox = "INBOX"
     /// Messages to APPEND from (an mbox file); generated messages when nil.
@@ -138,7 +139,8 @@ public struct LoadConfiguration: Sendable {
           --source-address ADDR  bind outgoing connections to ADDR (repeatable, used in turn)
           --mix LIST             stress weights, e.g. noop=10,fetch-flags=20,append=2
                                  (commands: \(LoadCommandKind.mixable.map(\.name).joined(separator: " ")))
-          --rate R               churn: sessions/s; append: deliveries/s (default: as fast as possible)
+          --rate R               churn: sessions/s; append: deliveries/s (default 0: as fast as
+                                 possible, churn keeping --clients sessions going)
           --mailbox NAME         mailbox to select and append to (default INBOX)
           --message-file MBOX    messages to APPEND (default: generated)
           --prefill N            stress: append until the mailbox holds N messages (default 20)
@@ -219,7 +221,6 @@ public struct LoadConfiguration: Sendable {
         if configuration.duration == nil && configuration.commandLimit == nil {
             configuration.duration = .seconds(10)
         }
-        if configuration.mode == .churn && configuration.rate == 0 { configuration.rate = 10 }
         return configuration
     }
 

@@ -133,7 +133,8 @@ final class LoadSession: ConnectionHandler {
         paceTimer?.cancel()
         if phase == .idling { endIdle() }
         switch phase {
-        case .connecting, .tlsHandshake:
+        // A connect the end of the run cut short did not fail: the server was never given the time.
+        case .connecting where !stopping, .tlsHandshake where !stopping:
             statistics.completed(.connect, status: .no, nanoseconds: LoadSession.now() - connectStart)
             statistics.failed(.connectFailed)
             driver.report(.connectFailed, "\(user): connection to \(connection.peer) failed: \(reason)")

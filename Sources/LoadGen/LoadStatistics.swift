@@ -125,6 +125,20 @@ public struct LoadTotals: Sendable {
     public var totalCommands: Int {
         commands.indices.filter { $0 != LoadCommandKind.connect.rawValue }.reduce(0) { $0 + commands[$1].count }
     }
+
+    /// The "all commands" row of the reports: every kind but `connect` (a connection, not a command)
+    /// counted, and the latency of those whose latency is the server's (not IDLE's hold).
+    public var allCommands: LoadCommandTotals {
+        var all = LoadCommandTotals()
+        for kind in LoadCommandKind.allCases where kind != .connect {
+            let command = commands[kind.rawValue]
+            all.ok += command.ok
+            all.no += command.no
+            all.bad += command.bad
+            if kind.latencyIsTheServers { all.latency.merge(command.latency) }
+        }
+        return all
+    }
 }
 
 /// The counters one loop updates on its own thread: no locks, no atomics on the hot path.
@@ -144,7 +158,7 @@ final class LoopStatistics {
         }
         totals.commands[kind.rawValue].latency.record(nanoseconds)
         interval.completed[kind.rawValue] += 1
-        interval.latency.record(nanoseconds)
+        if kind.latencyIsTheServers { interval.latency.record(nanoseconds) }
         if status != .ok { interval.errors += 1 }
     }
 

@@ -61,8 +61,11 @@ final class LoopDriver {
 
     func start() {
         let now = LoadSession.now()
-        if configuration.mode == .churn {
+        if configuration.mode == .churn && configuration.rate > 0 {
             scheduleChurn(at: max(now, plan.start))
+        } else if configuration.mode == .churn {
+            // As fast as the server goes: this loop's share of `--clients`, each replaced when it ends.
+            for _ in slots { startChurnSession() }
         } else {
             let rampUp = configuration.rampUp.nanoseconds
             for slot in slots {
@@ -120,26 +123,34 @@ final class LoopDriver {
         let now = LoadSession.now()
         var next = due
         if due <= now {
-            if sessions.count < limit {
-                startSession(slot: index + plan.loopCount * churnNumber)
-                churnNumber += 1
-            }
+            if sessions.count < limit { startChurnSession() }
             next = due &+ interval
             if next < now { next = now }
         }
         loop.schedule(after: .nanoseconds(Int64(next - now))) { [self] in scheduleChurn(at: next) }
     }
 
-    /// A session ended (logged out, failed or dropped): stress, idle and append sessions are replaced.
+    /// A churn session: each takes the next slot of this loop, so successive sessions log in as
+    /// different users in turn.
+    private func startChurnSession() {
+        startSession(slot: index + plan.loopCount * churnNumber)
+        churnNumber += 1
+    }
+
+    /// A session ended (logged out, failed or dropped): stress, idle and append sessions are
+    /// replaced, and so are churn sessions when churn has no rate (as fast as the server goes).
     func sessionEnded(_ session: LoadSession) {
         sessions.removeValue(forKey: ObjectIdentifier(session))
-        guard !stopped, configuration.mode != .churn, !collector.isStopping else { return }
+        guard !stopped, !collector.isStopping else { return }
+        let churning = configuration.mode == .churn
+        if churning && configuration.rate > 0 { return }
+        let replace = { [self] in churning ? startChurnSession() : startSession(slot: session.slot) }
         // A server refusing connections must not be hammered in a tight loop.
         if statistics.totals.failures[LoadFailureKind.connectFailed.rawValue]
             + statistics.totals.failures[LoadFailureKind.loginFailed.rawValue] > 0 {
-            loop.schedule(after: .milliseconds(100)) { [self] in startSession(slot: session.slot) }
+            loop.schedule(after: .milliseconds(100)) { [self] in if !stopped { replace() } }
         } else {
-            startSession(slot: session.slot)
+            replace()
         }
     }
 

@@ -57,6 +57,20 @@ import Testing
         #expect(LatencyHistogram().percentile(0.5) == 0)
     }
 
+    @Test func allCommandsCountsIdleButLeavesItsHoldOutOfTheLatency() {
+        var totals = LoadTotals()
+        // 98 NOOPs of 1 ms and 2 IDLEs held 200 ms: with IDLE's hold, p99 would be 200 ms.
+        for _ in 0..<98 { totals.commands[LoadCommandKind.noop.rawValue].ok += 1 }
+        for _ in 0..<98 { totals.commands[LoadCommandKind.noop.rawValue].latency.record(1_000_000) }
+        totals.commands[LoadCommandKind.idle.rawValue].ok = 2
+        for _ in 0..<2 { totals.commands[LoadCommandKind.idle.rawValue].latency.record(200_000_000) }
+        totals.commands[LoadCommandKind.connect.rawValue].ok = 5
+        let all = totals.allCommands
+        #expect(all.count == 100)
+        #expect(all.latency.percentile(0.99) < 2_000_000)
+        #expect(all.latency.maximum < 2_000_000)
+    }
+
     @Test func everyValueMapsIntoItsBucket() {
         for value in [UInt64(0), 31, 32, 33, 63, 64, 1000, 123_456_789, UInt64.max] {
             let index = LatencyHistogram.bucketIndex(value)

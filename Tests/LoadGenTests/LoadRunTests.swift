@@ -2,6 +2,7 @@
 // Apus LoadGen tests: whole runs against the fake server (modes, pipelining) and their outputs.
 //===----------------------------------------------------------------------===//
 
+import Glibc
 import Testing
 @testable import LoadGen
 
@@ -37,6 +38,21 @@ import Testing
         #expect(report.totals.totalViolations == 0)
     }
 
+    @Test func churnWithoutARateReplacesEachSessionAsItEnds() throws {
+        let server = try FakeIMAPServer(.correct)
+        defer { server.shutdown() }
+        var configuration = testConfiguration(port: server.port, clients: 4, loops: 2)
+        configuration.mode = .churn
+        configuration.commandLimit = 400
+        // Paced at some fixed rate (say 10 sessions/s) the 400 commands would take longer than this.
+        configuration.duration = .seconds(8)
+        let report = try LoadRunner.run(configuration)
+        #expect(report.elapsed < 7, "churn without --rate did not go as fast as the server answers")
+        #expect(report.totals.commands[LoadCommandKind.logout.rawValue].ok >= 60)
+        #expect(report.totals.sessionsStarted >= 60)
+        #expect(report.totals.totalViolations == 0)
+    }
+
     @Test func refusedConnectionsAreCountedNotFatal() throws {
         // A port nothing listens on: take an ephemeral one from a server and shut it down.
         let server = try FakeIMAPServer(.correct)
@@ -60,6 +76,32 @@ import Testing
         let report = try LoadRunner.run(configuration)
         #expect(report.totals.commands[LoadCommandKind.connect.rawValue].ok == 4)
         #expect(server.peerHosts == ["127.0.0.2", "127.0.0.3"])
+    }
+
+    @Test func connectsTheEndOfTheRunCutShortAreNotFailures() throws {
+        // A listener nobody accepts from: the kernel completes TCP connects, but no TLS handshake
+        // ever finishes, so every session is still connecting when the run ends.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 16) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        try #require(bound)
+        var configuration = testConfiguration(port: UInt16(bigEndian: address.sin_port), clients: 3)
+        configuration.security = .tls
+        configuration.verifyCertificate = false
+        configuration.duration = .milliseconds(300)
+        let report = try LoadRunner.run(configuration)
+        #expect(report.totals.sessionsStarted == 3)
+        #expect(report.totals.failures[LoadFailureKind.connectFailed.rawValue] == 0, "\(report.failureMessages)")
+        #expect(report.totals.commands[LoadCommandKind.connect.rawValue].no == 0)
     }
 
     @Test func byeGreetingIsAFailedConnectNotASession() throws {

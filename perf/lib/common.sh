@@ -2,27 +2,101 @@
 # under test, runs `apus load` against them and records each run's JSON under perf/results/.
 # Every run stays on loopback and is bounded in time.
 #
-# Systems under test are one line each in target_port and start_target below: to add Apus, its
-# line already names the port and the start command (see apus-backend / apus-frontend).
+# A benchmark calls `perf_begin` once (a private scratch directory and an EXIT trap that stops
+# everything it started), then `start_target NAME` for each system, `run_load BENCH NAME ...` for
+# each measurement. Systems under test:
+#   dovecot, nginx, imapproxy, perdition   the peers (../shared/peers), nginx/imapproxy/perdition
+#                                          in front of Dovecot 10143
+#   apus-backend                           `apus run --service imap4be` with the peers' users and a
+#                                          copy of Dovecot's Maildirs
+#   apus-frontend                          `apus run --service imap4` in front of apus-backend
+#   apus-frontend-dovecot                  `apus run --service imap4` in front of Dovecot 10143
+#   responder                              perf/responder (a C server answering every command at once)
+# Apus listens on ephemeral ports (port 0) and the script reads the ports it got from its output.
 
 PERF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$PERF_DIR/.." && pwd)
 PEERS_DIR=${PEERS_DIR:-$(cd "$REPO_DIR/../shared/peers" 2>/dev/null && pwd || echo /work/shared/peers)}
 APUS=${APUS:-$REPO_DIR/.build/release/apus}
 RESULTS_DIR=${RESULTS_DIR:-$PERF_DIR/results}
-RUN_DIR=${RUN_DIR:-/tmp/apus-perf}
-mkdir -p "$RUN_DIR" "$RESULTS_DIR"
+# The peers' passwd-file and Maildirs (start-dovecot.sh writes them).
+PEER_USERS_FILE=/tmp/peers/dovecot/users
+PEER_MAIL_DIR=/tmp/peers/mail
+# The mix of issue 5 (back end): select, fetch headers and flags, fetch bodies, store, search,
+# append, expunge, idle, logout (a logout is followed by a new login).
+BACKEND_MIX="select=3,fetch-flags=20,fetch-headers=10,fetch-body=5,store=10,search=5,append=4,expunge=1,idle=1,logout=1"
+# How long a server may take to open its port.
+START_TIMEOUT_SECONDS=${START_TIMEOUT_SECONDS:-30}
+mkdir -p "$RESULTS_DIR"
 
 log() { echo "perf: $*" >&2; }
+
+# perf_begin: a scratch directory for this run ($RUN_DIR) and a trap that stops whatever the
+# benchmark started and removes the scratch directory, however the script ends.
+perf_begin() {
+    RUN_DIR=$(mktemp -d /tmp/apus-perf.XXXXXX)
+    STARTED_PEERS=()
+    trap perf_end EXIT
+    trap 'exit 130' INT TERM
+}
+
+perf_end() {
+    local instance pidfile pid
+    # A generator still running (the benchmark was interrupted): Ctrl-C it, as a person would.
+    for pidfile in "$RUN_DIR"/load.*.pid; do
+        pid=$(cat "$pidfile" 2>/dev/null) || continue  # its subshell may just have forgotten it
+        kill -INT "$pid" 2>/dev/null || continue
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for instance in "$RUN_DIR"/apus-*/; do
+        [ -d "$instance" ] && stop_apus "$(basename "$instance")"
+    done
+    stop_target responder
+    local peer
+    # Proxies first, Dovecot (which they stand in front of) last.
+    for ((i = ${#STARTED_PEERS[@]} - 1; i >= 0; i--)); do
+        peer=${STARTED_PEERS[$i]}
+        "$PEERS_DIR/stop-$peer.sh" >&2 || true
+    done
+    rm -rf "$RUN_DIR"
+}
+
+# remember_load PID: an `apus load` running in the background, for perf_end to stop if the run is cut
+# short; forget_load PID once it has been waited for (its pid may then belong to someone else).
+remember_load() { echo "$1" >"$RUN_DIR/load.$1.pid"; }
+forget_load() { rm -f "$RUN_DIR/load.$1.pid"; }
+
+# apus_load ARGS...: `apus load` waited for, but remembered, so an interrupted benchmark stops it too
+# (a foreground child inside $(...) would outlive the EXIT trap).
+apus_load() {
+    local pid status=0
+    "$APUS" load "$@" &
+    pid=$!
+    remember_load "$pid"
+    wait "$pid" || status=$?
+    forget_load "$pid"
+    return "$status"
+}
 
 build_apus() {
     log "building apus (release)"
     (cd "$REPO_DIR" && swift build -c release --product apus >&2)
 }
 
-# The responder of load-ceiling: built once into $RUN_DIR.
+# The responder of load-ceiling.
 build_responder() {
     cc -O2 -Wall -o "$RUN_DIR/responder" "$PERF_DIR/responder/responder.c" >&2
+}
+
+# wait_for_port PORT: true once 127.0.0.1:PORT accepts a connection, false after START_TIMEOUT_SECONDS.
+wait_for_port() {
+    local port=$1 tries=$((START_TIMEOUT_SECONDS * 10))
+    for _ in $(seq "$tries"); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
 }
 
 # target_port NAME: the plaintext IMAP port of a system under test.
@@ -32,28 +106,43 @@ target_port() {
         nginx) echo 20143 ;;
         imapproxy) echo 30143 ;;
         perdition) echo 40143 ;;
-        apus-backend) echo "${APUS_BACKEND_PORT:-11143}" ;;
-        apus-frontend) echo "${APUS_FRONTEND_PORT:-11144}" ;;
+        apus-*) cat "$RUN_DIR/$1/port" ;;
         responder) cat "$RUN_DIR/responder.port" ;;
         *) echo "unknown target $1" >&2; return 1 ;;
     esac
 }
 
+# start_peer NAME: a peer from ../shared/peers, remembered for perf_end unless it was already running
+# (then someone else started it and it is theirs to stop).
+start_peer() {
+    local peer=$1 pidfile
+    pidfile=$(target_pidfile "$peer")
+    if [ -s "$pidfile" ] && kill -0 "$(tr -dc 0-9 <"$pidfile")" 2>/dev/null; then
+        [[ " ${STARTED_PEERS[*]} " == *" $peer "* ]] || log "$peer was already running: using it as it is"
+        return 0
+    fi
+    # RESET_MAIL=1 starts Dovecot from empty Maildirs (stress runs append and move mail, so
+    # mailboxes grow from run to run; a benchmark that compares servers resets them first).
+    PEER_RESET_MAIL=${RESET_MAIL:-0} "$PEERS_DIR/start-$peer.sh" >&2 </dev/null || return 1
+    STARTED_PEERS+=("$peer")
+}
+
 # start_target NAME: starts it (and what it stands in front of) with the peers' users and mail.
 start_target() {
     case $1 in
-        # RESET_MAIL=1 starts Dovecot from empty Maildirs (stress runs append and move mail, so
-        # mailboxes grow from run to run; a benchmark that compares servers resets them first).
-        dovecot) PEER_RESET_MAIL=${RESET_MAIL:-0} "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null ;;
-        nginx) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null && "$PEERS_DIR/start-nginx-mail.sh" >&2 </dev/null ;;
-        imapproxy) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null && "$PEERS_DIR/start-imapproxy.sh" >&2 </dev/null ;;
-        perdition) "$PEERS_DIR/start-dovecot.sh" >&2 </dev/null && "$PEERS_DIR/start-perdition.sh" >&2 </dev/null ;;
-        apus-backend) start_apus backend ;;
-        apus-frontend) start_apus frontend ;;
+        dovecot) start_peer dovecot ;;
+        nginx) start_peer dovecot && start_peer nginx-mail ;;
+        imapproxy | perdition) start_peer dovecot && start_peer "$1" ;;
+        apus-backend) start_peer dovecot && start_apus apus-backend imap4be ;;
+        apus-frontend)
+            [ -s "$RUN_DIR/apus-backend/port" ] || start_target apus-backend || return 1
+            start_apus apus-frontend imap4 "local=127.0.0.1:$(target_port apus-backend)"
+            ;;
+        apus-frontend-dovecot) start_peer dovecot && start_apus apus-frontend-dovecot imap4 "dovecot=127.0.0.1:10143" ;;
         responder)
             build_responder
-            "$RUN_DIR/responder" 0 > "$RUN_DIR/responder.port" &
-            echo $! > "$RUN_DIR/responder.pid"
+            "$RUN_DIR/responder" 0 >"$RUN_DIR/responder.port" &
+            echo $! >"$RUN_DIR/responder.pid"
             for _ in $(seq 50); do [ -s "$RUN_DIR/responder.port" ] && break; sleep 0.1; done
             ;;
         *) log "unknown target $1"; return 1 ;;
@@ -64,63 +153,158 @@ start_target() {
 target_pidfile() {
     case $1 in
         dovecot) echo /tmp/peers/dovecot/run/master.pid ;;
-        nginx) echo /tmp/peers/nginx/nginx.pid ;;
+        nginx | nginx-mail) echo /tmp/peers/nginx/nginx.pid ;;
         imapproxy) echo /tmp/peers/imapproxy/imapproxy.pid ;;
         perdition) echo /tmp/peers/perdition/perdition.pid ;;
-        apus-backend | apus-frontend) echo "$RUN_DIR/apus.pid" ;;
+        apus-*) echo "$RUN_DIR/$1/apus.pid" ;;
         responder) echo "$RUN_DIR/responder.pid" ;;
     esac
 }
 
-# Apus: `apus run` with the peers' users (passwd-file) and a copy of their Maildirs. Needs the
-# back end (issue: IMAPBackend) and `apus run` (Service) from main; until then it says so and fails.
+# start_apus INSTANCE SERVICE [BACKENDS]: one Apus service in its own process (`apus run --service`),
+# so each is measured (CPU, memory) on its own. The configuration lives in $RUN_DIR/INSTANCE/apus.conf:
+#   imap4be  the peers' passwd-file and a copy of Dovecot's Maildirs (the same users and messages),
+#            limits off (load tests open hundreds of sessions per user from one address), the front
+#            ends' addresses trusted (UNAUTHENTICATE, forwarded client addresses).
+#   imap4    in front of BACKENDS (name=address:port), a pool large enough for every session
+#            (IDLE sessions hold a back-end connection each), the hop from APUS_SOURCE_ADDRESSES.
+# Listeners use port 0; the ports the service got are read from its output. APUS_BINARY runs another
+# build of apus (a copy without debug information for valgrind, say), APUS_WRAPPER a tool around it.
 start_apus() {
-    local role=$1
-    if ! "$APUS" run --help >/dev/null 2>&1; then
-        log "apus run is not available in this build: skipping Apus ($role)"
-        return 1
+    local instance=$1 service=$2 backends=${3:-}
+    local dir="$RUN_DIR/$instance"
+    mkdir -p "$dir/data/users"
+    if [ "$service" = imap4be ]; then
+        cp "$PEER_USERS_FILE" "$dir/passwd"
+        local maildir
+        for maildir in "$PEER_MAIL_DIR"/*/Maildir; do
+            [ -d "$maildir" ] || continue
+            # Apus reads dovecot-uidlist (the same UIDs) and dovecot-keywords; Dovecot's binary
+            # index and cache files are Dovecot's alone.
+            local user
+            user=$(basename "$(dirname "$maildir")")
+            cp -a "$maildir" "$dir/data/users/$user"
+            find "$dir/data/users/$user" -name 'dovecot.index*' -delete
+        done
+    else
+        : >"$dir/passwd"
     fi
-    "$APUS" run --backend-port "$(target_port apus-backend)" --frontend-port "$(target_port apus-frontend)" \
-        --users-file /tmp/peers/dovecot/users --data "$RUN_DIR/apus-data" >"$RUN_DIR/apus.log" 2>&1 &
-    echo $! > "$RUN_DIR/apus.pid"
-    for _ in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$(target_port "apus-$role")") 2>/dev/null && return 0
+    cat >"$dir/apus.conf" <<EOF
+# Written by perf/lib/common.sh for one benchmark run; removed when it ends.
+[global]
+run_dir = $dir/run
+data_dir = $dir/data
+users_file = $dir/passwd
+log_file = $dir/apus-daemon.log
+log_level = ${APUS_LOG_LEVEL:-warning}
+certificate = $dir/tls/cert.pem
+private_key = $dir/tls/key.pem
+login_disabled_on_plain = no
+shutdown_timeout = 5s
+max_connections_per_address = 0
+failed_login_delay = 10ms
+failed_login_delay_max = 100ms
+
+[imap4be]
+listen = 127.0.0.1:0
+tls_listen = 127.0.0.1:0
+admin_listen = 127.0.0.1:0
+trusted_proxies = 127.0.0.0/8
+max_connections_per_user = 0
+auth_cache_ttl = 60s
+
+[imap4]
+listen = 127.0.0.1:0
+tls_listen = 127.0.0.1:0
+admin_listen = 127.0.0.1:0
+backends = ${backends:-local=127.0.0.1:1143}
+pool_min_idle = ${APUS_POOL_MIN_IDLE:-8}
+pool_max = ${APUS_POOL_MAX:-100000}
+pool_checkout_timeout = 30s
+EOF
+    if [ -n "${APUS_SOURCE_ADDRESSES:-}" ]; then
+        echo "source_addresses = $APUS_SOURCE_ADDRESSES" >>"$dir/apus.conf"
+    fi
+    (
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+        # APUS_WRAPPER runs the service under a tool (valgrind --tool=callgrind ...); the tool keeps the pid.
+        # shellcheck disable=SC2086
+        exec ${APUS_WRAPPER:-} "${APUS_BINARY:-$APUS}" run --service "$service" --config "$dir/apus.conf"
+    ) >"$dir/apus.log" 2>&1 </dev/null &
+    echo $! >"$dir/apus.pid"
+    # `imap4be: listening on 127.0.0.1:P1, 127.0.0.1:P2 (TLS); admin http://127.0.0.1:P3/`
+    local line=""
+    for _ in $(seq $((START_TIMEOUT_SECONDS * 10))); do
+        line=$(grep -m1 "^$service: listening on" "$dir/apus.log" 2>/dev/null) && break
+        kill -0 "$(cat "$dir/apus.pid")" 2>/dev/null || break
         sleep 0.1
     done
-    log "apus did not start: see $RUN_DIR/apus.log"
-    return 1
+    if [ -z "$line" ]; then
+        log "$instance did not start: $(tail -5 "$dir/apus.log")"
+        return 1
+    fi
+    sed -E 's/^[^:]+: listening on [0-9.]+:([0-9]+).*/\1/' <<<"$line" >"$dir/port"
+    sed -E 's|.*admin http://([^/]+)/.*|\1|' <<<"$line" >"$dir/admin"
+    if ! wait_for_port "$(cat "$dir/port")"; then
+        log "$instance does not accept connections on $(cat "$dir/port"): see $dir/apus.log"
+        return 1
+    fi
+    log "$instance ($service) pid $(cat "$dir/apus.pid") on 127.0.0.1:$(cat "$dir/port"), admin $(cat "$dir/admin")"
 }
 
-# stop_target NAME: stops only what these scripts started (recorded pids; the peers' own stop scripts).
+# stop_apus INSTANCE: SIGTERM (a graceful stop), SIGKILL after 15 s, and waits for it to be gone.
+stop_apus() {
+    local pidfile="$RUN_DIR/$1/apus.pid" pid
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$1 (pid $pid) still running 15 s after SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+}
+
+# stop_target NAME: stops only what these scripts started.
 stop_target() {
     case $1 in
-        responder | apus-backend | apus-frontend)
-            local pidfile
-            pidfile=$(target_pidfile "$1")
-            if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+        apus-*) stop_apus "$1" ;;
+        responder)
+            local pidfile="$RUN_DIR/responder.pid"
+            if [ -s "$pidfile" ]; then
+                kill "$(cat "$pidfile")" 2>/dev/null || true
+                wait "$(cat "$pidfile")" 2>/dev/null || true
+                rm -f "$pidfile"
+            fi
             ;;
-        *) "$PEERS_DIR/stop-all.sh" >&2 || true ;;
+        *) log "peers are stopped by perf_end" ;;
     esac
 }
 
 # run_load BENCH TARGET [apus load options...]: one bounded run; prints the JSON path.
 # The JSON gets commit, date, machine and the target's CPU use (peer-cpu.py) before it is kept.
+# CPU_TARGETS (default: TARGET) names every process tree to account, e.g. "apus-frontend apus-backend".
 run_load() {
     local bench=$1 target=$2
     shift 2
-    local port stamp json pidfile
+    local port stamp json watched=() name
     port=$(target_port "$target")
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     json="$RUN_DIR/$bench-$target-$stamp.json"
-    pidfile=$(target_pidfile "$target")
+    for name in ${CPU_TARGETS:-$target}; do watched+=("$name=$(target_pidfile "$name")"); done
     # A run stops with commands in flight: give the server a moment to finish them, so they do not
     # land in the next run (where they would look like another client's changes).
     sleep "${SETTLE_SECONDS:-2}"
-    python3 "$PEERS_DIR/peer-cpu.py" snapshot "$target=$pidfile" > "$RUN_DIR/cpu-before.json" 2>/dev/null || true
+    python3 "$PEERS_DIR/peer-cpu.py" snapshot "${watched[@]}" >"$RUN_DIR/cpu-before.json" 2>/dev/null || true
     local started=$SECONDS
-    "$APUS" load --host 127.0.0.1 --port "$port" --label "$target" --quiet --json "$json" "$@" >&2 || true
+    apus_load --host 127.0.0.1 --port "$port" --label "$target" --quiet --json "$json" "$@" >&2 || true
     local elapsed=$((SECONDS - started))
-    python3 "$PEERS_DIR/peer-cpu.py" snapshot "$target=$pidfile" > "$RUN_DIR/cpu-after.json" 2>/dev/null || true
+    python3 "$PEERS_DIR/peer-cpu.py" snapshot "${watched[@]}" >"$RUN_DIR/cpu-after.json" 2>/dev/null || true
     record_result "$bench" "$target" "$json" "$elapsed"
 }
 
@@ -128,7 +312,8 @@ run_load() {
 record_result() {
     local bench=$1 target=$2 json=$3 seconds=$4
     mkdir -p "$RESULTS_DIR/$bench"
-    local kept="$RESULTS_DIR/$bench/$(basename "$json")"
+    local kept
+    kept="$RESULTS_DIR/$bench/$(basename "$json")"
     python3 - "$json" "$kept" "$bench" "$target" "$REPO_DIR" "$RUN_DIR" <<'PY'
 import json, os, platform, subprocess, sys
 source, kept, bench, target, repo, run = sys.argv[1:7]
@@ -177,8 +362,36 @@ print(kept)
 PY
 }
 
-# figure JSON FIELD: a top-level number from a result file.
-figure() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+# figure JSON PATH...: a number from a result file, by keys (e.g. `figure F commands all p99_ms`).
+figure() {
+    python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+for key in sys.argv[2:]:
+    d = d.get(key, {}) if isinstance(d, dict) else {}
+print(d if d != {} else 0)' "$@"
+}
 
 # median of numbers on the command line.
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# ratio A B: A/B to two decimals (0 when B is 0).
+ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:3]); print("%.2f" % (a / b if b else 0))' "$1" "$2"; }
+
+# sample_messages: prints the path of an mbox of varied, deterministic messages (the peers'
+# gen-mbox.py), the same for every server of a run, for `apus load --message-file`.
+sample_messages() {
+    [ -s "$RUN_DIR/sample.mbox" ] || python3 "$PEERS_DIR/gen-mbox.py" -n "${SAMPLE_MESSAGES:-200}" "$RUN_DIR/sample.mbox" >&2
+    echo "$RUN_DIR/sample.mbox"
+}
+
+# prime_mail [MESSAGES_PER_USER]: fills every peer user's INBOX in Dovecot to MESSAGES_PER_USER
+# (default 20) from the sample mbox, before Apus's back end starts and copies the Maildirs: both
+# servers then begin with the same mail, and churn sessions have a message to fetch.
+prime_mail() {
+    local count=${1:-20} messages
+    messages=$(sample_messages)
+    log "priming Dovecot's mailboxes with $count messages per user"
+    apus_load --host 127.0.0.1 --port "$(target_port dovecot)" --users 'user%d:1-200' --clients 200 \
+        --mix fetch-flags=1 --prefill "$count" --message-file "$messages" --commands $((200 * (count + 2))) \
+        --duration 120s --quiet >"$RUN_DIR/prime.log" 2>&1 || { log "priming failed: $(tail -3 "$RUN_DIR/prime.log")"; return 1; }
+}
