@@ -6,6 +6,7 @@ import Glibc
 import IMAPProtocol
 import MailStore
 import Testing
+import TestSupport
 @testable import IMAPBackend
 
 @Suite struct LargeMessageTests {

@@ -6,6 +6,7 @@ import IMAPProtocol
 import MailStore
 import Telemetry
 import Testing
+import TestSupport
 @testable import IMAPBackend
 
 @Suite struct PipeliningTests {

@@ -8,6 +8,7 @@ import IMAPProtocol
 import MailStore
 import Synchronization
 import Testing
+import TestSupport
 @testable import IMAPBackend
 
 /// A gate a worker waits at until the test opens it: the worker blocks reading a pipe, the test

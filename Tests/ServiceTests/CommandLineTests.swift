@@ -7,6 +7,7 @@ import Glibc
 import Reactor
 import Service
 import Testing
+import TestSupport
 
 @Suite("apus command line")
 struct CommandLineTests {
@@ -147,8 +148,8 @@ struct CommandLineTests {
     /// Without any configuration `apus user` says where it looked instead of inventing a users file.
     @Test func userCommandsWithoutAnyConfigurationSayWhatToDo() throws {
         try #require(!fileExists("/etc/apus/apus.conf"), "this test needs a machine without /etc/apus/apus.conf")
-        let empty = TemporaryDirectory()
-        let output = TemporaryDirectory()
+        let empty = TemporaryDirectory(prefix: "apus-service")
+        let output = TemporaryDirectory(prefix: "apus-service")
         defer {
             empty.remove()
             output.remove()
@@ -212,7 +213,7 @@ struct CommandLineTests {
     /// ./apus-data/apus.conf with ports above 1024, says so, and later commands read that file.
     @Test func firstRunAsAnOrdinaryUserWritesAConfigurationWithUnprivilegedPorts() throws {
         try #require(!fileExists("/etc/apus/apus.conf"), "this test needs a machine without /etc/apus/apus.conf")
-        let home = TemporaryDirectory()
+        let home = TemporaryDirectory(prefix: "apus-service")
         defer { home.remove() }
         #expect(chown(home.path, 65534, 65534) == 0)
         // The fixed ports may be taken on this machine (a Dovecot peer uses 10143): listen on free ones.
@@ -295,7 +296,7 @@ extension ServiceFixture {
     func apus(_ arguments: [String], input: String = "", environment: [String] = [], configuration: String? = nil)
         -> CommandResult
     {
-        let outputDirectory = TemporaryDirectory()
+        let outputDirectory = TemporaryDirectory(prefix: "apus-service")
         defer { outputDirectory.remove() }
         writeFile(outputDirectory.path + "/stdin", input)
         let pid = spawnApus(
@@ -315,7 +316,7 @@ final class AsNobody {
     let pid: pid_t
     private let reader: PipeLineReader
     private let errorsPath: String
-    private let outputDirectory = TemporaryDirectory()
+    private let outputDirectory = TemporaryDirectory(prefix: "apus-service")
     private var reaped = false
 
     init(in directory: String, _ arguments: [String]) throws {

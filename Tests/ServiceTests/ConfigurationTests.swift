@@ -5,6 +5,7 @@
 import Reactor
 import Telemetry
 import Testing
+import TestSupport
 
 @testable import Service
 
@@ -157,7 +158,7 @@ struct ConfigurationTests {
     }
 
     @Test func anOversizedFileIsRefused() throws {
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "apus-service")
         defer { directory.remove() }
         let line = "# " + String(repeating: "x", count: 1000) + "\n"
         writeFile(directory.path + "/big.conf", String(repeating: line, count: 1100))

@@ -7,6 +7,7 @@ import Glibc
 import Reactor
 import Service
 import Testing
+import TestSupport
 
 /// A fixture for the real services: users `user1`…`userN` with ``password``, plain login
 /// allowed (loopback tests), the front end's back end set once the back end's port is known.

@@ -7,6 +7,7 @@ import Glibc
 import Reactor
 import Service
 import Testing
+import TestSupport
 
 /// Each row's service name and state from the status table.
 func states(_ table: String) -> [String: String] {

@@ -6,39 +6,7 @@ import Glibc
 import Reactor
 import Service
 import Synchronization
-
-/// A fresh temporary directory, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/apus-service-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(made != nil, "mkdtemp failed")
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    func remove() {
-        var (stack, directories) = ([path], [String]())
-        while let directory = stack.popLast() {
-            directories.append(directory)
-            guard let handle = opendir(directory) else { continue }
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                if entry.pointee.d_type == UInt8(DT_DIR) {
-                    stack.append(directory + "/" + name)
-                } else {
-                    unlink(directory + "/" + name)
-                }
-            }
-            closedir(handle)
-        }
-        for directory in directories.reversed() { rmdir(directory) }
-    }
-}
+import TestSupport
 
 func writeFile(_ path: String, _ text: String) {
     let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -149,7 +117,7 @@ func reap(_ pid: pid_t) -> Int32 {
 /// One test's service setup: a temp directory with run_dir, log file and configuration, and
 /// the knowledge to kill whatever daemons it left running.
 final class ServiceFixture {
-    let directory = TemporaryDirectory()
+    let directory = TemporaryDirectory(prefix: "apus-service")
     var configurationPath: String { directory.path + "/apus.conf" }
     var runDirectory: String { directory.path + "/run" }
     var logPath: String { directory.path + "/apus.log" }

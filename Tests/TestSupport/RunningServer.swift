@@ -11,8 +11,9 @@ import Telemetry
 public struct TemporaryDirectory {
     public let path: String
 
-    public init() {
-        var template = Array("/tmp/apus-backend-XXXXXX".utf8CString)
+    /// Makes `/tmp/<prefix>-XXXXXX`; the prefix says which tests left a directory behind.
+    public init(prefix: String = "apus-backend") {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed")
         path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
