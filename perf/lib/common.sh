@@ -7,6 +7,8 @@
 # each measurement. Systems under test:
 #   dovecot, nginx, imapproxy, perdition   the peers (../shared/peers), nginx/imapproxy/perdition
 #                                          in front of Dovecot 10143
+#   nginx-apus, imapproxy-apus             second instances of the peers' nginx and imapproxy, in
+#                                          front of apus-backend (see start_peer_before_apus)
 #   apus-backend                           `apus run --service imap4be` with the peers' users and a
 #                                          copy of Dovecot's Maildirs
 #   apus-frontend                          `apus run --service imap4` in front of apus-backend
@@ -36,12 +38,13 @@ log() { echo "perf: $*" >&2; }
 perf_begin() {
     RUN_DIR=$(mktemp -d /tmp/apus-perf.XXXXXX)
     STARTED_PEERS=()
+    STARTED_APUS_PEERS=()
     trap perf_end EXIT
     trap 'exit 130' INT TERM
 }
 
 perf_end() {
-    local instance pidfile pid
+    local instance pidfile pid peer
     # A generator still running (the benchmark was interrupted): Ctrl-C it, as a person would.
     for pidfile in "$RUN_DIR"/load.*.pid; do
         pid=$(cat "$pidfile" 2>/dev/null) || continue  # its subshell may just have forgotten it
@@ -49,11 +52,14 @@ perf_end() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
+    # The peers' proxies before Apus's back end stop before it does.
+    for peer in "${STARTED_APUS_PEERS[@]}"; do
+        PEER_ROOT=$(peer_root_before_apus) "$PEERS_DIR/stop-$peer.sh" >&2 || true
+    done
     for instance in "$RUN_DIR"/apus-*/; do
         [ -d "$instance" ] && stop_apus "$(basename "$instance")"
     done
     stop_target responder
-    local peer
     # Proxies first, Dovecot (which they stand in front of) last.
     for ((i = ${#STARTED_PEERS[@]} - 1; i >= 0; i--)); do
         peer=${STARTED_PEERS[$i]}
@@ -107,6 +113,7 @@ target_port() {
         imapproxy) echo 30143 ;;
         perdition) echo 40143 ;;
         apus-*) cat "$RUN_DIR/$1/port" ;;
+        nginx-apus | imapproxy-apus) cat "$(peer_root_before_apus)/$1.port" ;;
         responder) cat "$RUN_DIR/responder.port" ;;
         *) echo "unknown target $1" >&2; return 1 ;;
     esac
@@ -127,12 +134,56 @@ start_peer() {
     STARTED_PEERS+=("$peer")
 }
 
+# The private PEER_ROOT of the peers' proxies that stand in front of Apus's back end: their own
+# configuration, pid files and logs, apart from the instances in front of Dovecot (/tmp/peers).
+peer_root_before_apus() { echo "$RUN_DIR/peers-before-apus"; }
+
+# free_port: a loopback port nobody listens on now. The peers' scripts take fixed port numbers,
+# not port 0, so the harness picks free ones for the second instances (a race with another
+# program binding the same port in between is possible but would only fail the start).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_peer_before_apus PEER: the peers' nginx-mail or imapproxy with apus-backend as their
+# "Dovecot" (the start scripts read DOVECOT_IMAP_PORT and their own ports from the environment),
+# under a private PEER_ROOT so they run beside the instances in front of Dovecot.
+start_peer_before_apus() {
+    local peer=$1 root
+    root=$(peer_root_before_apus)
+    [ -s "$RUN_DIR/apus-backend/port" ] || start_target apus-backend || return 1
+    mkdir -p "$root"
+    # imapproxy drops to nobody and then maps its statistics file under $root: let it reach it.
+    chmod 0711 "$RUN_DIR"
+    chmod 0755 "$root"
+    local imap_port
+    imap_port=$(free_port)
+    (
+        export PEER_ROOT=$root DOVECOT_IMAP_PORT
+        DOVECOT_IMAP_PORT=$(target_port apus-backend)
+        case $peer in
+            nginx-mail)
+                NGINX_IMAP_PORT=$imap_port NGINX_IMAPS_PORT=$(free_port) NGINX_AUTH_PORT=$(free_port) \
+                    "$PEERS_DIR/start-nginx-mail.sh"
+                ;;
+            imapproxy) IMAPPROXY_PORT=$imap_port "$PEERS_DIR/start-imapproxy.sh" ;;
+        esac
+    ) >&2 </dev/null || return 1
+    STARTED_APUS_PEERS+=("$peer")
+    case $peer in
+        nginx-mail) echo "$imap_port" >"$root/nginx-apus.port" ;;
+        imapproxy) echo "$imap_port" >"$root/imapproxy-apus.port" ;;
+    esac
+}
+
 # start_target NAME: starts it (and what it stands in front of) with the peers' users and mail.
 start_target() {
     case $1 in
         dovecot) start_peer dovecot ;;
         nginx) start_peer dovecot && start_peer nginx-mail ;;
         imapproxy | perdition) start_peer dovecot && start_peer "$1" ;;
+        nginx-apus) start_peer_before_apus nginx-mail ;;
+        imapproxy-apus) start_peer_before_apus imapproxy ;;
         apus-backend) start_peer dovecot && start_apus apus-backend imap4be ;;
         apus-frontend)
             [ -s "$RUN_DIR/apus-backend/port" ] || start_target apus-backend || return 1
@@ -156,6 +207,8 @@ target_pidfile() {
         nginx | nginx-mail) echo /tmp/peers/nginx/nginx.pid ;;
         imapproxy) echo /tmp/peers/imapproxy/imapproxy.pid ;;
         perdition) echo /tmp/peers/perdition/perdition.pid ;;
+        nginx-apus) echo "$(peer_root_before_apus)/nginx/nginx.pid" ;;
+        imapproxy-apus) echo "$(peer_root_before_apus)/imapproxy/imapproxy.pid" ;;
         apus-*) echo "$RUN_DIR/$1/apus.pid" ;;
         responder) echo "$RUN_DIR/responder.pid" ;;
     esac
