@@ -78,8 +78,11 @@ public final class Connection {
     var tls: OpaquePointer?
     /// Registered epoll events besides IN|RDHUP|ET (so: whether EPOLLOUT is armed).
     var writeArmed = false
-    /// epoll said readable and no read has since returned EAGAIN.
+    /// epoll said readable and no read has since returned EAGAIN (or come back short).
     var readable = true
+    /// epoll reported the peer's FIN (or an error): reads go on until they return 0, since no
+    /// further edge will announce the end of the stream.
+    var peerHungUp = false
     var pausedByHandler = false
     var pausedByBackpressure = false
     /// A TLS read wanted a write, or a TLS write wanted a read: retry on the other event.
@@ -346,6 +349,7 @@ public final class Connection {
         guard state != .closed else { return }
         if readableNow {
             readable = true
+            if events & (CSHIM_EPOLLRDHUP | CSHIM_EPOLLERR | CSHIM_EPOLLHUP) != 0 { peerHungUp = true }
             if writeWantsRead {
                 writeWantsRead = false
                 flush()
@@ -392,11 +396,17 @@ public final class Connection {
                 let result = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
                 if result > 0 {
                     count = result
+                    // A short read emptied the socket: epoll (edge-triggered) reports the next
+                    // arrival as a new edge, so another read now would only return EAGAIN, one
+                    // wasted system call per message (per command, in each direction, for a
+                    // relay). Not after a hang-up, whose edge has been consumed: read on to 0.
+                    if result < buffer.count && !peerHungUp { readable = false }
                 } else if result == 0 {
                     peerClosed()
                     break
                 } else if errno == EAGAIN || errno == EWOULDBLOCK {
                     readable = false
+                    options.counters?.readFoundNothing()
                     break
                 } else if errno == EINTR {
                     continue

@@ -15,6 +15,7 @@ public final class ConnectionCounters: Sendable {
     private let handshakesFailed = Atomic<UInt64>(0)
     private let bytesReceived = Atomic<UInt64>(0)
     private let bytesSent = Atomic<UInt64>(0)
+    private let readsWithoutData = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -26,9 +27,13 @@ public final class ConnectionCounters: Sendable {
     public var bytesRead: UInt64 { bytesReceived.load(ordering: .relaxed) }
     /// Bytes written to the peers (before TLS encryption), file regions included.
     public var bytesWritten: UInt64 { bytesSent.load(ordering: .relaxed) }
+    /// Plain reads that found the socket empty (EAGAIN): system calls that moved nothing. A
+    /// relay pays them per command in each direction unless a short read ends the round.
+    public var emptyReads: UInt64 { readsWithoutData.load(ordering: .relaxed) }
 
     func handshakeCompleted() { handshakesCompleted.wrappingAdd(1, ordering: .relaxed) }
     func handshakeFailed() { handshakesFailed.wrappingAdd(1, ordering: .relaxed) }
     func read(_ count: Int) { bytesReceived.wrappingAdd(UInt64(count), ordering: .relaxed) }
     func wrote(_ count: Int) { bytesSent.wrappingAdd(UInt64(count), ordering: .relaxed) }
+    func readFoundNothing() { readsWithoutData.wrappingAdd(1, ordering: .relaxed) }
 }

@@ -122,6 +122,45 @@ struct ReactorSocketTests {
         #expect(leaked.isEmpty, "descriptors left open: \(leaked)")
     }
 
+    /// A request/response peer (a client, or a relay's hop) sends one small message at a time:
+    /// each is read once, and the short read ends the round without a read that finds nothing.
+    @Test func aShortReadEndsTheRoundWithoutAnEmptyRead() throws {
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .zero) }
+        let counters = ConnectionCounters()
+        var options = ConnectionOptions()
+        options.counters = counters
+        let port = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0, options: options) { _ in EchoHandler() })
+        let client = try BlockingClient(port: port)
+        defer { client.close() }
+        for index in 0..<20 {
+            let message = Array("a\(index) NOOP\r\n".utf8)
+            client.send(message)
+            #expect(client.read(count: message.count) == message)
+        }
+        #expect(eventually { counters.bytesWritten == counters.bytesRead }, "every echo written")
+        #expect(counters.emptyReads == 0, "\(counters.emptyReads) reads found nothing")
+    }
+
+    /// Data and the peer's FIN arrive before the connection is read at all (one epoll event for
+    /// both): the short read must not end the round, or the end of the stream would never be seen.
+    @Test func dataAndEndOfStreamInOneEventAreBothDelivered() throws {
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .zero) }
+        let received = Shared<[UInt8]>([])
+        let ended = Countdown(1)
+        let pair = socketPair()
+        defer { close(pair.peer) }
+        _ = write(pair.peer, "last words", 10)
+        shutdown(pair.peer, Int32(SHUT_WR))
+        group.loops[0].execute { loop in
+            _ = loop.adopt(descriptor: pair.local, peer: SocketAddress(host: "pair", port: 1),
+                           handler: RecordInputAndEnd(received: received, ended: ended))
+        }
+        #expect(ended.wait(timeout: .seconds(10)), "the end of the stream was delivered")
+        #expect(received.value == Array("last words".utf8))
+    }
+
     @Test func timerFiresOnTimeOnAnIdleLoopAndCancelledTimersDoNot() throws {
         let group = try EventLoopGroup(loopCount: 1, workerCount: 1)
         defer { group.shutdown(gracePeriod: .zero) }
@@ -350,6 +389,23 @@ final class RecordClose: ConnectionHandler {
     func connectionClosed(_ connection: Connection, reason: CloseReason) {
         self.reason.update { $0 = reason }
         done.signal()
+    }
+}
+
+final class RecordInputAndEnd: ConnectionHandler {
+    let received: Shared<[UInt8]>
+    let ended: Countdown
+    init(received: Shared<[UInt8]>, ended: Countdown) {
+        self.received = received
+        self.ended = ended
+    }
+    func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
+        received.update { $0 += bytes }
+        return bytes.count
+    }
+    func connectionReadEOF(_ connection: Connection) {
+        ended.signal()
+        connection.close(.immediately)
     }
 }
 
