@@ -27,8 +27,9 @@ protocol IMAPSessionTransport: AnyObject {
     /// Moves the connection to loop `index`; the session then hears `didMove()` on that loop.
     /// Returns false when it is already there (the caller continues at once).
     func moveToLoop(_ index: Int) -> Bool
-    /// Runs `work` off the loop and `completion` back on it.
-    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void)
+    /// Runs `work` on a worker of `lane` and `completion` back on the loop.
+    func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
+                                       then completion: @escaping (Result) -> Void)
     /// The loop's runner of blocking work, which outlives this connection (group commit uses it).
     var executor: (any BlockingExecutor)? { get }
     /// Runs `action` on the loop after `delay`; returns a cancel closure.
@@ -40,6 +41,13 @@ protocol IMAPSessionTransport: AnyObject {
     func redeliverInput()
     /// Inactivity limit of the connection.
     func setIdleTimeout(_ timeout: Duration?)
+}
+
+extension IMAPSessionTransport {
+    /// Runs disk work (the storage lane) off the loop and `completion` back on it.
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void) {
+        runBlocking(on: .storage, work, then: completion)
+    }
 }
 
 /// Runs work on a worker and its completion back on the loop (an `EventLoop`, or inline in tests).
