@@ -189,12 +189,10 @@ final class LoopState: @unchecked Sendable {
         queue = []
         roundRunning = true
         let commits = batch.map(\.commit)
-        executor.runBlocking({
-            let batcher = DurabilityBatcher()
-            for commit in commits { batcher.enqueue(commit) }
-            return batcher.runPending()
-        }) { [self] completions in
-            // A fresh batcher per round returns exactly this round's completions, in queue order.
+        // The round runs the batch directly: rounds of this loop never overlap, so the batcher's
+        // queue and lock (and their allocations) would buy nothing here.
+        executor.runBlocking({ DurabilityBatcher.run(commits) }) { [self] completions in
+            // run returns exactly this round's completions, in queue order.
             for (index, entry) in batch.enumerated() {
                 entry.done(index < completions.count ? completions[index].error : .writerClosed)
             }
