@@ -309,14 +309,15 @@ public final class EventLoop {
         return timer
     }
 
-    /// Runs `work` on the worker pool and then `completion` with its result back on this loop,
-    /// so the loop thread never waits on disks or password hashes.
+    /// Runs `work` on the worker pool's storage lane and then `completion` with its result back on
+    /// this loop, so the loop thread never waits on disks.
     public func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
                                              then completion: @escaping (Result) -> Void) {
         runBlocking(on: .storage, work, then: completion)
     }
 
-    /// Runs `work` on a worker of `lane` and then `completion` with its result back on this loop.
+    /// Runs `work` on a worker of `lane` and then `completion` with its result back on this loop
+    /// (``WorkLane/compute`` for password hashes, which must not wait behind disk work).
     public func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
                                              then completion: @escaping (Result) -> Void) {
         guard let workers else {

@@ -17,7 +17,8 @@ public enum WorkLane: Int, Sendable, CaseIterable {
 }
 
 /// Threads for work that blocks (fsync, password hashing, cold file reads), so event loops
-/// never do. Results go back to a loop with ``EventLoop/runBlocking(_:then:)``.
+/// never do, in one lane per ``WorkLane``. Results go back to a loop with
+/// ``EventLoop/runBlocking(on:_:then:)``.
 public final class WorkerPool: Sendable {
     private let lanes: [WorkerLane]
 
