@@ -101,7 +101,8 @@ extension IMAPSession {
         let user = String(decoding: userBytes, as: UTF8.self)
         let authenticator = context.authenticator
         suspend()
-        transport.runBlocking({ authenticator.verify(user: user, password: password) }) { [self] success in
+        // The compute lane: a login must not wait behind the storage lane's queue of fsyncs.
+        transport.runBlocking(on: .compute, { authenticator.verify(user: user, password: password) }) { [self] success in
             guard !isClosed else { return }
             if success {
                 authenticator.recordSuccess(address: clientAddress, user: user)

@@ -197,9 +197,10 @@ final class BackendConnection: ConnectionHandler, IMAPSessionTransport {
         return true
     }
 
-    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void) {
+    func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
+                                       then completion: @escaping (Result) -> Void) {
         guard let connection else { return }
-        connection.loop.runBlocking(work, then: completion)
+        connection.loop.runBlocking(on: lane, work, then: completion)
     }
 
     var executor: (any BlockingExecutor)? { connection?.loop }

@@ -27,8 +27,9 @@ protocol IMAPSessionTransport: AnyObject {
     /// Moves the connection to loop `index`; the session then hears `didMove()` on that loop.
     /// Returns false when it is already there (the caller continues at once).
     func moveToLoop(_ index: Int) -> Bool
-    /// Runs `work` off the loop and `completion` back on it.
-    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void)
+    /// Runs `work` on a worker of `lane` and `completion` back on the loop.
+    func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
+                                       then completion: @escaping (Result) -> Void)
     /// The loop's runner of blocking work, which outlives this connection (group commit uses it).
     var executor: (any BlockingExecutor)? { get }
     /// Runs `action` on the loop after `delay`; returns a cancel closure.
@@ -40,6 +41,13 @@ protocol IMAPSessionTransport: AnyObject {
     func redeliverInput()
     /// Inactivity limit of the connection.
     func setIdleTimeout(_ timeout: Duration?)
+}
+
+extension IMAPSessionTransport {
+    /// Runs disk work (the storage lane) off the loop and `completion` back on it.
+    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result, then completion: @escaping (Result) -> Void) {
+        runBlocking(on: .storage, work, then: completion)
+    }
 }
 
 /// Runs work on a worker and its completion back on the loop (an `EventLoop`, or inline in tests).
@@ -181,12 +189,10 @@ final class LoopState: @unchecked Sendable {
         queue = []
         roundRunning = true
         let commits = batch.map(\.commit)
-        executor.runBlocking({
-            let batcher = DurabilityBatcher()
-            for commit in commits { batcher.enqueue(commit) }
-            return batcher.runPending()
-        }) { [self] completions in
-            // A fresh batcher per round returns exactly this round's completions, in queue order.
+        // The round runs the batch directly: rounds of this loop never overlap, so the batcher's
+        // queue and lock (and their allocations) would buy nothing here.
+        executor.runBlocking({ DurabilityBatcher.run(commits) }) { [self] completions in
+            // run returns exactly this round's completions, in queue order.
             for (index, entry) in batch.enumerated() {
                 entry.done(index < completions.count ? completions[index].error : .writerClosed)
             }

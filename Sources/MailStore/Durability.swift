@@ -153,12 +153,19 @@ public final class DurabilityBatcher: Sendable {
     }
 
     /// One round: phase by phase, each commit's operations in order, then one fsync per distinct
-    /// target. A commit that fails skips its later phases; the others go on.
-    static func run(_ batch: [PendingCommit]) -> [CommitCompletion] {
+    /// target. A commit that fails skips its later phases; the others go on. Any thread; the caller
+    /// must not run two rounds of one mailbox's commits at once (a loop's rounds run one by one).
+    ///
+    /// Allocates a fixed handful of arrays per round, not per phase or per target: a STORE is one
+    /// round of one commit, and its allocations were counted per command.
+    public static func run(_ batch: [PendingCommit]) -> [CommitCompletion] {
         var errors = [StoreError?](repeating: nil, count: batch.count)
+        // Reused by every phase: the distinct targets, and which commit waits on which target.
+        var targets: [FileHandle] = []
+        var owners: [(target: Int, position: Int)] = []
         for phase in 0..<PendingCommit.phaseCount {
-            var targets: [FileHandle] = []
-            var owners: [[Int]] = []
+            targets.removeAll(keepingCapacity: true)
+            owners.removeAll(keepingCapacity: true)
             for (position, commit) in batch.enumerated() where errors[position] == nil {
                 do {
                     for operation in commit.operations[phase] { try operation.run() }
@@ -168,16 +175,15 @@ public final class DurabilityBatcher: Sendable {
                 }
                 for target in commit.syncTargets[phase] {
                     if let known = targets.firstIndex(where: { $0 === target }) {
-                        owners[known].append(position)
+                        owners.append((known, position))
                     } else {
+                        owners.append((targets.count, position))
                         targets.append(target)
-                        owners.append([position])
                     }
                 }
             }
-            for (index, error) in ConcurrentSync.run(targets).enumerated() {
-                guard let error else { continue }
-                for position in owners[index] { errors[position] = error }
+            ConcurrentSync.run(targets) { failed, error in
+                for owner in owners where owner.target == failed { errors[owner.position] = error }
             }
         }
         return batch.indices.map { CommitCompletion(commit: batch[$0], error: errors[$0]) }
@@ -201,11 +207,18 @@ final class ConcurrentSync: Sendable {
         errors = Mutex([StoreError?](repeating: nil, count: targets.count))
     }
 
-    /// fsyncs every target; the result holds each one's error, if any.
-    static func run(_ targets: [FileHandle]) -> [StoreError?] {
+    /// fsyncs every target and reports each failure with the target's index.
+    static func run(_ targets: [FileHandle], failed: (Int, StoreError) -> Void) {
+        if targets.count < threshold {
+            // A few fsyncs (a STORE's one) run here: no job object, no error array.
+            for (index, target) in targets.enumerated() {
+                do throws(StoreError) { try target.sync() } catch { failed(index, error) }
+            }
+            return
+        }
         let job = ConcurrentSync(targets)
         var threads: [pthread_t] = []
-        if targets.count >= threshold {
+        do {
             for _ in 1..<min(maximumThreads, targets.count) {
                 var thread = pthread_t()
                 let context = Unmanaged.passRetained(job).toOpaque()
@@ -224,7 +237,9 @@ final class ConcurrentSync: Sendable {
         }
         job.work()
         for thread in threads { pthread_join(thread, nil) }
-        return job.errors.withLock { $0 }
+        for (index, error) in job.errors.withLock({ $0 }).enumerated() {
+            if let error { failed(index, error) }
+        }
     }
 
     private func work() {

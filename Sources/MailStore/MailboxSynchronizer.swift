@@ -191,14 +191,19 @@ struct LineEndingCounter {
     var virtualSize: Int64 { bytes + bareLineFeeds }
 
     mutating func count(_ chunk: UnsafeRawBufferPointer) {
-        var previousCR = lastWasCarriageReturn
+        let count = chunk.count
+        guard count > 0 else { return }
+        // Only the byte before each LF matters, so memchr jumps from LF to LF: a loop over every
+        // byte was a third of an APPEND's instructions.
         var bare: Int64 = 0
-        for byte in chunk {
-            if byte == 0x0A && !previousCR { bare += 1 }
-            previousCR = byte == 0x0D
+        var position = MIMEBytes.lineFeed(in: chunk, from: 0, to: count)
+        while position < count {
+            let afterCarriageReturn = position == 0 ? lastWasCarriageReturn : chunk[position - 1] == 0x0D
+            if !afterCarriageReturn { bare += 1 }
+            position = MIMEBytes.lineFeed(in: chunk, from: position + 1, to: count)
         }
-        if !chunk.isEmpty { lastWasCarriageReturn = previousCR }
+        lastWasCarriageReturn = chunk[count - 1] == 0x0D
         bareLineFeeds += bare
-        bytes += Int64(chunk.count)
+        bytes += Int64(count)
     }
 }

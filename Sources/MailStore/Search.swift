@@ -175,6 +175,6 @@ struct MessageContent {
         guard let searcher = mailbox.configuration.contentSearcher else { return false }
         if blob == nil { blob = (try? mailbox.cachedAnalysis(of: uid)) ?? [] }
         if let answer = searcher.answer(key, cached: blob!) { return answer }
-        return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0) }) ?? false
+        return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: blob!) }) ?? false
     }
 }

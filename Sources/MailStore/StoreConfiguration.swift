@@ -24,10 +24,11 @@ public enum ContentSearchKey: Equatable, Sendable {
 /// Answers content keys of SEARCH (case-insensitive matching over decoded UTF-8 text is the MIME
 /// layer's job). The store asks `answer(_:cached:)` first, which may decide from the cached blob
 /// (envelope fields, Date:) without reading the file; only when it returns nil does the store read
-/// the message file and call `matches(_:message:)`.
+/// the message file and call `matches(_:message:cached:)`, passing the same blob so that the
+/// message's structure need not be analysed again (it may be empty or of an older format).
 public protocol MessageContentSearcher: Sendable {
     func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool?
-    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer) -> Bool
+    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool
 }
 
 /// Per-user limits (RFC 9208 STORAGE and MESSAGE resources). Zero means unlimited.

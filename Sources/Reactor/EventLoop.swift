@@ -309,9 +309,16 @@ public final class EventLoop {
         return timer
     }
 
-    /// Runs `work` on the worker pool and then `completion` with its result back on this loop,
-    /// so the loop thread never waits on disks or password hashes.
+    /// Runs `work` on the worker pool's storage lane and then `completion` with its result back on
+    /// this loop, so the loop thread never waits on disks.
     public func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
+                                             then completion: @escaping (Result) -> Void) {
+        runBlocking(on: .storage, work, then: completion)
+    }
+
+    /// Runs `work` on a worker of `lane` and then `completion` with its result back on this loop
+    /// (``WorkLane/compute`` for password hashes, which must not wait behind disk work).
+    public func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
                                              then completion: @escaping (Result) -> Void) {
         guard let workers else {
             // A loop without workers (a test, a tool) runs the work inline.
@@ -323,7 +330,7 @@ public final class EventLoop {
         // The completion stays here, on its own thread; only the id and the result travel.
         blockingCompletions[id] = { value in completion(value as! Result) }
         let handle = self.handle
-        workers.submit {
+        workers.submit(on: lane) {
             let result = work()
             handle.execute { loop in loop.completeBlocking(id, result) }
         }

@@ -23,17 +23,19 @@ public final class EventLoopGroup: Sendable {
     private let threads: Mutex<[JoinableThread]>
     private let nextLoop = Atomic<Int>(0)
 
-    /// Starts `loopCount` loops (default: one per core) and `workerCount` workers.
+    /// Starts `loopCount` loops (default: one per core), `workerCount` storage workers and
+    /// `computeWorkerCount` compute workers (default: one per core, as hashing is CPU-bound).
     ///
     /// Sets SIGPIPE to ignored for the process: writev, sendfile and OpenSSL's write(2) to a peer that
     /// has gone raise it, and a vanished peer must cost its connection (EPIPE), not the process.
-    public init(loopCount: Int = EventLoopGroup.coreCount, workerCount: Int = 4, name: String = "apus") throws(IOError) {
+    public init(loopCount: Int = EventLoopGroup.coreCount, workerCount: Int = 4,
+                computeWorkerCount: Int = EventLoopGroup.coreCount, name: String = "apus") throws(IOError) {
         signal(SIGPIPE, SIG_IGN)
         _ = cshim_raise_nofile_limit(0) // as many descriptors as the hard limit allows
         var handles: [EventLoopHandle] = []
         for index in 0..<max(1, loopCount) { handles.append(try EventLoopHandle(index: index)) }
         loops = handles
-        workers = WorkerPool(threadCount: workerCount, name: "\(name)-work")
+        workers = WorkerPool(threadCount: workerCount, computeThreadCount: computeWorkerCount, name: "\(name)-work")
         let workers = self.workers
         var started: [JoinableThread] = []
         for handle in handles {

@@ -1,13 +1,53 @@
 //===----------------------------------------------------------------------===//
-// Apus Reactor: a small pool of threads for blocking work.
+// Apus Reactor: threads for blocking work, in lanes that never wait on each other.
 //===----------------------------------------------------------------------===//
 
 import Glibc
 import Synchronization
 
+/// Which of the pool's threads a blocking job runs on. Each lane has its own queue and its own
+/// threads, so a job in one lane never waits behind the other lane's queue.
+public enum WorkLane: Int, Sendable, CaseIterable {
+    /// Work that waits on disks (fsync, file reads and writes, mailbox loads). Under load its queue
+    /// grows long and each job may block for milliseconds.
+    case storage
+    /// Short CPU-bound work a user waits on at once (password hashing at login). On its own threads
+    /// because a login stuck behind a queue of fsyncs took seconds at 500 clients.
+    case compute
+}
+
 /// Threads for work that blocks (fsync, password hashing, cold file reads), so event loops
-/// never do. Results go back to a loop with ``EventLoop/runBlocking(_:then:)``.
+/// never do, in one lane per ``WorkLane``. Results go back to a loop with
+/// ``EventLoop/runBlocking(on:_:then:)``.
 public final class WorkerPool: Sendable {
+    private let lanes: [WorkerLane]
+
+    /// Starts `threadCount` storage workers and `computeThreadCount` compute workers.
+    public init(threadCount: Int, computeThreadCount: Int = 1, name: String = "apus-worker") {
+        lanes = WorkLane.allCases.map { lane in
+            switch lane {
+            case .storage: WorkerLane(threadCount: threadCount, name: name)
+            case .compute: WorkerLane(threadCount: computeThreadCount, name: name + "-cpu")
+            }
+        }
+    }
+
+    /// Queues `job` for the next free storage worker. Ignored once the pool is shutting down.
+    public func submit(_ job: @escaping @Sendable () -> Void) { submit(on: .storage, job) }
+
+    /// Queues `job` for the next free worker of `lane`. Ignored once the pool is shutting down.
+    public func submit(on lane: WorkLane, _ job: @escaping @Sendable () -> Void) {
+        lanes[lane.rawValue].submit(job)
+    }
+
+    /// Lets queued jobs finish, then stops and joins the workers.
+    public func shutdown() {
+        for lane in lanes { lane.shutdown() }
+    }
+}
+
+/// One lane's queue and the threads that serve only it.
+private final class WorkerLane: Sendable {
     private struct Queue {
         var jobs: [@Sendable () -> Void] = []
         var head = 0
@@ -16,12 +56,10 @@ public final class WorkerPool: Sendable {
 
     private let queue = Mutex(Queue())
     /// Counts queued jobs; workers sleep on it.
-    private let semaphore: CountingSemaphore
+    private let semaphore = CountingSemaphore()
     private let threads: Mutex<[JoinableThread]> = Mutex([])
 
-    /// Starts `threadCount` workers.
-    public init(threadCount: Int, name: String = "apus-worker") {
-        semaphore = CountingSemaphore()
+    init(threadCount: Int, name: String) {
         var started: [JoinableThread] = []
         for index in 0..<max(1, threadCount) {
             started.append(JoinableThread(name: "\(name)-\(index)") { [self] in self.work() })
@@ -29,8 +67,7 @@ public final class WorkerPool: Sendable {
         threads.withLock { $0 = started }
     }
 
-    /// Queues `job` for the next free worker. Ignored once the pool is shutting down.
-    public func submit(_ job: @escaping @Sendable () -> Void) {
+    func submit(_ job: @escaping @Sendable () -> Void) {
         let accepted = queue.withLock { queue in
             guard !queue.stopping else { return false }
             queue.jobs.append(job)
@@ -57,8 +94,7 @@ public final class WorkerPool: Sendable {
         }
     }
 
-    /// Lets queued jobs finish, then stops and joins the workers.
-    public func shutdown() {
+    func shutdown() {
         let workers = threads.withLock { threads in
             let all = threads
             threads = []

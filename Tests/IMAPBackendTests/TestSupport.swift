@@ -60,7 +60,7 @@ final class MemoryTransport: IMAPSessionTransport {
     var loopIndex: Int { 0 }
     func moveToLoop(_ index: Int) -> Bool { false }
 
-    func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () -> Result,
+    func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
                                        then completion: @escaping (Result) -> Void)
     {
         completion(work())

@@ -91,6 +91,43 @@ extension TestClient {
         #expect(opener.command("f", "FETCH 1 BODY.PEEK[]").contains("BODY[] {5}\r\nhello"))
     }
 
+    /// Password checks run on their own lane: with every storage worker held (each in a mailbox
+    /// open, as a queue of fsyncs holds them under load), a login is still answered, cached or not.
+    @Test func loginIsAnsweredWhileEveryStorageWorkerIsBusy() throws {
+        let gate = WorkerGate()
+        let server = try RunningServer { configuration in
+            configuration.testsOnly_beforeMailboxLoad = { name in if name.hasPrefix("Slow") { gate.wait() } }
+        }
+        defer {
+            for _ in 0..<RunningServer.storageWorkerCount { gate.open() }
+            server.stop()
+        }
+        let setup = try TestClient(port: server.plainPort)
+        _ = setup.readLine()
+        #expect(setup.command("a", "LOGIN alice secret").contains("a OK"))
+        var openers: [TestClient] = []
+        for index in 0..<RunningServer.storageWorkerCount {
+            #expect(setup.command("c\(index)", "CREATE Slow\(index)").contains("OK"))
+            let opener = try TestClient(port: server.plainPort)
+            _ = opener.readLine()
+            #expect(opener.command("l", "LOGIN alice secret").contains("l OK"))
+            openers.append(opener)
+        }
+        gate.armed.store(true, ordering: .sequentiallyConsistent)
+        for (index, opener) in openers.enumerated() { opener.send("s SELECT Slow\(index)\r\n") }
+        #expect(waitUntil { gate.arrivals.load(ordering: .sequentiallyConsistent) == RunningServer.storageWorkerCount },
+                "every storage worker is held")
+
+        for (user, password) in [("alice", "secret"), ("bob", "hunter2")] {
+            let client = try TestClient(port: server.plainPort)
+            _ = client.readLine()
+            client.send("x LOGIN \(user) \(password)\r\n")
+            #expect(waitUntil(timeout: .seconds(10)) { client.hasUnreadInput }, "\(user)'s login waited for storage")
+            if client.hasUnreadInput { #expect(client.readUntil(tag: "x").contains("x OK")) }
+        }
+        #expect(openers.allSatisfy { !$0.hasUnreadInput }, "the opens still wait on their workers")
+    }
+
     /// Selecting the mailbox that is selected (or that another session holds) needs no worker: the
     /// old selection keeps it open until the new one has it.
     @Test func reselectingFindsTheMailboxOpen() throws {

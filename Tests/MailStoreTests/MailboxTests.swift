@@ -64,6 +64,25 @@ struct ForbiddenAnalyzer: MessageAnalyzer {
         #expect(try storedBytes(of: uid, in: inbox) == message)
     }
 
+    /// The size counts the same however the message arrives in slices, a CRLF split between two
+    /// slices included: a LF opening a slice after one that ended in CR is not bare.
+    @Test func bareLineFeedsCountTheSameForEverySplit() {
+        let message = Array("\nA: x\r\n\nbody\r\r\nmore\n\n\rlast\r".utf8)
+        var whole = LineEndingCounter()
+        message.withUnsafeBytes { whole.count($0) }
+        #expect(whole.bareLineFeeds == 4)
+        #expect(whole.virtualSize == Int64(message.count + 4))
+        for split in 0...message.count {
+            var counter = LineEndingCounter()
+            message.withUnsafeBytes { bytes in
+                counter.count(UnsafeRawBufferPointer(rebasing: bytes[..<split]))
+                counter.count(UnsafeRawBufferPointer(rebasing: bytes[split...]))
+            }
+            #expect(counter.bareLineFeeds == 4, "split at \(split)")
+            #expect(counter.bytes == Int64(message.count))
+        }
+    }
+
     @Test func streamedAppendAcrossManySlicesAndTheSizeLimit() throws {
         let temporary = TemporaryDirectory()
         let store = try temporary.openStore(StoreConfiguration(maximumMessageSize: 200_000))

@@ -16,7 +16,7 @@ final class SubstringSearcher: MessageContentSearcher {
         return nil
     }
 
-    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer) -> Bool {
+    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool {
         fileReads.add(1, ordering: .relaxed)
         let bytes = Array(message)[...]
         switch key {

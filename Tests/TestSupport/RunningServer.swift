@@ -94,6 +94,9 @@ public final class RunningServer {
     public let tlsPort: UInt16
     public var certificatePath: String { accounts.directory.path + "/cert.pem" }
 
+    /// The group's storage workers (a test that occupies them all needs the number).
+    public static let storageWorkerCount = 2
+
     public init(loginDisabledOnPlain: Bool = false, configure: (inout BackendConfiguration) -> Void = { _ in }) throws {
         accounts = try TestAccounts()
         let path = accounts.directory.path
@@ -105,7 +108,7 @@ public final class RunningServer {
         configuration.listeners = [BackendListener(host: "127.0.0.1", port: 0),
                                    BackendListener(host: "127.0.0.1", port: 0, implicitTLS: true)]
         configure(&configuration)
-        group = try EventLoopGroup(loopCount: 2, workerCount: 2, name: "betest")
+        group = try EventLoopGroup(loopCount: 2, workerCount: Self.storageWorkerCount, name: "betest")
         server = try BackendServer(configuration: configuration,
                                    logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
                                    metrics: metrics)

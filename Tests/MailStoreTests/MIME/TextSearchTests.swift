@@ -237,6 +237,31 @@ struct MessageSearchTests {
         }
     }
 
+    @Test("the store's searcher answers from the cached structure as from the message, and ignores another message's")
+    func searcherUsesTheCachedStructure() {
+        let searcher = MIMEContentSearcher()
+        let keys: [ContentSearchKey] = [.header(field: "Subject", value: "meeting"), .header(field: "From", value: "andré"),
+                                        .body("ship it"), .body("CAFÉ"), .text("Fwd: Meeting"),
+                                        .text("und Grüße"), .header(field: "Message-ID", value: "")]
+        let other = MIMEMessageAnalyzer().analyze(UnsafeRawBufferPointer(start: nil, count: 0))
+        var hits = 0
+        for name in Corpus.names {
+            let message = Corpus.message(name)
+            message.withUnsafeBytes { bytes in
+                let blob = MIMEMessageAnalyzer().analyze(bytes)
+                for key in keys {
+                    let parsed = searcher.matches(key, message: bytes, cached: [])
+                    if parsed { hits += 1 }
+                    #expect(searcher.matches(key, message: bytes, cached: blob) == parsed, "\(name) \(key)")
+                    if !message.isEmpty {
+                        #expect(searcher.matches(key, message: bytes, cached: other) == parsed, "\(name) \(key)")
+                    }
+                }
+            }
+        }
+        #expect(hits > 10, "the keys find something in the corpus")
+    }
+
     @Test("a needle that straddles the internal 16 KiB decode chunks is found")
     func largeBody() {
         var text = "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
