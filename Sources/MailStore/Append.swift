@@ -120,12 +120,7 @@ public final class AppendWriter {
     static func analyze(_ file: FileHandle, size: Int64, with analyzer: any MessageAnalyzer) throws(StoreError)
         -> [UInt8]
     {
-        if size == 0 { return analyzer.analyze(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        guard let mapping = mmap(nil, Int(size), PROT_READ, MAP_PRIVATE, file.fd, 0), mapping != MAP_FAILED else {
-            throw .system(call: "mmap", errno: errno)
-        }
-        defer { munmap(mapping, Int(size)) }
-        return analyzer.analyze(UnsafeRawBufferPointer(start: mapping, count: Int(size)))
+        try Mailbox.withFileBytes(file, size: Int(size)) { analyzer.analyze($0) }
     }
 }
 
