@@ -270,7 +270,7 @@ final class BackendPool {
     /// Opens connections for the logins waiting here (beyond those on their way back) and until
     /// the back end's idle connections, on all loops, cover its minimum; within its maximum.
     private func refill() {
-        guard !stopped, !shared.isDown else { return }
+        guard !stopped, !shared.isDown, !loop.isShuttingDown else { return }
         while waiters.count > openingCount + checkingCount + returningCount {
             guard open() else {
                 // Every slot is taken: another loop may have one idle to lend.
@@ -347,7 +347,9 @@ final class BackendPool {
         case .connecting, .greeting, .probing:
             openingCount -= 1
             shared.opening.subtract(1, ordering: .relaxed)
-            if !stopped {
+            // A stop closes every listener of the process at once, the local back end's included,
+            // before the front end's own stop reaches its pools: not a back end going down.
+            if !stopped && !loop.isShuttingDown {
                 logger.warning("back end \(endpoint.name) at \(endpoint.host):\(endpoint.port) did not greet")
                 markDown()
             }

@@ -550,6 +550,10 @@ public final class EventLoop {
 
     // MARK: - Shutdown
 
+    /// The loop's graceful shutdown has begun: it accepts nothing more and ends once its
+    /// connections close. Clients of the loop use it to stop opening connections of their own.
+    public var isShuttingDown: Bool { shutdownDeadline != nil }
+
     /// Stops accepting, asks every connection's handler to finish (it may send `* BYE`), and
     /// stops the loop once all are closed or `gracePeriod` has passed.
     public func beginShutdown(gracePeriod: Duration) {
