@@ -313,6 +313,30 @@ extension ServiceFixture {
 /// `apus` run as the user nobody (setpriv) in `directory`, with no configuration in its
 /// environment; its standard output comes through a pipe, its standard error goes to a file.
 final class AsNobody {
+    /// A copy of the built `apus` that nobody may run: the checkout (and so `.build`) may sit
+    /// below a directory only its owner can enter, such as /root on a CI machine.
+    static let executable: String = {
+        let directory = TemporaryDirectory(prefix: "apus-nobody")
+        chmod(directory.path, 0o755)
+        let copy = directory.path + "/apus"
+        let source = open(apusExecutable, O_RDONLY | O_CLOEXEC)
+        let target = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        guard source >= 0, target >= 0 else { return apusExecutable }
+        defer { close(source); close(target) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            guard chunk.withUnsafeBytes({ write(target, $0.baseAddress, count) }) == count else { return apusExecutable }
+        }
+        fchmod(target, 0o755)
+        copyDirectory = directory
+        // Removed when the test process exits (a static has no deinit to run).
+        atexit { AsNobody.copyDirectory?.remove() }
+        return copy
+    }()
+    nonisolated(unsafe) private static var copyDirectory: TemporaryDirectory?
+
     let pid: pid_t
     private let reader: PipeLineReader
     private let errorsPath: String
@@ -327,7 +351,7 @@ final class AsNobody {
         pid = spawnProgram(
             "/usr/bin/setpriv", name: "setpriv",
             ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/env", "--chdir=\(directory)",
-             apusExecutable] + arguments,
+             Self.executable] + arguments,
             in: outputDirectory.path, environment: ["PATH=/usr/bin:/bin", "APUS_STAND_IN=0"],
             standardOutput: pipeEnds[1])
         close(pipeEnds[1])
