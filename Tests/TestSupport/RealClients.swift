@@ -231,12 +231,24 @@ public enum RealClients {
         let session = "apus-mutt-\(getpid())-\(server.tlsPort)"
         let socket = home + "/tmux.sock"
         let tmux = ["tmux", "-S", socket]
-        defer { _ = runProcess(tmux + ["kill-server"], timeout: .seconds(10)) }
+        var panePid: pid_t = 0
+        defer {
+            _ = runProcess(tmux + ["kill-server"], timeout: .seconds(10))
+            // kill-server only hangs the pane up, and a neomutt busy logging out outlives it
+            // (found orphaned after a passing run): end the pane's process group and wait for it.
+            if panePid > 0 {
+                kill(-panePid, SIGKILL)
+                kill(panePid, SIGKILL)
+                _ = waitUntil(timeout: .seconds(10)) { kill(panePid, 0) != 0 && errno == ESRCH }
+            }
+        }
         // The tmux server daemonises with the client's descriptors: give it none of our pipes.
         let started = runProcess(["sh", "-c", "tmux -S \(socket) new-session -d -s \(session) -x 160 -y 40 "
-                                  + "'env HOME=\(home) TERM=xterm neomutt -n -F \(home)/muttrc' </dev/null >/dev/null 2>&1"],
+                                  + "'exec env HOME=\(home) TERM=xterm neomutt -n -F \(home)/muttrc' </dev/null >/dev/null 2>&1"],
                                  timeout: .seconds(10))
         if started.status != 0 { return problems + ["tmux: \(started.output)"] }
+        let pane = runProcess(tmux + ["display-message", "-p", "-t", session, "#{pane_pid}"], timeout: .seconds(10))
+        panePid = pid_t(pane.output.filter(\.isNumber)) ?? 0
         func screen() -> String { runProcess(tmux + ["capture-pane", "-p", "-t", session], timeout: .seconds(10)).output }
         if !waitUntil(timeout: .seconds(30), { screen().contains("Lunch on Friday") }) {
             problems.append("index: \(screen())")
