@@ -256,6 +256,10 @@ public enum RealClients {
         _ = runProcess(tmux + ["send-keys", "-t", session, "Enter"], timeout: .seconds(10))
         if !waitUntil(timeout: .seconds(30), { screen().contains("pelican") }) { problems.append("pager: \(screen())") }
         _ = runProcess(tmux + ["send-keys", "-t", session, "q", "q"], timeout: .seconds(10))
+        // neomutt logs out as it quits: let it finish, so the server sees a clean LOGOUT.
+        if panePid > 0, !waitUntil(timeout: .seconds(15), { kill(panePid, 0) != 0 && errno == ESRCH }) {
+            problems.append("neomutt did not quit: \(screen())")
+        }
         return problems
     }
 }
