@@ -302,6 +302,9 @@ extension IMAPSession {
     /// Sends the message's streamed literal until it ends (true) or the output backs up (false).
     private func drainStream(_ message: inout MessageInProgress) -> Bool {
         guard var stream = message.stream else { return true }
+        // Taken out, not copied: a second reference would make the first advance copy the
+        // stream's buffers (copy on write) on every call.
+        message.stream = nil
         var owed = message.owed
         while !stream.isFinished {
             stream.advance { piece in

@@ -148,7 +148,7 @@ final class FrontendCore: Sendable {
         loginsUnavailable = metrics.counter("apus_imap4_logins_total", help: loginHelp,
                                             labels: [("result", "unavailable")])
         splicedBytes = metrics.counter("apus_imap4_spliced_bytes_total",
-                                       help: "Response literal bytes relayed to clients with splice(2)")
+                                       help: "Literal bytes relayed with splice(2): FETCH bodies to clients, APPEND messages to back ends")
         // Pre-rendered CAPABILITY variants: [secure, plain with STARTTLS and login, plain before STARTTLS].
         // ENABLE and IDLE are part of IMAP4rev2 and relayed to the back end after login; clients
         // such as Python's imaplib only use them when the list they read before login names them.

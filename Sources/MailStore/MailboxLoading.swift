@@ -36,9 +36,6 @@ public struct AnalysisBatch: Sendable {
             (try? Mailbox.withMappedFile(entry.file) { analyzer.analyze($0) }).map { (entry.uid, $0) }
         }
     }
-
-    /// How many messages it covers.
-    public var count: Int { files.count }
 }
 
 extension Mailbox {

@@ -119,6 +119,9 @@ public final class Connection {
     /// for it to drain (weak: the source may close first; touched once per pipe load only).
     var splicePipe: SplicePipe?
     var pipeQueued = 0
+    /// Sources splicing into this connection now: the pipe is kept while any is, or while it
+    /// holds bytes, and given back to the kernel after.
+    var incomingSplices = 0
     weak var waitingSpliceSource: Connection?
     /// Bytes queued in outbound and tail together.
     public private(set) var queuedOutputBytes = 0

@@ -7,8 +7,11 @@ import Glibc
 
 /// A pipe that carries bytes from one socket to another inside the kernel: splice(2) moves them
 /// socket to pipe and pipe to socket without copying them through user space (a relay's large
-/// literals). Owned by the connection whose output it feeds, made at its first splice and kept
-/// until it closes (a pipe per large literal would cost three system calls more each).
+/// literals). Owned by the connection whose output it feeds, made when a splice into it starts
+/// and closed once no splice runs and the pipe is empty: the kernel charges a pipe's whole size
+/// to the user's pipe quota for as long as it exists, so idle sessions must not hold one (at the
+/// default fs.pipe-user-pages-soft, 64 kept 1 MiB pipes would leave every later pipe tiny). That
+/// costs four system calls per large literal, against two splices per mebibyte moved.
 final class SplicePipe {
     let readEnd: Int32
     let writeEnd: Int32
@@ -21,6 +24,7 @@ final class SplicePipe {
     /// while bytes are in flight, but a client that stops reading mid-literal pins up to this
     /// much; the kernel's per-user pipe limit (fs.pipe-user-pages-soft) bounds the total for a
     /// service that does not run as root, and past it new pipes are small (see `capacity`).
+    /// Pipes exist only while a splice runs or drains, so the limit counts those alone.
     static let preferredCapacity: Int32 = 1024 * 1024
 
     init?() {
@@ -61,6 +65,7 @@ extension Connection {
               spliceTarget == nil, pendingTransfer == nil else { return false }
         spliceTarget = target
         spliceRemaining = count
+        target.incomingSplices += 1
         return true
     }
 
@@ -71,9 +76,6 @@ extension Connection {
         splicedInputCount = 0
         return count
     }
-
-    /// Whether input is being spliced (the handler hears nothing until it ends).
-    public var isSplicingInput: Bool { spliceTarget != nil }
 
     /// One splice from the socket into the target's pipe. True to go on reading (more to splice,
     /// or the splice ended and ordinary reads resume); false to stop for now.
@@ -94,6 +96,7 @@ extension Connection {
             lastInput = loop.now
             spliceRemaining -= moved
             splicedInputCount += moved
+            options.counters?.read(moved)
             if spliceRemaining == 0 { endSplice() }
             target.queuePiped(pipe, moved)
             return true
@@ -118,9 +121,18 @@ extension Connection {
     }
 
     private func endSplice() {
-        if let target = spliceTarget, target.waitingSpliceSource === self { target.waitingSpliceSource = nil }
+        if let target = spliceTarget {
+            if target.waitingSpliceSource === self { target.waitingSpliceSource = nil }
+            target.incomingSplices -= 1
+            target.closeIdlePipe()
+        }
         spliceTarget = nil
         spliceRemaining = 0
+    }
+
+    /// Gives the pipe back once nothing splices into it and it is empty (see ``SplicePipe``).
+    private func closeIdlePipe() {
+        if incomingSplices == 0, pipeQueued == 0 { splicePipe = nil }
     }
 
     /// This connection's pipe for spliced output: the one in use, or a new one.
@@ -149,6 +161,7 @@ extension Connection {
             waitingSpliceSource = nil
             if source.state == .active { loop.markReady(source) }
         }
+        closeIdlePipe()
     }
 
     /// Closing: a source waiting on our pipe must notice (its splice ends, its reads resume).

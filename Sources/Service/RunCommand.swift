@@ -17,8 +17,10 @@ import Telemetry
 enum RunCommand {
     static func run(services: [ServiceName], configurationPath: String?, overrides: [ConfigurationOverride]) -> Int32 {
         Signals.block()
-        var path = configurationPath
-        if path == nil {
+        let path: String
+        if let configurationPath {
+            path = configurationPath
+        } else {
             switch FirstRun.writeConfiguration() {
             case .success(let written): path = written
             case .failure(let error):
@@ -28,7 +30,7 @@ enum RunCommand {
         }
         var configuration: ApusConfiguration
         do throws(ConfigurationError) {
-            configuration = try ApusConfiguration.load(path: path ?? FirstRun.configurationPath(), overrides: overrides)
+            configuration = try ApusConfiguration.load(path: path, overrides: overrides)
         } catch {
             printError("apus: configuration error: \(error)")
             return 1
