@@ -428,7 +428,7 @@ print(d if d != {} else 0)' "$@"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # ratio A B: A/B to two decimals (0 when B is 0).
-ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:3]); print("%.2f" % (a / b if b else 0))' "$1" "$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", (b > 0 ? a / b : 0) }'; }
 
 # sample_messages: prints the path of an mbox of varied, deterministic messages (the peers'
 # gen-mbox.py), the same for every server of a run, for `apus load --message-file`.

@@ -19,10 +19,6 @@ build_perf() {
 }
 
 # A free loopback TCP port.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 # start_server NAME COMMAND...: starts COMMAND in the background, waits for it to print "ready",
 # and sets server_pid. Every server is killed by the EXIT trap.
 server_pids=()
@@ -56,4 +52,3 @@ trap cleanup_servers EXIT
 
 
 # ratio A B with two decimals
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
