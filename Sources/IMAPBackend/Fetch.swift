@@ -285,8 +285,11 @@ extension IMAPSession {
             case .binarySize(let label, let part):
                 out.write(contentsOf: label)
                 out.write(byte: 0x20)
+                // An identity encoding (7bit, 8bit, binary) decodes to itself: its size is the
+                // body's, with no read; the others are measured by decoding.
                 out.write(number: binaryPart(part, mailbox: mailbox, message: &message).map {
-                    LiteralStream.measure(file: $0.file, source: $0.source, transform: .decode($0.encoding)).size
+                    $0.encoding == .identity ? $0.source.count
+                        : LiteralStream.measure(file: $0.file, source: $0.source, transform: .decode($0.encoding)).size
                 } ?? 0)
             }
             guard drainStream(&message) else { return false }
