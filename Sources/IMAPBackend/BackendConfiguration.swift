@@ -144,6 +144,12 @@ public struct BackendConfiguration: Sendable {
     public var authCacheTTL: Duration
     /// Most concurrent sessions of one user (0: unlimited).
     public var maxConnectionsPerUser: Int
+    /// How long a user's Maildir and recently selected mailboxes stay open after the user's last
+    /// session ends (0: closed at once), so a quick return (webmail, a front end's pooled session)
+    /// reads no index back.
+    public var linger: Duration
+    /// Most users lingering open at once, per process (the oldest close first).
+    public var lingerUsers: Int
     /// Most concurrent connections from one client address (0: unlimited).
     public var maxConnectionsPerAddress: Int
     /// The first delay after a failed login; it doubles per further failure of the address or user.
@@ -166,7 +172,7 @@ public struct BackendConfiguration: Sendable {
         preLoginIdleTimeout: Duration = .seconds(60), postLoginIdleTimeout: Duration = .seconds(30 * 60),
         idleKeepaliveInterval: Duration = .seconds(2 * 60), authCacheTTL: Duration = .seconds(60),
         maxConnectionsPerUser: Int = 50, maxConnectionsPerAddress: Int = 0,
-        failedLoginDelay: Duration = .milliseconds(500), maxFailedLoginDelay: Duration = .seconds(15),
+        linger: Duration = .seconds(30), lingerUsers: Int = 512, failedLoginDelay: Duration = .milliseconds(500), maxFailedLoginDelay: Duration = .seconds(15),
         outputHighWaterMark: Int = 256 * 1024, greeting: String = "Apus imap4be ready."
     ) {
         self.listeners = listeners
@@ -182,6 +188,8 @@ public struct BackendConfiguration: Sendable {
         self.authCacheTTL = authCacheTTL
         self.maxConnectionsPerUser = maxConnectionsPerUser
         self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.linger = linger
+        self.lingerUsers = lingerUsers
         self.failedLoginDelay = failedLoginDelay
         self.maxFailedLoginDelay = maxFailedLoginDelay
         self.outputHighWaterMark = outputHighWaterMark

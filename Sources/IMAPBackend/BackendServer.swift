@@ -114,6 +114,12 @@ public final class BackendServer: Sendable {
     /// has closed its listeners, so no connection is accepted after it returns.
     public func beginShutdown() {
         guard let group = group.withLock({ $0 }) else { return }
+        // Lingering users close now, with clean index snapshots, while the loops still run.
+        if let context = context.withLock({ $0 }) {
+            for state in context.loopStates where state.index < context.loopHandles.count {
+                context.loopHandles[state.index].execute { _ in state.closeLingering() }
+            }
+        }
         group.beginShutdown(gracePeriod: .seconds(10))
     }
 

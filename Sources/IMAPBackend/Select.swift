@@ -246,7 +246,22 @@ extension IMAPSession: MailboxObserver {
         withMailbox(mailboxName, tag: tag) { [self] tag, opened in
             withExtendedLifetime(previous) {}
             switch opened {
-            case .success(let mailbox): selectOpened(tag: tag, mailbox: mailbox, readOnly: readOnly)
+            case .success(let mailbox):
+                // A mailbox that was already open (another session's, or kept open after the user's
+                // last logout) has not looked in new/ since: mail a delivery agent put there counts
+                // in EXISTS now, as it would after reading the mailbox from disk. One fstat when
+                // nothing arrived.
+                if let user, let transport, let commit = try? mailbox.checkForNewMessages() {
+                    let tagCopy = tag.copyBytes()
+                    suspend()
+                    user.commit(commit, in: mailbox, transport: transport) { [self] _ in
+                        guard !isClosed else { return }
+                        tagCopy.withUnsafeBytes { selectOpened(tag: IMAPBytes($0), mailbox: mailbox, readOnly: readOnly) }
+                        resume()
+                    }
+                    return
+                }
+                selectOpened(tag: tag, mailbox: mailbox, readOnly: readOnly)
             case .failure(let error): fail(tag, error)
             }
         }

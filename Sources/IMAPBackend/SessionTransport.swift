@@ -83,7 +83,13 @@ final class BackendContext: Sendable {
         capabilities = BackendCapabilities(configuration: configuration)
         self.logger = logger
         self.metrics = BackendMetrics(metrics)
-        loopStates = (0..<max(1, loopCount ?? loopHandles.count)).map { LoopState(index: $0) }
+        let loops = max(1, loopCount ?? loopHandles.count)
+        // The limit is per process; each loop keeps its share (at least one user).
+        let lingerPerLoop = configuration.lingerUsers > 0 ? max(1, configuration.lingerUsers / loops) : 0
+        loopStates = (0..<loops).map {
+            LoopState(index: $0, linger: configuration.linger, lingerLimit: lingerPerLoop,
+                      loop: $0 < loopHandles.count ? loopHandles[$0] : nil)
+        }
         addressCounts = AddressCounter()
     }
 
@@ -126,36 +132,129 @@ import Synchronization
 /// The open users of one loop. Touched only on that loop's thread: `@unchecked Sendable` because the
 /// server keeps the array of them, but each is used by one thread only (DESIGN.md: a user's
 /// mailboxes have exactly one owner).
+///
+/// A user whose last session ended lingers: the Maildir and its recently selected mailboxes stay
+/// open for `linger` (at most `lingerLimit` users per loop, the oldest closed first), so the next
+/// login (a webmail reconnect, a front end's pooled session, a client's short poll) finds INBOX in
+/// memory instead of reading its index back and writing a snapshot at every logout.
 final class LoopState: @unchecked Sendable {
     let index: Int
     private var users: [String: UserEntry] = [:]
+    private let linger: Duration
+    private let lingerLimit: Int
+    /// Runs the sweep timer; nil (no lingering) without a reactor, as in session tests.
+    private let loop: EventLoopHandle?
+    /// Lingering users in the order their last session ended. An entry whose user logged in again
+    /// (its `lingerDeadline` no longer matches) is skipped when its turn comes.
+    private var lingerQueue: [(entry: UserEntry, deadline: Deadline)] = []
+    private var lingerQueueStart = 0
+    private(set) var lingeringCount = 0
+    private var sweepArmed = false
+    private var shuttingDown = false
 
-    init(index: Int) { self.index = index }
+    init(index: Int, linger: Duration = .zero, lingerLimit: Int = 0, loop: EventLoopHandle? = nil) {
+        self.index = index
+        self.linger = linger
+        self.lingerLimit = lingerLimit
+        self.loop = loop
+    }
 
     /// The user's open Maildir on this loop, opened at the first session; nil when the per-user
     /// session limit is reached.
     func acquire(user: String, store: MailStore, limit: Int) throws(StoreError) -> UserEntry? {
         if let entry = users[user] {
             if limit > 0 && entry.sessions >= limit { return nil }
+            if entry.lingerDeadline != nil {
+                entry.lingerDeadline = nil
+                lingeringCount -= 1
+            }
             entry.sessions += 1
             return entry
         }
         let maildir = try store.openUser(UserName(user))
+        maildir.keepOpenLimit = lingers ? UserEntry.keptMailboxes : 0
         let entry = UserEntry(maildir: maildir, loop: self)
         entry.sessions = 1
         users[user] = entry
         return entry
     }
 
-    /// A session of the user ended; the last one closes the Maildir (clean index snapshots) once no
-    /// commit is in flight.
+    /// A session of the user ended; after the last one the user lingers, or is closed (clean index
+    /// snapshots) once no commit is in flight.
     func release(_ entry: UserEntry) {
         if entry.sessions > 0 { entry.sessions -= 1 }
-        guard entry.sessions == 0 else { return }
-        if entry.inFlight == 0, users[entry.maildir.name.value] === entry {
-            users.removeValue(forKey: entry.maildir.name.value)
-            try? entry.maildir.close()
+        guard entry.sessions == 0, entry.inFlight == 0, users[entry.maildir.name.value] === entry,
+              entry.lingerDeadline == nil
+        else { return }
+        guard lingers, !shuttingDown else { return close(entry) }
+        let deadline = Deadline.now().adding(linger)
+        entry.lingerDeadline = deadline
+        lingeringCount += 1
+        lingerQueue.append((entry, deadline))
+        if lingeringCount > lingerLimit { sweep(now: nil) }
+        armSweep(after: linger)
+    }
+
+    private var lingers: Bool { loop != nil && linger > .zero && lingerLimit > 0 }
+
+    /// One timer per loop at a time, set for the oldest lingering user's deadline.
+    private func armSweep(after wait: Duration) {
+        guard let loop, !sweepArmed else { return }
+        sweepArmed = true
+        loop.execute { [self] eventLoop in
+            _ = eventLoop.schedule(after: wait) { [self] in
+                sweepArmed = false
+                let now = Deadline.now()
+                sweep(now: now)
+                guard let next = lingerQueue[lingerQueueStart...].first(where: isLingering) else { return }
+                // Ten milliseconds at least: the loop's timers are that coarse anyway.
+                let remaining = next.deadline.nanoseconds > now.nanoseconds ? next.deadline.nanoseconds - now.nanoseconds : 0
+                armSweep(after: .nanoseconds(Int64(max(remaining, 10_000_000))))
+            }
         }
+    }
+
+    private func isLingering(_ item: (entry: UserEntry, deadline: Deadline)) -> Bool {
+        item.entry.lingerDeadline == item.deadline && users[item.entry.maildir.name.value] === item.entry
+    }
+
+    /// Closes lingering users whose time is up (`now`), and the oldest ones beyond the limit; with
+    /// `now` nil only those beyond the limit.
+    private func sweep(now: Deadline?) {
+        while lingerQueueStart < lingerQueue.count {
+            let item = lingerQueue[lingerQueueStart]
+            if isLingering(item) {
+                let expired = now.map { item.deadline <= $0 } ?? false
+                guard expired || lingeringCount > lingerLimit else { break }
+                item.entry.lingerDeadline = nil
+                lingeringCount -= 1
+                close(item.entry)
+            }
+            lingerQueueStart += 1
+        }
+        // Compact once the consumed prefix dominates, so the queue's memory follows the lingering count.
+        if lingerQueueStart > 64 && lingerQueueStart * 2 > lingerQueue.count {
+            lingerQueue.removeFirst(lingerQueueStart)
+            lingerQueueStart = 0
+        }
+    }
+
+    /// The server is stopping: lingering users close now (clean snapshots), and users whose last
+    /// session ends from now on close at once.
+    func closeLingering() {
+        shuttingDown = true
+        for item in lingerQueue[lingerQueueStart...] where isLingering(item) {
+            item.entry.lingerDeadline = nil
+            lingeringCount -= 1
+            close(item.entry)
+        }
+        lingerQueue = []
+        lingerQueueStart = 0
+    }
+
+    private func close(_ entry: UserEntry) {
+        users.removeValue(forKey: entry.maildir.name.value)
+        try? entry.maildir.close()
     }
 
     var openUserCount: Int { users.count }
@@ -204,10 +303,15 @@ final class LoopState: @unchecked Sendable {
 
 /// One open user on its home loop: the Maildir and how many commits of it are in flight.
 final class UserEntry {
+    /// How many of a user's most recently opened mailboxes stay open while the user is (and lingers).
+    static let keptMailboxes = 4
+
     let maildir: UserMaildir
     unowned let loop: LoopState
     var sessions = 0
     var inFlight = 0
+    /// Set while no session of the user is left and the user lingers open (`LoopState`).
+    var lingerDeadline: Deadline?
 
     /// Opens of this user's mailboxes running on a worker, by folder name, with who waits for each.
     private var opening: [String: [(Result<Mailbox, StoreError>) -> Void]] = [:]

@@ -39,6 +39,12 @@ public final class UserMaildir {
     let store: MailStore
     /// Mailboxes some session holds, by folder name. Weak: a mailbox nobody holds closes itself.
     private var openMailboxes: [String: WeakMailbox] = [:]
+    /// The most recently opened mailboxes, held open even when no session holds them (oldest
+    /// first), so a user who comes back soon finds them in memory. At most `keepOpenLimit`.
+    private var keptOpen: [Mailbox] = []
+    /// How many recently opened mailboxes stay open without a session (0: none, the default; a
+    /// server that lets users linger open sets it).
+    public var keepOpenLimit = 0
     private var pendingEvents: [UInt64: [(mailbox: Mailbox, event: MailboxEvent, usage: (Int64, Int64))]] = [:]
     private var commitCounter: UInt64 = 0
     private var usage: QuotaUsage?
@@ -90,6 +96,10 @@ public final class UserMaildir {
         }
         openMailboxes = openMailboxes.filter { $0.value.mailbox != nil }
         openMailboxes[mailbox.name.folderName] = WeakMailbox(mailbox: mailbox)
+        if keepOpenLimit > 0 {
+            if keptOpen.count >= keepOpenLimit { keptOpen.removeFirst() }
+            keptOpen.append(mailbox)
+        }
         return mailbox
     }
 
@@ -106,6 +116,7 @@ public final class UserMaildir {
 
     /// Closes every open mailbox (clean index snapshots). Call with no commit in flight.
     public func close() throws(StoreError) {
+        keptOpen = []
         for entry in openMailboxes.values { try entry.mailbox?.close() }
         openMailboxes = [:]
     }
@@ -175,7 +186,10 @@ public final class UserMaildir {
     public func deleteMailbox(_ name: MailboxName) throws(StoreError) {
         if name.isInbox { throw .cannotDeleteInbox }
         guard try Directory.status(name.folderName, in: root.fd)?.isDirectory == true else { throw .mailboxNotFound }
-        if let open = openMailboxes.removeValue(forKey: name.folderName)?.mailbox { open.isClosed = true }
+        if let open = openMailboxes.removeValue(forKey: name.folderName)?.mailbox {
+            open.isClosed = true
+            keptOpen.removeAll { $0 === open }
+        }
         let doomed = "apus-deleting-\(nextCommitID())"
         _ = try systemCall("renameat") { renameat(root.fd, name.folderName, root.fd, doomed) }
         try root.sync()
@@ -205,6 +219,7 @@ public final class UserMaildir {
         }
         for (old, new) in moves {
             if let open = openMailboxes.removeValue(forKey: old)?.mailbox {
+                keptOpen.removeAll { $0 === open }
                 try open.close()
             }
             _ = try systemCall("renameat") { renameat(root.fd, old, root.fd, new) }

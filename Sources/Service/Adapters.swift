@@ -32,7 +32,8 @@ final class BackendService: ManagedService {
             dataDirectory: settings.dataDirectory, usersFile: settings.usersFile, trustedProxies: trusted,
             preLoginIdleTimeout: settings.loginTimeout, postLoginIdleTimeout: settings.idleTimeout,
             authCacheTTL: settings.authCacheTTL, maxConnectionsPerUser: settings.maxConnectionsPerUser,
-            maxConnectionsPerAddress: settings.maxConnectionsPerAddress, failedLoginDelay: settings.failedLoginDelay,
+            maxConnectionsPerAddress: settings.maxConnectionsPerAddress,
+            linger: settings.linger, lingerUsers: settings.lingerUsers, failedLoginDelay: settings.failedLoginDelay,
             maxFailedLoginDelay: settings.failedLoginDelayMax)
         server = try BackendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
         ServiceMetrics.exposeTLSHandshakes(server.connectionCounters, prefix: "apus_imap4be", in: context.metrics)

@@ -100,6 +100,10 @@ public struct ServiceSettings: Equatable, Sendable {
     public var maxConnectionsPerUser: Int
     /// imap4be: how long a verified password is remembered (0: not at all).
     public var authCacheTTL: Duration
+    /// imap4be: how long a user stays open (Maildir, recently selected mailboxes) after the last session.
+    public var linger: Duration
+    /// imap4be: most users lingering open at once (0: none linger).
+    public var lingerUsers: Int
     /// The first delay of an answer to a failed login; doubled per further failure…
     public var failedLoginDelay: Duration
     /// …up to this.
@@ -170,7 +174,7 @@ public struct ApusConfiguration: Sendable {
                 backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
                 poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
                 maxConnectionsPerAddress: name == .imap4 ? 50 : 0, maxConnectionsPerUser: 50,
-                authCacheTTL: .seconds(60), failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
+                authCacheTTL: .seconds(60), linger: .seconds(30), lingerUsers: 512, failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
                 failedLoginDelayMax: .seconds(name == .imap4 ? 8 : 15))
         }
         var configuration = ApusConfiguration(
@@ -419,6 +423,12 @@ struct ConfigurationKey: Sendable {
         },
         ConfigurationKey(name: "auth_cache_ttl", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
             s.authCacheTTL = try V.duration(v)
+        },
+        ConfigurationKey(name: "linger", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
+            s.linger = try V.duration(v)
+        },
+        ConfigurationKey(name: "linger_users", scope: .imap4beOnly) { s, v, _ throws(ConfigurationValueError) in
+            s.lingerUsers = try V.count(v)
         },
         ConfigurationKey(name: "backend_ca_file", scope: .imap4Only) { s, v, base throws(ConfigurationValueError) in
             s.backendCAFile = absolutePath(try V.path(v), base: base)

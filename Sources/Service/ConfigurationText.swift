@@ -81,6 +81,8 @@ enum ConfigurationText {
         "failed_login_delay_max": { duration($0.failedLoginDelayMax) },
         "max_connections_per_user": { String($0.maxConnectionsPerUser) },
         "auth_cache_ttl": { duration($0.authCacheTTL) },
+        "linger": { duration($0.linger) },
+        "linger_users": { String($0.lingerUsers) },
         "backend_ca_file": { $0.backendCAFile },
         "pool_health_interval": { duration($0.poolHealthInterval) },
         "pool_response_timeout": { duration($0.poolResponseTimeout) },

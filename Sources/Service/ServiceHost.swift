@@ -368,6 +368,8 @@ final class ServiceHost: Sendable {
         check("max_connections_per_address", a.maxConnectionsPerAddress == b.maxConnectionsPerAddress)
         check("max_connections_per_user", a.maxConnectionsPerUser == b.maxConnectionsPerUser)
         check("auth_cache_ttl", a.authCacheTTL == b.authCacheTTL)
+        check("linger", a.linger == b.linger)
+        check("linger_users", a.lingerUsers == b.lingerUsers)
         check("failed_login_delay", a.failedLoginDelay == b.failedLoginDelay)
         check("failed_login_delay_max", a.failedLoginDelayMax == b.failedLoginDelayMax)
         return keys

@@ -59,6 +59,8 @@ extension TestClient {
         let gate = WorkerGate()
         let server = try RunningServer { configuration in
             configuration.testsOnly_beforeMailboxLoad = { name in if name == "Slow" { gate.wait() } }
+            // APPEND opens Slow; kept open for the user, the SELECT would not read it again.
+            configuration.linger = .zero
         }
         defer {
             gate.open()
