@@ -172,7 +172,7 @@ public struct BackendConfiguration: Sendable {
         preLoginIdleTimeout: Duration = .seconds(60), postLoginIdleTimeout: Duration = .seconds(30 * 60),
         idleKeepaliveInterval: Duration = .seconds(2 * 60), authCacheTTL: Duration = .seconds(60),
         maxConnectionsPerUser: Int = 50, maxConnectionsPerAddress: Int = 0,
-        linger: Duration = .seconds(30), lingerUsers: Int = 512, failedLoginDelay: Duration = .milliseconds(500), maxFailedLoginDelay: Duration = .seconds(15),
+        linger: Duration = .seconds(30), lingerUsers: Int = 256, failedLoginDelay: Duration = .milliseconds(500), maxFailedLoginDelay: Duration = .seconds(15),
         outputHighWaterMark: Int = 256 * 1024, greeting: String = "Apus imap4be ready."
     ) {
         self.listeners = listeners

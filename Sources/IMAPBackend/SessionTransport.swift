@@ -304,7 +304,7 @@ final class LoopState: @unchecked Sendable {
 /// One open user on its home loop: the Maildir and how many commits of it are in flight.
 final class UserEntry {
     /// How many of a user's most recently opened mailboxes stay open while the user is (and lingers).
-    static let keptMailboxes = 4
+    static let keptMailboxes = 2
 
     let maildir: UserMaildir
     unowned let loop: LoopState

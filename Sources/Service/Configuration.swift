@@ -174,7 +174,7 @@ public struct ApusConfiguration: Sendable {
                 backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
                 poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
                 maxConnectionsPerAddress: name == .imap4 ? 50 : 0, maxConnectionsPerUser: 50,
-                authCacheTTL: .seconds(60), linger: .seconds(30), lingerUsers: 512, failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
+                authCacheTTL: .seconds(60), linger: .seconds(30), lingerUsers: 256, failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
                 failedLoginDelayMax: .seconds(name == .imap4 ? 8 : 15))
         }
         var configuration = ApusConfiguration(
