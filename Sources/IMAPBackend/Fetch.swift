@@ -345,24 +345,28 @@ extension IMAPSession {
     {
         let mimePartial = partial.map { MIMEPartial(origin: Int(clamping: $0.offset), length: Int(clamping: $0.length)) }
         let isWhole = section.part.isEmpty && section.text == .all
+        var location: MIMESectionLocation?
+        if !isWhole {
+            if message.structure == nil { message.structure = loadStructure(message.uid, mailbox) }
+            guard let structure = message.structure, let located = structure.locate(section) else {
+                writeLiteral([])
+                return
+            }
+            // The message's own header is in the cached structure (what a message list fetches):
+            // answered without opening the file.
+            if let cached = Self.cachedHeaderSection(located, structure) {
+                writeLiteral(Array(cached[mimePartial?.clip(cached.indices) ?? cached.indices]))
+                return
+            }
+            location = located
+        }
         guard let opened = try? mailbox.openMessage(uid: message.uid) else {
             out.write("\"\"")
             return
         }
         let fileSize = Int(opened.size)
         let isCanonical = Int64(fileSize) == message.info.size
-        let location: MIMESectionLocation
-        if isWhole {
-            location = .bytes(0..<fileSize)
-        } else {
-            if message.structure == nil { message.structure = loadStructure(message.uid, mailbox) }
-            guard let located = message.structure?.locate(section) else {
-                writeLiteral([])
-                return
-            }
-            location = located
-        }
-        switch location {
+        switch location ?? .bytes(0..<fileSize) {
         case .filteredHeader(let header, let fields, let excluding):
             // Filtered over the mapped file: a header of any size is never copied, only the fields kept.
             var filtered = (try? Mailbox.withMappedFile(opened.file) { file -> [UInt8] in
@@ -388,6 +392,22 @@ extension IMAPSession {
                                                window: window),
                                  size: window.count, binary: false, message: &message)
         }
+    }
+
+    /// The bytes of a header section (BODY[HEADER], BODY[HEADER.FIELDS (...)], their NOT forms) of
+    /// the message's own header, from the copy the cached structure keeps, with CRLF line ends; nil
+    /// when the section is elsewhere or no copy is kept.
+    static func cachedHeaderSection(_ location: MIMESectionLocation, _ structure: MessageStructure) -> [UInt8]? {
+        var bytes: [UInt8]
+        switch location {
+        case .filteredHeader(let header, let fields, let excluding):
+            guard let cached = structure.cachedBytes(of: header) else { return nil }
+            bytes = cached.withUnsafeBytes { MIMEHeaderFilter.filter($0, fields: fields, excluding: excluding) }
+        case .bytes(let range):
+            guard let cached = structure.cachedBytes(of: range) else { return nil }
+            bytes = cached
+        }
+        return structure.messageBareLineFeeds == 0 ? bytes : IMAPSession.canonicalLineEnds(bytes)
     }
 
     /// `{N}` CRLF and the file's bytes in `range`, with sendfile where the connection allows.

@@ -8,7 +8,9 @@ public struct MIMEMessageAnalyzer: MessageAnalyzer {
 
     public func analyze(_ message: UnsafeRawBufferPointer) -> [UInt8] {
         var blob: [UInt8] = []
-        MessageStructure(parsing: message).serialize(into: &blob)
+        var structure = MessageStructure(parsing: message)
+        structure.keepHeader(of: message)
+        structure.serialize(into: &blob)
         return blob
     }
 }

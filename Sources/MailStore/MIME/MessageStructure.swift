@@ -159,6 +159,29 @@ public struct MessageStructure: Hashable, Sendable {
     public internal(set) var messageSize: Int
     /// Line feeds in the whole message with no CR before them (0 for a proper CRLF message).
     public internal(set) var messageBareLineFeeds = 0
+    /// A copy of the message's own header (its first `parts[0].headerRange`), kept in the cached blob
+    /// when it is at most ``cachedHeaderLimit`` bytes, so FETCH BODY[HEADER.FIELDS (...)] and
+    /// BODY[HEADER] (what clients ask for a message list) read no message file. Empty when not kept
+    /// (a structure parsed from the message itself has the message at hand).
+    public internal(set) var cachedHeader: [UInt8] = []
+
+    /// Headers larger than this are not copied into the cached blob (typical ones are 1-4 KiB).
+    public static let cachedHeaderLimit = 16 * 1024
+
+    /// Keeps a copy of the message's own header in the structure (for its cached blob), when it is
+    /// small enough. `message` must be the message this structure was parsed from.
+    public mutating func keepHeader(of message: UnsafeRawBufferPointer) {
+        let header = parts[0].headerRange
+        guard header.count <= Self.cachedHeaderLimit, header.upperBound <= message.count else { return }
+        cachedHeader = Array(UnsafeRawBufferPointer(rebasing: message[header]))
+    }
+
+    /// The cached copy of `range` of the message, when `range` is exactly the message's own header
+    /// and the copy is kept.
+    public func cachedBytes(of range: Range<Int>) -> [UInt8]? {
+        guard !cachedHeader.isEmpty, range == parts[0].headerRange else { return nil }
+        return cachedHeader
+    }
 
     /// RFC822.SIZE of a server that sends bare LFs as CRLF (as Dovecot does).
     @inlinable public var canonicalMessageSize: Int { messageSize + messageBareLineFeeds }

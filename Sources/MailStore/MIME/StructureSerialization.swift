@@ -4,7 +4,9 @@
 /// Blob layout (all integers LEB128 varints unless noted):
 ///
 ///     blob      = magic version messageSize bareLineFeeds pool parts envelopes addresses parameters languages
-///     magic     = "AMS" (3 bytes) ; version = 1 (1 byte)
+///                 [header]
+///     magic     = "AMS" (3 bytes) ; version = 1 / 2 (1 byte; version 2 adds header)
+///     header    = count *OCTET ; the message's own header (`cachedHeader`), or count 0
 ///     pool      = count *OCTET
 ///     parts     = count *(kind depth parent+1 subtreeEnd envelope+1 headerStart headerLength bodyLength
 ///                 lines bareLineFeeds text text range nstring nstring nstring nstring nstring range
@@ -16,8 +18,9 @@
 /// Reading validates everything an accessor could trip on (offsets inside the pool, ranges inside
 /// their arrays, a well-formed part tree, offsets inside the message), so a damaged blob gives nil.
 extension MessageStructure {
-    /// The format written by ``serialize(into:)``; a blob of another version reads as nil (rebuild).
-    public static let serializationVersion: UInt8 = 1
+    /// The format written by ``serialize(into:)``. Version 1 blobs (no header copy) still read; a
+    /// blob of any other version reads as nil (rebuild).
+    public static let serializationVersion: UInt8 = 2
     private static let magic: [UInt8] = [UInt8(ascii: "A"), UInt8(ascii: "M"), UInt8(ascii: "S")]
 
     /// Appends the structure's blob to `output`.
@@ -82,6 +85,8 @@ extension MessageStructure {
         }
         writer.write(languageTags.count)
         for tag in languageTags { writer.write(tag) }
+        writer.write(cachedHeader.count)
+        writer.output.append(contentsOf: cachedHeader)
         output = writer.output
     }
 
@@ -103,8 +108,9 @@ extension MessageStructure {
     private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
         var reader = BlobReader(blob: blob)
         guard blob.count >= 4, blob[0] == magic[0], blob[1] == magic[1], blob[2] == magic[2],
-            blob[3] == serializationVersion
+            blob[3] == 1 || blob[3] == serializationVersion
         else { return nil }
+        let version = blob[3]
         reader.position = 4
         guard let messageSize = reader.read(), let bareLineFeeds = reader.read(), bareLineFeeds <= messageSize,
             let poolCount = reader.readCount(elementSize: 1),
@@ -170,7 +176,16 @@ extension MessageStructure {
             guard let tag = reader.readText() else { return nil }
             structure.languageTags.append(tag)
         }
+        if version >= 2 {
+            guard let headerCount = reader.readCount(elementSize: 1), let header = reader.readBytes(headerCount)
+            else { return nil }
+            structure.cachedHeader = Array(header)
+        }
         guard reader.position == blob.count, structure.isConsistent else { return nil }
+        // A header copy must be exactly the message's own header.
+        if !structure.cachedHeader.isEmpty && structure.cachedHeader.count != structure.parts[0].headerRange.count {
+            return nil
+        }
         return structure
     }
 

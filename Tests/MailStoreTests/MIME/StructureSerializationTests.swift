@@ -21,6 +21,56 @@ struct StructureSerializationTests {
         }
     }
 
+    @Test("the message's own header kept in the blob round-trips, and a version 1 blob (none) still reads")
+    func keptHeader() throws {
+        for name in Corpus.names {
+            let message = Corpus.message(name)
+            var structure = MessageStructure(parsing: message)
+            message.withUnsafeBytes { structure.keepHeader(of: $0) }
+            let header = structure.parts[0].headerRange
+            let kept = !header.isEmpty && header.count <= MessageStructure.cachedHeaderLimit
+            #expect((structure.cachedBytes(of: header) == Array(message[header])) == kept, "\(name)")
+            #expect(structure.cachedBytes(of: structure.parts[0].bodyRange) == nil || header == structure.parts[0].bodyRange)
+            var blob: [UInt8] = []
+            structure.serialize(into: &blob)
+            let decoded = try #require(MessageStructure(serialized: blob))
+            #expect(decoded == structure)
+            #expect((decoded.cachedBytes(of: header) == Array(message[header])) == kept, "\(name)")
+
+            // The same structure as version 1 wrote it: no header section at the end.
+            var plain = MessageStructure(parsing: message)
+            var version1: [UInt8] = []
+            plain.serialize(into: &version1)
+            #expect(version1.last == 0, "an empty header section is one zero byte")
+            version1.removeLast()
+            version1[3] = 1
+            let old = try #require(MessageStructure(serialized: version1))
+            plain.cachedHeader = []
+            #expect(old == plain && old.cachedBytes(of: header) == nil)
+        }
+    }
+
+    @Test("a kept header that is not the message's header length reads as nil")
+    func keptHeaderOfTheWrongLength() throws {
+        let message = Corpus.message("01-simple-plain")
+        var structure = MessageStructure(parsing: message)
+        message.withUnsafeBytes { structure.keepHeader(of: $0) }
+        #expect(!structure.cachedHeader.isEmpty)
+        structure.cachedHeader.removeLast()
+        var shorter: [UInt8] = []
+        structure.serialize(into: &shorter)
+        #expect(MessageStructure(serialized: shorter) == nil)
+    }
+
+    @Test("a header over the limit is not kept")
+    func largeHeaderNotKept() {
+        let big = "X-Filler: " + String(repeating: "a", count: MessageStructure.cachedHeaderLimit) + "\r\n"
+        let message = Array(("Subject: big\r\n" + big + "\r\nbody\r\n").utf8)
+        var structure = MessageStructure(parsing: message)
+        message.withUnsafeBytes { structure.keepHeader(of: $0) }
+        #expect(structure.cachedHeader.isEmpty)
+    }
+
     @Test("serialize appends to what the buffer already holds")
     func appends() throws {
         let structure = MessageStructure(parsing: Corpus.message("01-simple-plain"))
