@@ -14,6 +14,19 @@
 // cur/; a UID is on disk before its message is (a UID-list line without its file is rolled forward
 // from tmp/ or dropped at the next open, so no UID is ever reused); a moved message is in its new
 // mailbox before it leaves the old one.
+//
+// What the fsyncs buy (`[store] fsync`, `FsyncPolicy`): a tagged OK means the change survives a
+// process crash (kill -9) without any fsync, because the kernel's page cache outlives the process;
+// fsync is about power loss and kernel crashes. Under `always` every phase above fsyncs what it
+// changed. Under `optimized` (the default, like Dovecot's `mail_fsync = optimized`) new mail keeps
+// every fsync (message files, UID-list lines, the keyword table, the index in-use mark, cur/ after
+// a rename or link into it), so the ordering argument above holds for new mail unchanged; but a
+// rename for flags (STORE) and an unlink (EXPUNGE, the source of a MOVE) do not fsync their
+// directory: after a power loss the last few seconds of them may be lost (flags revert, an
+// expunged message comes back), never new mail. A MOVE still fsyncs the destination's cur/ in phase
+// 2 before phase 3 unlinks the source, so losing the unlink only leaves a copy behind.
+// The rename or unlink that was not fsynced reaches the disk with the next fsync of its directory
+// or the file system's own writeback.
 
 import CShims
 import Glibc
@@ -61,6 +74,15 @@ enum FileOperation: Sendable {
     }
 }
 
+/// Which changes are fsynced before their tagged OK (`[store] fsync`; see the top of this file).
+public enum FsyncPolicy: String, CaseIterable, Sendable {
+    /// New mail is fsynced; flag renames and unlinks (STORE, EXPUNGE, the source of a MOVE) are
+    /// not: they survive a process crash but may be lost on power loss.
+    case optimized
+    /// Every change is fsynced, flag renames and unlinks included.
+    case always
+}
+
 /// A change prepared by a `Mailbox` whose file operations have not run yet.
 ///
 /// Threading: `Sendable`. Prepare it on the mailbox's owner thread, make it durable on any thread
@@ -80,11 +102,14 @@ public struct PendingCommit: Sendable {
     public let uidValidity: UInt32
     var operations: [[FileOperation]]
     var syncTargets: [[FileHandle]]
+    /// Whether flag renames and unlinks fsync their directory.
+    let fsyncPolicy: FsyncPolicy
 
-    init(id: UInt64, assignedUIDs: [UInt32] = [], uidValidity: UInt32) {
+    init(id: UInt64, assignedUIDs: [UInt32] = [], uidValidity: UInt32, fsyncPolicy: FsyncPolicy) {
         self.id = id
         self.assignedUIDs = assignedUIDs
         self.uidValidity = uidValidity
+        self.fsyncPolicy = fsyncPolicy
         operations = Array(repeating: [], count: PendingCommit.phaseCount)
         syncTargets = Array(repeating: [], count: PendingCommit.phaseCount)
     }
@@ -92,6 +117,12 @@ public struct PendingCommit: Sendable {
     mutating func add(_ operation: FileOperation, phase: Int, sync target: FileHandle? = nil) {
         operations[phase].append(operation)
         if let target { addSync(target, phase: phase) }
+    }
+
+    /// Adds a rename for flags or an unlink (no new mail): its directory is fsynced only under
+    /// `FsyncPolicy.always`.
+    mutating func addNameChange(_ operation: FileOperation, phase: Int, directory: FileHandle) {
+        add(operation, phase: phase, sync: fsyncPolicy == .always ? directory : nil)
     }
 
     mutating func addSync(_ target: FileHandle, phase: Int) {

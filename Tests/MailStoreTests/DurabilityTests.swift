@@ -1,8 +1,87 @@
-// MailStoreTests: the helper threads of parallel fsync rounds.
+// MailStoreTests: what each fsync policy fsyncs, and the helper threads of parallel fsync rounds.
 
 import Glibc
 import Testing
 @testable import MailStore
+
+/// The descriptors `commit` fsyncs when it runs, by phase: its staged message files (phase 0) and
+/// its sync targets (one fsync per distinct target per phase, as `DurabilityBatcher.run` does).
+private func fsyncedDescriptors(of commit: PendingCommit) -> [[Int32]] {
+    (0..<PendingCommit.phaseCount).map { phase in
+        var descriptors: [Int32] = []
+        for operation in commit.operations[phase] {
+            if case .syncFile(let file) = operation { descriptors.append(file.fd) }
+        }
+        return descriptors + commit.syncTargets[phase].map(\.fd)
+    }
+}
+
+@Suite struct FsyncPolicyTests {
+    @Test func optimizedIsTheDefault() {
+        #expect(StoreConfiguration().fsyncPolicy == .optimized)
+    }
+
+    @Test(arguments: FsyncPolicy.allCases)
+    func appendFsyncsItsFileTheUIDListAndCurUnderEveryPolicy(policy: FsyncPolicy) throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore(StoreConfiguration(fsyncPolicy: policy))
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        let writer = try inbox.beginAppend()
+        try sampleMessage("a").withUnsafeBytes { try writer.write($0) }
+        let staged = try writer.finish()
+        let commit = try inbox.prepareAppend([AppendRequest(message: staged, keywords: ["Blue"])])
+        let synced = fsyncedDescriptors(of: commit)
+        #expect(synced[0].contains(staged.file.fd))
+        #expect(synced[1].contains(inbox.uidListFile.fd))
+        #expect(synced[2] == [inbox.cur.fd])
+        // A new keyword: the table is replaced durably (file and directory fsynced inside the operation).
+        #expect(commit.operations[1].contains { if case .replace = $0 { true } else { false } })
+        try inbox.commitNow(commit)
+        #expect(try storedBytes(of: 1, in: inbox) == sampleMessage("a"))
+    }
+
+    @Test(arguments: FsyncPolicy.allCases)
+    func storeAndExpungeFsyncCurOnlyUnderAlways(policy: FsyncPolicy) throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore(StoreConfiguration(fsyncPolicy: policy))
+        let inbox = try store.openUser(UserName("u")).mailbox(.inbox)
+        for tag in ["a", "b"] { try appendMessage(sampleMessage(tag), to: inbox) }
+        let expected: [Int32] = policy == .always ? [inbox.cur.fd] : []
+
+        let flagged = try #require(try inbox.prepareStore(uids: [1, 2], change: .add, flags: [.deleted]).commit)
+        #expect(fsyncedDescriptors(of: flagged)[2] == expected)
+        #expect(fsyncedDescriptors(of: flagged).joined().allSatisfy { $0 != inbox.cur.fd } == (policy == .optimized))
+        try inbox.commitNow(flagged)
+        #expect(fileNames(in: temporary.path + "/data/users/u/cur").allSatisfy { $0.hasSuffix(":2,T") })
+
+        let expunge = try #require(inbox.prepareExpunge(uids: [1]))
+        #expect(fsyncedDescriptors(of: expunge)[3] == expected)
+        try inbox.commitNow(expunge)
+        #expect(inbox.uids == [2])
+        #expect(fileNames(in: temporary.path + "/data/users/u/cur").count == 1)
+    }
+
+    /// A moved message must be durable in its new mailbox before it leaves the old one, whatever the
+    /// policy: the destination's cur/ is fsynced in phase 2, before phase 3 unlinks the source.
+    @Test(arguments: FsyncPolicy.allCases)
+    func moveFsyncsTheDestinationBeforeTheSourceUnlink(policy: FsyncPolicy) throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore(StoreConfiguration(fsyncPolicy: policy))
+        let user = try store.openUser(UserName("u"))
+        let inbox = try user.mailbox(.inbox)
+        let archive = try user.mailbox(MailboxName("Archive"))
+        try appendMessage(sampleMessage("a"), to: inbox)
+        let move = try inbox.prepareMove(uids: [1], to: archive)
+        let synced = fsyncedDescriptors(of: move.commit)
+        #expect(synced[1] == [archive.uidListFile.fd])
+        #expect(synced[2] == [archive.cur.fd])
+        #expect(move.commit.operations[3].count == 1)
+        #expect(synced[3] == (policy == .always ? [inbox.cur.fd] : []))
+        try inbox.commitNow(move.commit)
+        #expect(inbox.uids.isEmpty)
+        #expect(try storedBytes(of: 1, in: archive) == sampleMessage("a"))
+    }
+}
 
 @Suite struct ConcurrentSyncTests {
     /// `count` small files in `directory`, open for writing.
