@@ -68,7 +68,7 @@ let package = Package(
                     dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport"]),
         // IMAPBackend: the stress run against Apus's own back end, started in process.
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol", "IMAPBackend", "Telemetry"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "Telemetry", "TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "MailStore", "Telemetry", "TestSupport"]),
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),
         .testTarget(
             name: "MailStoreTests",

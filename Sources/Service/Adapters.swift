@@ -33,7 +33,7 @@ final class BackendService: ManagedService {
             preLoginIdleTimeout: settings.loginTimeout, postLoginIdleTimeout: settings.idleTimeout,
             authCacheTTL: settings.authCacheTTL, maxConnectionsPerUser: settings.maxConnectionsPerUser,
             maxConnectionsPerAddress: settings.maxConnectionsPerAddress, failedLoginDelay: settings.failedLoginDelay,
-            maxFailedLoginDelay: settings.failedLoginDelayMax)
+            maxFailedLoginDelay: settings.failedLoginDelayMax, storeFsync: settings.storeFsync)
         server = try BackendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
         ServiceMetrics.exposeTLSHandshakes(server.connectionCounters, prefix: "apus_imap4be", in: context.metrics)
         ServiceMetrics.exposeStoreSyncs(in: context.metrics)

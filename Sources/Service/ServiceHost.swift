@@ -370,6 +370,7 @@ final class ServiceHost: Sendable {
         check("auth_cache_ttl", a.authCacheTTL == b.authCacheTTL)
         check("failed_login_delay", a.failedLoginDelay == b.failedLoginDelay)
         check("failed_login_delay_max", a.failedLoginDelayMax == b.failedLoginDelayMax)
+        check("fsync", a.storeFsync == b.storeFsync)
         return keys
     }
 
