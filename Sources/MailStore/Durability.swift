@@ -251,7 +251,8 @@ final class ConcurrentSync: Sendable {
     /// fsyncs every target and reports each failure with the target's index.
     static func run(_ targets: [FileHandle], failed: (Int, StoreError) -> Void) {
         if targets.count < threshold {
-            // A few fsyncs (a STORE's one) run here: no job object, no error array.
+            // A few fsyncs (a lone APPEND's per phase, a STORE's under `always`) run here: no job
+            // object, no error array.
             for (index, target) in targets.enumerated() {
                 do throws(StoreError) { try target.sync() } catch { failed(index, error) }
             }
