@@ -35,8 +35,9 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "Reactor", dependencies: ["CShims"], swiftSettings: hotPathSettings),
         .target(name: "IMAPProtocol", swiftSettings: hotPathSettings),
-        // Telemetry for the fsync latency histogram the back end exposes.
-        .target(name: "MailStore", dependencies: ["CShims", "Telemetry"]),
+        // Telemetry for the fsync latency histogram the back end exposes; Reactor for its
+        // semaphore (the fsync helper threads sleep on it), no sockets.
+        .target(name: "MailStore", dependencies: ["CShims", "Reactor", "Telemetry"]),
         // Logs and metrics, shared by every service (no dependencies).
         .target(name: "Telemetry"),
         // imap4be: the back-end IMAP4rev1 + IMAP4rev2 server over MailStore.
@@ -67,7 +68,7 @@ let package = Package(
                     dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport"]),
         // IMAPBackend: the stress run against Apus's own back end, started in process.
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol", "IMAPBackend", "Telemetry"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "Telemetry", "TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "MailStore", "Telemetry", "TestSupport"]),
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),
         .testTarget(
             name: "MailStoreTests",

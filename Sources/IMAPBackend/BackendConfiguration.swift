@@ -2,6 +2,7 @@
 
 import Glibc
 import IMAPProtocol
+import MailStore
 import Telemetry
 import Reactor
 
@@ -156,6 +157,8 @@ public struct BackendConfiguration: Sendable {
     public var failedLoginDelay: Duration
     /// The longest delay after failed logins.
     public var maxFailedLoginDelay: Duration
+    /// Which changes the store fsyncs before their tagged OK (`[store] fsync`).
+    public var storeFsync: FsyncPolicy
     /// Output queued above this makes a FETCH wait for the client to read (backpressure).
     public var outputHighWaterMark: Int
     /// Greeting text after `* OK [CAPABILITY ...]`.
@@ -172,8 +175,9 @@ public struct BackendConfiguration: Sendable {
         preLoginIdleTimeout: Duration = .seconds(60), postLoginIdleTimeout: Duration = .seconds(30 * 60),
         idleKeepaliveInterval: Duration = .seconds(2 * 60), authCacheTTL: Duration = .seconds(60),
         maxConnectionsPerUser: Int = 50, maxConnectionsPerAddress: Int = 0,
-        linger: Duration = .seconds(30), lingerUsers: Int = 256, failedLoginDelay: Duration = .milliseconds(500), maxFailedLoginDelay: Duration = .seconds(15),
-        outputHighWaterMark: Int = 256 * 1024, greeting: String = "Apus imap4be ready."
+        linger: Duration = .seconds(30), lingerUsers: Int = 256,
+        failedLoginDelay: Duration = .milliseconds(500), maxFailedLoginDelay: Duration = .seconds(15),
+        storeFsync: FsyncPolicy = .optimized, outputHighWaterMark: Int = 256 * 1024, greeting: String = "Apus imap4be ready."
     ) {
         self.listeners = listeners
         self.tls = tls
@@ -192,6 +196,7 @@ public struct BackendConfiguration: Sendable {
         self.lingerUsers = lingerUsers
         self.failedLoginDelay = failedLoginDelay
         self.maxFailedLoginDelay = maxFailedLoginDelay
+        self.storeFsync = storeFsync
         self.outputHighWaterMark = outputHighWaterMark
         self.greeting = greeting
     }

@@ -55,6 +55,7 @@ public final class BackendServer: Sendable {
         var storeConfiguration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(),
                                                     contentSearcher: MIMEContentSearcher())
         storeConfiguration.maximumMessageSize = Int64(clamping: configuration.limits.maxAppendLiteralSize)
+        storeConfiguration.fsyncPolicy = configuration.storeFsync
         do {
             store = try MailStore(dataDirectory: configuration.dataDirectory, configuration: storeConfiguration)
         } catch {

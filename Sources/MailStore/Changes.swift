@@ -118,7 +118,7 @@ extension Mailbox {
         for uid in uids {
             let record = index.records[index.position(of: uid)!]
             removedSize += record.size
-            commit.add(.unlink(cur, index.name(of: record)), phase: 3, sync: cur)
+            commit.addNameChange(.unlink(cur, index.name(of: record)), phase: 3, directory: cur)
         }
         index.records.removeAll(uids: doomed)
         index.deadUIDListLines += UInt32(uids.count)
@@ -176,7 +176,7 @@ extension Mailbox {
             index.records.setHot(HotRecord(uid: uid, flags: newFlags, keywords: newKeywords, modseq: nextModseq()),
                                  at: position)
             index.setName(newName, ofRecordAt: position)
-            commit.add(.rename(from: cur, oldName, to: cur, newName), phase: 2, sync: cur)
+            commit.addNameChange(.rename(from: cur, oldName, to: cur, newName), phase: 2, directory: cur)
             changed.append(uid)
         }
         guard !changed.isEmpty || tableChanged else {

@@ -14,8 +14,23 @@
 // cur/; a UID is on disk before its message is (a UID-list line without its file is rolled forward
 // from tmp/ or dropped at the next open, so no UID is ever reused); a moved message is in its new
 // mailbox before it leaves the old one.
+//
+// What the fsyncs buy (`[store] fsync`, `FsyncPolicy`): a tagged OK means the change survives a
+// process crash (kill -9) without any fsync, because the kernel's page cache outlives the process;
+// fsync is about power loss and kernel crashes. Under `always` every phase above fsyncs what it
+// changed. Under `optimized` (the default, like Dovecot's `mail_fsync = optimized`) new mail keeps
+// every fsync (message files, UID-list lines, the keyword table, the index in-use mark, cur/ after
+// a rename or link into it), so the ordering argument above holds for new mail unchanged; but a
+// rename for flags (STORE) and an unlink (EXPUNGE, the source of a MOVE) do not fsync their
+// directory: after a power loss the last few seconds of them may be lost (flags revert, an
+// expunged message comes back), never new mail. A MOVE still fsyncs the destination's cur/ in phase
+// 2 before phase 3 unlinks the source, so losing the unlink only leaves a copy behind.
+// The rename or unlink that was not fsynced reaches the disk with the next fsync of its directory
+// or the file system's own writeback.
 
+import CShims
 import Glibc
+import Reactor
 import Synchronization
 
 /// One file operation of a pending commit. Only descriptors and immutable data: safe on any thread.
@@ -59,6 +74,15 @@ enum FileOperation: Sendable {
     }
 }
 
+/// Which changes are fsynced before their tagged OK (`[store] fsync`; see the top of this file).
+public enum FsyncPolicy: String, CaseIterable, Sendable {
+    /// New mail is fsynced; flag renames and unlinks (STORE, EXPUNGE, the source of a MOVE) are
+    /// not: they survive a process crash but may be lost on power loss.
+    case optimized
+    /// Every change is fsynced, flag renames and unlinks included.
+    case always
+}
+
 /// A change prepared by a `Mailbox` whose file operations have not run yet.
 ///
 /// Threading: `Sendable`. Prepare it on the mailbox's owner thread, make it durable on any thread
@@ -78,11 +102,14 @@ public struct PendingCommit: Sendable {
     public let uidValidity: UInt32
     var operations: [[FileOperation]]
     var syncTargets: [[FileHandle]]
+    /// Whether flag renames and unlinks fsync their directory.
+    let fsyncPolicy: FsyncPolicy
 
-    init(id: UInt64, assignedUIDs: [UInt32] = [], uidValidity: UInt32) {
+    init(id: UInt64, assignedUIDs: [UInt32] = [], uidValidity: UInt32, fsyncPolicy: FsyncPolicy) {
         self.id = id
         self.assignedUIDs = assignedUIDs
         self.uidValidity = uidValidity
+        self.fsyncPolicy = fsyncPolicy
         operations = Array(repeating: [], count: PendingCommit.phaseCount)
         syncTargets = Array(repeating: [], count: PendingCommit.phaseCount)
     }
@@ -90,6 +117,12 @@ public struct PendingCommit: Sendable {
     mutating func add(_ operation: FileOperation, phase: Int, sync target: FileHandle? = nil) {
         operations[phase].append(operation)
         if let target { addSync(target, phase: phase) }
+    }
+
+    /// Adds a rename for flags or an unlink (no new mail): its directory is fsynced only under
+    /// `FsyncPolicy.always`.
+    mutating func addNameChange(_ operation: FileOperation, phase: Int, directory: FileHandle) {
+        add(operation, phase: phase, sync: fsyncPolicy == .always ? directory : nil)
     }
 
     mutating func addSync(_ target: FileHandle, phase: Int) {
@@ -190,17 +223,25 @@ public final class DurabilityBatcher: Sendable {
     }
 }
 
-/// fsyncs many files at once from a few threads. Journaling file systems (ext4's jbd2, XFS) let
-/// fsyncs that wait at the same time share one journal commit, so 50 new message files cost about
-/// what a few do; one after another, each would wait for a commit of its own.
+/// fsyncs many files at once from a few threads. The device queue serves concurrent fsyncs
+/// together, and on a journaling file system (ext4 with jbd2, XFS) fsyncs that wait at the same
+/// time share one journal commit, so 50 new message files cost about what a few do. (The ext4 of
+/// the benchmark machine has no journal; there only the device queue is shared.)
+///
+/// The helper threads are `SyncHelperThreads`, kept between rounds: a round hands them its job and
+/// creates no thread.
 final class ConcurrentSync: Sendable {
     /// Below this many targets the fsyncs run on the calling thread.
     static let threshold = 4
+    /// The calling thread plus at most this many minus one helpers work on one round.
     static let maximumThreads = 8
 
     private let targets: [FileHandle]
     private let next = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
     private let errors: Mutex<[StoreError?]>
+    /// Signalled by whichever thread finishes the last target.
+    private let done = CountingSemaphore()
 
     private init(_ targets: [FileHandle]) {
         self.targets = targets
@@ -210,39 +251,27 @@ final class ConcurrentSync: Sendable {
     /// fsyncs every target and reports each failure with the target's index.
     static func run(_ targets: [FileHandle], failed: (Int, StoreError) -> Void) {
         if targets.count < threshold {
-            // A few fsyncs (a STORE's one) run here: no job object, no error array.
+            // A few fsyncs (a lone APPEND's per phase, a STORE's under `always`) run here: no job
+            // object, no error array.
             for (index, target) in targets.enumerated() {
                 do throws(StoreError) { try target.sync() } catch { failed(index, error) }
             }
             return
         }
         let job = ConcurrentSync(targets)
-        var threads: [pthread_t] = []
-        do {
-            for _ in 1..<min(maximumThreads, targets.count) {
-                var thread = pthread_t()
-                let context = Unmanaged.passRetained(job).toOpaque()
-                let created = pthread_create(&thread, nil, { context in
-                    let job = Unmanaged<ConcurrentSync>.fromOpaque(context!).takeRetainedValue()
-                    job.work()
-                    return nil
-                }, context)
-                if created == 0 {
-                    threads.append(thread)
-                } else {
-                    Unmanaged<ConcurrentSync>.fromOpaque(context).release()
-                    break
-                }
-            }
-        }
+        let helpers = SyncHelperThreads.shared
+        helpers.offer(job, to: min(maximumThreads, targets.count) - 1)
         job.work()
-        for thread in threads { pthread_join(thread, nil) }
+        // Helpers still asleep need not wake for a job with nothing left to take.
+        helpers.withdraw(job)
+        job.done.wait()
         for (index, error) in job.errors.withLock({ $0 }).enumerated() {
             if let error { failed(index, error) }
         }
     }
 
-    private func work() {
+    /// Takes targets until none is left. Any thread; returns at once when the round is over.
+    func work() {
         while true {
             let index = next.add(1, ordering: .relaxed).oldValue
             guard index < targets.count else { return }
@@ -251,6 +280,83 @@ final class ConcurrentSync: Sendable {
             } catch {
                 errors.withLock { $0[index] = error }
             }
+            if finished.add(1, ordering: .acquiringAndReleasing).newValue == targets.count { done.signal() }
+        }
+    }
+}
+
+/// The threads that help `ConcurrentSync` rounds: started as rounds first need them (at most
+/// `ConcurrentSync.maximumThreads - 1` for the process), named `apus-fsync`, asleep on a semaphore
+/// between rounds and kept for the life of the process. A thread per round cost a clone, a stack
+/// mapping and its unmapping, and a join on every group commit of four or more files.
+///
+/// Threading: `Sendable`; any thread may offer work. Offers are a queue of jobs, one entry per
+/// helper wanted; a helper that wakes takes the first entry, and a job whose round is over is
+/// withdrawn so that no sleeping helper keeps its descriptors open.
+final class SyncHelperThreads: Sendable {
+    static let shared = SyncHelperThreads(limit: ConcurrentSync.maximumThreads - 1)
+
+    private struct State {
+        var offers: [ConcurrentSync] = []
+        var threadCount = 0
+    }
+
+    private let limit: Int
+    private let state = Mutex(State())
+    /// Counts offers (and, after a withdrawal, some stale ones: a helper that finds none sleeps again).
+    private let wakeups = CountingSemaphore()
+
+    private init(limit: Int) { self.limit = limit }
+
+    /// Helper threads started so far.
+    var threadCount: Int { state.withLock { $0.threadCount } }
+
+    /// Asks `count` helpers to work on `job`, starting threads up to `count` (within the limit).
+    func offer(_ job: ConcurrentSync, to count: Int) {
+        let wanted = min(count, limit)
+        guard wanted > 0 else { return }
+        let toStart = state.withLock { state in
+            for _ in 0..<wanted { state.offers.append(job) }
+            let missing = max(0, wanted - state.threadCount)
+            state.threadCount += missing
+            return missing
+        }
+        for _ in 0..<toStart where !startThread() {
+            // Out of threads: the offers are still served, by fewer helpers or by the caller.
+            state.withLock { $0.threadCount -= 1 }
+        }
+        for _ in 0..<wanted { wakeups.signal() }
+    }
+
+    /// Removes the offers of `job` no helper has taken.
+    func withdraw(_ job: ConcurrentSync) {
+        state.withLock { state in state.offers.removeAll { $0 === job } }
+    }
+
+    private func startThread() -> Bool {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let created = pthread_create(&thread, nil, { context in
+            let helpers = Unmanaged<SyncHelperThreads>.fromOpaque(context!).takeRetainedValue()
+            cshim_set_thread_name("apus-fsync")
+            helpers.serve()
+        }, context)
+        guard created == 0 else {
+            Unmanaged<SyncHelperThreads>.fromOpaque(context).release()
+            return false
+        }
+        // Never joined: a helper lives as long as the process.
+        pthread_detach(thread)
+        return true
+    }
+
+    private func serve() -> Never {
+        while true {
+            wakeups.wait()
+            let job: ConcurrentSync? = state.withLock { state in
+                state.offers.isEmpty ? nil : state.offers.removeFirst()
+            }
+            job?.work()
         }
     }
 }

@@ -434,6 +434,9 @@ public final class Mailbox {
     /// Rewrites the UID list with only the messages that exist (expunged lines are dropped). Only
     /// with nothing in flight: commits append to the list through its descriptor.
     func compactUIDList() throws(StoreError) {
+        // Under `optimized` the unlinks of expunged messages were not fsynced: make them durable
+        // before their UID-list lines go, or a power loss could bring a file back without its UID.
+        if configuration.fsyncPolicy == .optimized { try cur.sync() }
         var list = UIDList(uidValidity: index.uidValidity, uidNext: index.uidNext)
         list.entries = index.records.map { UIDList.Entry(uid: $0.uid, name: Substring(index.name(of: $0))) }
         try Directory.replaceFile(UIDList.fileName, in: directory.fd, with: list.serialized, durable: true)
@@ -460,7 +463,8 @@ public final class Mailbox {
     // MARK: - Commits
 
     func makeCommit(assignedUIDs: [UInt32] = []) -> PendingCommit {
-        PendingCommit(id: user.nextCommitID(), assignedUIDs: assignedUIDs, uidValidity: uidValidity)
+        PendingCommit(id: user.nextCommitID(), assignedUIDs: assignedUIDs, uidValidity: uidValidity,
+                      fsyncPolicy: configuration.fsyncPolicy)
     }
 
     /// Finishes a commit on the owner thread once `DurabilityBatcher` ran it: tells observers of

@@ -76,13 +76,17 @@ public struct StoreConfiguration: Sendable {
     public var maximumMessageSize: Int64
     /// Quota of every user.
     public var quota: QuotaLimits
+    /// Which changes are fsynced before their tagged OK (`[store] fsync`).
+    public var fsyncPolicy: FsyncPolicy
 
     public init(analyzer: (any MessageAnalyzer)? = nil, contentSearcher: (any MessageContentSearcher)? = nil,
-                maximumMessageSize: Int64 = 64 << 20, quota: QuotaLimits = .unlimited)
+                maximumMessageSize: Int64 = 64 << 20, quota: QuotaLimits = .unlimited,
+                fsyncPolicy: FsyncPolicy = .optimized)
     {
         self.analyzer = analyzer
         self.contentSearcher = contentSearcher
         self.maximumMessageSize = maximumMessageSize
         self.quota = quota
+        self.fsyncPolicy = fsyncPolicy
     }
 }

@@ -106,12 +106,13 @@ private final class WorkerLane: Sendable {
     }
 }
 
-/// A POSIX counting semaphore. Sendable because sem_t exists to be shared between threads;
-/// the pointer itself never changes.
-final class CountingSemaphore: @unchecked Sendable {
+/// A POSIX counting semaphore (the worker pool's and the store's fsync helpers sleep on one).
+/// Sendable because sem_t exists to be shared between threads; the pointer itself never changes.
+public final class CountingSemaphore: @unchecked Sendable {
     private let pointer: UnsafeMutablePointer<sem_t>
 
-    init() {
+    /// Starts at zero: the first `wait` blocks until a `signal`.
+    public init() {
         pointer = .allocate(capacity: 1)
         sem_init(pointer, 0, 0)
     }
@@ -121,9 +122,11 @@ final class CountingSemaphore: @unchecked Sendable {
         pointer.deallocate()
     }
 
-    func signal() { sem_post(pointer) }
+    /// Adds one; wakes one waiter if any.
+    public func signal() { sem_post(pointer) }
 
-    func wait() {
+    /// Takes one, sleeping until there is one.
+    public func wait() {
         while sem_wait(pointer) != 0 {} // EINTR
     }
 }

@@ -34,7 +34,7 @@ final class BackendService: ManagedService {
             authCacheTTL: settings.authCacheTTL, maxConnectionsPerUser: settings.maxConnectionsPerUser,
             maxConnectionsPerAddress: settings.maxConnectionsPerAddress,
             linger: settings.linger, lingerUsers: settings.lingerUsers, failedLoginDelay: settings.failedLoginDelay,
-            maxFailedLoginDelay: settings.failedLoginDelayMax)
+            maxFailedLoginDelay: settings.failedLoginDelayMax, storeFsync: settings.storeFsync)
         server = try BackendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
         ServiceMetrics.exposeTLSHandshakes(server.connectionCounters, prefix: "apus_imap4be", in: context.metrics)
         ServiceMetrics.exposeStoreSyncs(in: context.metrics)

@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import Glibc
+import MailStore
 import Reactor
 import Telemetry
 
@@ -108,6 +109,8 @@ public struct ServiceSettings: Equatable, Sendable {
     public var failedLoginDelay: Duration
     /// …up to this.
     public var failedLoginDelayMax: Duration
+    /// imap4be (`[store] fsync`): which changes the store fsyncs before their tagged OK.
+    public var storeFsync: FsyncPolicy
 
     /// True when any listener needs the certificate (implicit TLS, or STARTTLS on plain ones).
     public var usesTLS: Bool { !tlsListen.isEmpty }
@@ -174,8 +177,9 @@ public struct ApusConfiguration: Sendable {
                 backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
                 poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
                 maxConnectionsPerAddress: name == .imap4 ? 50 : 0, maxConnectionsPerUser: 50,
-                authCacheTTL: .seconds(60), linger: .seconds(30), lingerUsers: 256, failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
-                failedLoginDelayMax: .seconds(name == .imap4 ? 8 : 15))
+                authCacheTTL: .seconds(60), linger: .seconds(30), lingerUsers: 256,
+                failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
+                failedLoginDelayMax: .seconds(name == .imap4 ? 8 : 15), storeFsync: .optimized)
         }
         var configuration = ApusConfiguration(
             path: nil, runDirectory: "/run/apus", imap4: settings(.imap4),
@@ -229,9 +233,11 @@ public struct ApusConfiguration: Sendable {
             switch section.name {
             case "global": targets = ServiceName.allCases
             case "imap4": targets = [.imap4]
-            case "imap4be": targets = [.imap4be]
+            // The back end owns the store: [store] keys are its settings.
+            case "imap4be", "store": targets = [.imap4be]
             default:
-                let message = "unknown section [\(section.name)] (expected [global], [imap4] or [imap4be])"
+                let message =
+                    "unknown section [\(section.name)] (expected [global], [imap4], [imap4be] or [store])"
                 // A section only an `-o` option made has no line of its own: name the option.
                 if section.line == 0, let first = section.entries.first {
                     throw ConfigurationError(file: file.path, entry: first, message: message)
@@ -336,25 +342,27 @@ struct ConfigurationValueError: Error {
 
 /// Where a key may appear.
 enum ConfigurationScope {
-    case globalOnly, anywhere, serviceOnly, imap4Only, imap4beOnly
+    case globalOnly, anywhere, serviceOnly, imap4Only, imap4beOnly, storeOnly
 
     func allows(_ section: String) -> Bool {
         switch self {
         case .globalOnly: section == "global"
-        case .anywhere: true
-        case .serviceOnly: section != "global"
+        case .anywhere: section != "store"
+        case .serviceOnly: section == "imap4" || section == "imap4be"
         case .imap4Only: section == "imap4"
         case .imap4beOnly: section == "imap4be"
+        case .storeOnly: section == "store"
         }
     }
 
     var `where`: String {
         switch self {
         case .globalOnly: "only in [global]"
-        case .anywhere: "anywhere"
+        case .anywhere: "in [global], [imap4] or [imap4be]"
         case .serviceOnly: "only in [imap4] or [imap4be]"
         case .imap4Only: "only in [imap4]"
         case .imap4beOnly: "only in [imap4be]"
+        case .storeOnly: "only in [store]"
         }
     }
 }
@@ -485,6 +493,12 @@ struct ConfigurationKey: Sendable {
         },
         ConfigurationKey(name: "pool_idle_timeout", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.poolIdleTimeout = try V.duration(v)
+        },
+        ConfigurationKey(name: "fsync", scope: .storeOnly) { s, v, _ throws(ConfigurationValueError) in
+            guard let policy = FsyncPolicy(rawValue: v) else {
+                throw ConfigurationValueError("'\(v)' is not optimized or always")
+            }
+            s.storeFsync = policy
         },
         ConfigurationKey(name: "source_addresses", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.sourceAddresses = try V.list(v).map { item throws(ConfigurationValueError) in

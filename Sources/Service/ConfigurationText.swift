@@ -2,13 +2,14 @@
 // Apus Service: `apus config`, the effective configuration written out as a configuration file.
 //===----------------------------------------------------------------------===//
 
+import MailStore
 import Reactor
 import Telemetry
 
 /// `apus config` prints this: every key with the value the services would use, in the file's own
 /// format, so the output loads back to the same configuration (`apus config > new.conf` starts a
 /// file). `[global]` holds `run_dir` and every key both services share; each service's section
-/// its own keys and the shared keys whose value differs.
+/// its own keys and the shared keys whose value differs; `[store]` the back end's store keys.
 enum ConfigurationText {
     static func render(_ configuration: ApusConfiguration) -> String {
         var text = "# The effective Apus configuration"
@@ -28,6 +29,9 @@ enum ConfigurationText {
                 text += entry(key, configuration.settings(for: service))
             }
         }
+        // The back end's store.
+        text += "\n[store]\n"
+        for key in keys where key.scope == .storeOnly { text += entry(key, configuration.imap4be) }
         return text
     }
 
@@ -100,5 +104,6 @@ enum ConfigurationText {
         "pool_max": { String($0.poolMax) },
         "pool_idle_timeout": { duration($0.poolIdleTimeout) },
         "source_addresses": { $0.sourceAddresses.joined(separator: ", ") },
+        "fsync": { $0.storeFsync.rawValue },
     ]
 }

@@ -372,6 +372,7 @@ final class ServiceHost: Sendable {
         check("linger_users", a.lingerUsers == b.lingerUsers)
         check("failed_login_delay", a.failedLoginDelay == b.failedLoginDelay)
         check("failed_login_delay_max", a.failedLoginDelayMax == b.failedLoginDelayMax)
+        check("fsync", a.storeFsync == b.storeFsync)
         return keys
     }
 

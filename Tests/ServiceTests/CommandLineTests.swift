@@ -19,14 +19,17 @@ struct CommandLineTests {
     @Test func configPrintsAFileThatLoadsBackAndHonoursOverrides() throws {
         let fixture = ServiceFixture(imap4be: "max_connections_per_user = 7")
         defer { fixture.cleanUp() }
-        let result = fixture.apus("config", "-o", "imap4be.listen=127.0.0.1:2143", "-o", "imap4.pool_max=9")
+        let result = fixture.apus("config", "-o", "imap4be.listen=127.0.0.1:2143", "-o", "imap4.pool_max=9",
+                                  "-o", "store.fsync=always")
         #expect(result.status == 0, "\(result)")
         let lines = result.output.split(separator: "\n").map(String.init)
         let imap4be = try #require(lines.firstIndex(of: "[imap4be]"))
         let imap4 = try #require(lines.firstIndex(of: "[imap4]"))
+        let store = try #require(lines.firstIndex(of: "[store]"))
         #expect(lines[imap4be..<imap4].contains("listen = 127.0.0.1:2143"))
         #expect(lines[imap4be..<imap4].contains("max_connections_per_user = 7"))
-        #expect(lines[imap4...].contains("pool_max = 9"))
+        #expect(lines[imap4..<store].contains("pool_max = 9"))
+        #expect(lines[store...].contains("fsync = always"))
 
         // The output is a configuration file: printed again from it, it is the same text
         // (but for the first line, which names the file).

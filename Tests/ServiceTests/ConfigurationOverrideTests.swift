@@ -106,6 +106,8 @@ struct ConfigurationOverrideTests {
         source_addresses = 127.0.0.2, 127.0.0.3
         pool_idle_timeout = 2h
         login_disabled_on_plain = no
+        [store]
+        fsync = always
         """,
     ])
     func theEffectiveConfigurationLoadsBackToItself(text: String) throws {

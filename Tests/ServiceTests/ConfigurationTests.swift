@@ -2,6 +2,7 @@
 // Apus Service tests: the configuration file, its defaults and its error messages.
 //===----------------------------------------------------------------------===//
 
+import MailStore
 import Reactor
 import Telemetry
 import Testing
@@ -96,6 +97,14 @@ struct ConfigurationTests {
         #expect(configuration.imap4be.loginTimeout == .milliseconds(250))
     }
 
+    @Test func storeFsyncIsOptimizedUnlessTheStoreSectionSaysAlways() throws {
+        #expect(try parse("").imap4be.storeFsync == .optimized)
+        let always = try parse("[store]\nfsync = always\n[imap4be]\nlisten = 127.0.0.1:1\n")
+        #expect(always.imap4be.storeFsync == .always)
+        #expect(always.imap4be.listen == [SocketAddress(host: "127.0.0.1", port: 1)])
+        #expect(try parse("[store]\nfsync = optimized").imap4be.storeFsync == .optimized)
+    }
+
     @Test func emptyListenMeansNoListener() throws {
         let configuration = try parse("[imap4be]\ntls_listen =\nadmin_listen = off\n")
         #expect(configuration.imap4be.tlsListen.isEmpty)
@@ -126,6 +135,11 @@ struct ConfigurationTests {
         ("[imap4be]\ntrusted_proxies = 10.0.0.0/33", 2, "bad prefix length"),
         ("login_disabled_on_plain = perhaps", 1, "'perhaps' is not yes or no"),
         ("Listen = 1", 1, "bad key name 'Listen'"),
+        ("[store]\nfsync = sometimes", 2, "fsync: 'sometimes' is not optimized or always"),
+        ("[imap4be]\nfsync = always", 2, "'fsync' does not belong in [imap4be] (only in [store])"),
+        ("fsync = always", 1, "'fsync' does not belong in [global]"),
+        ("[store]\nidle_timeout = 5m", 2, "'idle_timeout' does not belong in [store]"),
+        ("[store]\nlisten = 127.0.0.1:1", 2, "'listen' does not belong in [store]"),
         ("\n\n" + String(repeating: "x", count: 9000), 3, "line longer than 8192 bytes"),
     ])
     func mistakesNameFileAndLine(text: String, line: Int, message: String) {
@@ -189,7 +203,8 @@ struct ConfigurationTests {
         new.poolMax = 3
         new.routes = [RouteEntry(pattern: "a", backend: "local")]
         new.logLevel = .error
-        #expect(ServiceHost.changedKeys(old, new) == ["log_level", "routes", "pool_max"])
+        new.storeFsync = .always
+        #expect(ServiceHost.changedKeys(old, new) == ["log_level", "routes", "pool_max", "fsync"])
         #expect(ServiceHost.changedKeys(old, old).isEmpty)
     }
 }

@@ -348,11 +348,13 @@ struct ServiceProcessTests {
 
         // Rotation: the log is moved away; reload starts a new file.
         #expect(rename(fixture.logPath, fixture.logPath + ".1") == 0)
-        fixture.writeConfiguration(imap4be: "listen = 127.0.0.1:1\nlog_level = warning")
+        // The store's fsync policy is fixed while the store is open.
+        fixture.writeConfiguration(imap4be: "listen = 127.0.0.1:1\nlog_level = warning", imap4: "[store]\nfsync = always")
         var result = fixture.apus("reload", "imap4be")
         #expect(result.status == 0, "\(result)")
         let lines = result.output.split(separator: "\n").map(String.init)
         #expect(lines.contains("imap4be refused: listen: takes effect after a restart"))
+        #expect(lines.contains("imap4be refused: fsync: takes effect after a restart"))
         #expect(lines.contains("imap4be reloaded: log_level: warning"))
         #expect(lines.contains("imap4be reloaded: log file reopened: \(fixture.logPath)"))
         #expect(

@@ -278,6 +278,10 @@ EOF
     if [ -n "${APUS_SOURCE_ADDRESSES:-}" ]; then
         echo "source_addresses = $APUS_SOURCE_ADDRESSES" >>"$dir/apus.conf"
     fi
+    # APUS_STORE_FSYNC=always|optimized sets the back end's [store] fsync (unset: its default).
+    if [ -n "${APUS_STORE_FSYNC:-}" ]; then
+        printf '\n[store]\nfsync = %s\n' "$APUS_STORE_FSYNC" >>"$dir/apus.conf"
+    fi
     (
         ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
         # APUS_WRAPPER runs the service under a tool (valgrind --tool=callgrind ...); the tool keeps the pid.
