@@ -37,7 +37,8 @@ public indirect enum SearchKey: Equatable, Sendable {
     case or(SearchKey, SearchKey)
     case and([SearchKey])
 
-    /// FROM/TO/CC/BCC/SUBJECT are HEADER searches on that field.
+    /// HEADER, FROM, TO, CC and BCC: a search of the header fields of that name (SUBJECT is
+    /// `.content(.subject)`: the envelope's subject).
     public static func header(_ field: String, _ value: String) -> SearchKey { .content(.header(field: field, value: value)) }
 
     /// The day number (days since 1970-01-01) of a calendar date, for the date keys.
