@@ -81,8 +81,9 @@ extension Mailbox {
         let prepared = Self.indexKeysFirst(key)
         let now = currentTimeNanoseconds() / 1_000_000_000
         var result = SearchResult(uids: [], highestModseq: 0)
+        var content = MessageContent(mailbox: self)
         for position in index.records.indices {
-            var content = MessageContent(mailbox: self, uid: index.records[position].uid)
+            content.move(to: position)
             if matches(prepared, position: position, recent: recent, now: now, content: &content) {
                 let record = index.records[position]
                 result.uids.append(record.uid)
@@ -161,21 +162,29 @@ extension Mailbox {
     }
 }
 
-/// One message's text for content keys, fetched at most once per search and only when asked.
+/// The text of the message a search is looking at, for content keys: its cached blob is fetched at
+/// most once and only when asked, through a read-ahead that serves the following messages too.
 struct MessageContent {
     let mailbox: Mailbox
-    let uid: UInt32
+    private var position = 0
     private var blob: [UInt8]?
+    private var readAhead = MessageCacheReadAhead()
 
-    init(mailbox: Mailbox, uid: UInt32) {
+    init(mailbox: Mailbox) {
         self.mailbox = mailbox
-        self.uid = uid
+    }
+
+    /// Looks at the message at `position` next.
+    mutating func move(to position: Int) {
+        self.position = position
+        blob = nil
     }
 
     mutating func matches(_ key: ContentSearchKey) -> Bool {
         guard let searcher = mailbox.configuration.contentSearcher else { return false }
-        if blob == nil { blob = (try? mailbox.cachedAnalysis(of: uid)) ?? [] }
+        if blob == nil { blob = readAhead.blob(at: position, of: mailbox) }
         if let answer = searcher.answer(key, cached: blob!) { return answer }
+        let uid = mailbox.index.records[position].uid
         return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: blob!) }) ?? false
     }
 }

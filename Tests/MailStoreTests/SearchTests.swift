@@ -152,6 +152,37 @@ final class SubstringSearcher: MessageContentSearcher {
         }
     }
 
+    @Test(arguments: [1, 150, 600, 1 << 20])
+    func readAheadServesEachMessagesOwnBlobAndRebuildsADamagedOne(_ windowLimit: Int) throws {
+        let temporary = TemporaryDirectory()
+        var expected: [[UInt8]] = []
+        do {
+            let inbox = try subjectMailbox(temporary, analyzer: MIMEMessageAnalyzer())
+            expected = try inbox.uids.map { try inbox.cachedAnalysis(of: $0) }
+        }
+        // The fourth record damaged: it alone is analysed again from its message.
+        let cacheFile = temporary.path + "/data/users/u/" + MessageCache.fileName
+        var cache = try #require(readFile(cacheFile))
+        let fourthRecord = expected[0..<3].reduce(0) { $0 + MessageCache.headerSize + $1.count }
+        cache[fourthRecord + MessageCache.headerSize] ^= 0xFF
+        writeFile(cacheFile, cache)
+        let configuration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher())
+        let inbox = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        let damaged = inbox.index.records[3]
+        #expect(inbox.cache.read(offset: damaged.cacheOffset, length: damaged.cacheLength, uid: damaged.uid) == nil)
+        var readAhead = MessageCacheReadAhead(windowLimit: windowLimit)
+        for position in 0..<inbox.count {
+            #expect(readAhead.blob(at: position, of: inbox) == expected[position], "\(position)")
+        }
+        // Backwards too (each record outside the window read so far).
+        for position in (0..<inbox.count).reversed() {
+            #expect(readAhead.blob(at: position, of: inbox) == expected[position], "\(position)")
+        }
+        for (needle, uids) in Self.subjectCases {
+            #expect(inbox.search(.content(.subject(needle))).uids == uids, "\(needle)")
+        }
+    }
+
     @Test func contentKeysMatchNothingWithoutASearcher() throws {
         let temporary = TemporaryDirectory()
         let store = try temporary.openStore()
