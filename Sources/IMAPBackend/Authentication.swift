@@ -95,40 +95,55 @@ extension IMAPSession {
 
     // MARK: - Verification
 
-    /// Checks the password on a worker; success moves the session to the user's home loop.
+    /// Checks the password (on a worker unless the cache of recent successes answers); success
+    /// moves the session to the user's home loop.
     private func verify(tag: [UInt8], user userBytes: [UInt8], password: [UInt8]) {
         guard let transport else { return }
         let user = String(decoding: userBytes, as: UTF8.self)
         let authenticator = context.authenticator
         suspend()
+        // A reconnect the cache answers goes on here, on the loop: the check costs a keyed hash and a
+        // stat, less than the hop to a worker and back (eventfd write, futex wake, two context
+        // switches) that every pooled proxy session's login paid.
+        if authenticator.verifyFromCache(user: user, password: password) {
+            passwordChecked(tag: tag, user: user, success: true)
+            return
+        }
         // The compute lane: a login must not wait behind the storage lane's queue of fsyncs.
         transport.runBlocking(on: .compute, { authenticator.verify(user: user, password: password) }) { [self] success in
-            guard !isClosed else { return }
-            if success {
-                authenticator.recordSuccess(address: clientAddress, user: user)
-                loginTag = tag
-                let home = context.homeLoop(of: user)
-                if self.transport?.moveToLoop(home) == true {
-                    pendingLogin = user
-                } else {
-                    completeLogin(user: user)
-                }
-                return
-            }
-            authenticator.recordFailure(address: clientAddress, user: user)
-            context.metrics.loginFailures.increment()
-            logger.notice("login failed user=\(user) address=\(clientAddress)")
-            let delay = authenticator.delay(address: clientAddress, user: user)
-            let answer = { [self] in
-                finish(tag, .no, code: .authenticationFailed, "Authentication failed")
-                resume()
-            }
-            if delay > .zero, let transport = self.transport {
-                // Slowed, never blocking the loop: the answer waits on a timer.
-                _ = transport.schedule(after: delay) { [self] in if !isClosed { answer() } }
+            passwordChecked(tag: tag, user: user, success: success)
+        }
+    }
+
+    /// On the loop, once the password is checked (by the cache or on a worker): a success goes on to
+    /// the user's home loop, a failure is counted, logged and answered after the failure delay.
+    private func passwordChecked(tag: [UInt8], user: String, success: Bool) {
+        guard !isClosed else { return }
+        let authenticator = context.authenticator
+        if success {
+            authenticator.recordSuccess(address: clientAddress, user: user)
+            loginTag = tag
+            let home = context.homeLoop(of: user)
+            if self.transport?.moveToLoop(home) == true {
+                pendingLogin = user
             } else {
-                answer()
+                completeLogin(user: user)
             }
+            return
+        }
+        authenticator.recordFailure(address: clientAddress, user: user)
+        context.metrics.loginFailures.increment()
+        logger.notice("login failed user=\(user) address=\(clientAddress)")
+        let delay = authenticator.delay(address: clientAddress, user: user)
+        let answer = { [self] in
+            finish(tag, .no, code: .authenticationFailed, "Authentication failed")
+            resume()
+        }
+        if delay > .zero, let transport = self.transport {
+            // Slowed, never blocking the loop: the answer waits on a timer.
+            _ = transport.schedule(after: delay) { [self] in if !isClosed { answer() } }
+        } else {
+            answer()
         }
     }
 

@@ -52,17 +52,31 @@ final class Authenticator: Sendable {
         return UInt64(bitPattern: Int64(hasher.finalize()))
     }
 
+    /// Checks a password against the cache of recent successes only: true when this password of
+    /// `user` was verified within the TTL and the user's entry is unchanged. No hash and no read of
+    /// the users file (a keyed hash of the password and one stat), so the loop asks it before
+    /// handing a login to a worker; false means "ask ``verify(user:password:)``", not "wrong".
+    func verifyFromCache(user: String, password: [UInt8]) -> Bool {
+        guard ttl > .zero, let entry = passwordFile.entryIfUnchanged(for: user) else { return false }
+        return cacheAnswers(user: user, digest: digest(user, password), storedHash: entry.password, now: .now())
+    }
+
+    /// Whether the cache holds a live success of `user` with this password digest, made while the
+    /// user's stored hash was `storedHash` (a changed entry invalidates it). Counts the hit.
+    private func cacheAnswers(user: String, digest: UInt64, storedHash: String, now: Deadline) -> Bool {
+        guard ttl > .zero, let cached = cache.withLock({ $0[user] }), cached.passwordDigest == digest,
+              cached.storedHash == storedHash, now < cached.expires
+        else { return false }
+        cacheHits.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
     /// Checks a password. Blocking (reads the passwd-file, may hash): call on a worker.
     func verify(user: String, password: [UInt8]) -> Bool {
         guard let entry = try? passwordFile.entry(for: user) else { return false }
         let key = digest(user, password)
         let now = Deadline.now()
-        if ttl > .zero, let cached = cache.withLock({ $0[user] }), cached.passwordDigest == key,
-           cached.storedHash == entry.password, now < cached.expires
-        {
-            cacheHits.wrappingAdd(1, ordering: .relaxed)
-            return true
-        }
+        if cacheAnswers(user: user, digest: key, storedHash: entry.password, now: now) { return true }
         guard PasswordVerifier.verify(password, against: entry.password) else {
             cache.withLock { _ = $0.removeValue(forKey: user) }
             return false

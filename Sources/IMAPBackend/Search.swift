@@ -93,7 +93,7 @@ extension IMAPSession {
         case .cc(let value): return .header("CC", text(value))
         case .from(let value): return .header("FROM", text(value))
         case .to(let value): return .header("TO", text(value))
-        case .subject(let value): return .header("SUBJECT", text(value))
+        case .subject(let value): return .content(.subject(text(value)))
         case .body(let value): return .content(.body(text(value)))
         case .text(let value): return .content(.text(text(value)))
         case .header(let name, let value): return .header(text(name), text(value))

@@ -45,17 +45,85 @@ struct MessageCache {
     /// The blob at `offset`, or nil when there is none or it does not check out.
     func read(offset: Int64, length: UInt32, uid: UInt32) -> [UInt8]? {
         guard offset >= 0, offset + Int64(MessageCache.headerSize) + Int64(length) <= end,
-            let bytes = try? file.read(count: MessageCache.headerSize + Int(length), at: offset),
-            bytes.count == MessageCache.headerSize + Int(length)
+            let bytes = try? file.read(count: MessageCache.headerSize + Int(length), at: offset)
         else { return nil }
-        return bytes.withUnsafeBytes { buffer -> [UInt8]? in
-            guard buffer.loadLittleEndian(at: 0, as: UInt32.self) == MessageCache.magic,
-                buffer.loadLittleEndian(at: 4, as: UInt32.self) == uid,
-                buffer.loadLittleEndian(at: 8, as: UInt32.self) == length
-            else { return nil }
-            let blob = UnsafeRawBufferPointer(rebasing: buffer[MessageCache.headerSize...])
-            guard buffer.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(blob) else { return nil }
-            return Array(blob)
+        return bytes.withUnsafeBytes { MessageCache.blob(inRecord: $0, uid: uid, length: length) }
+    }
+
+    /// Up to `count` bytes from `offset` (several records in one read); nil when there are none.
+    func readSpan(offset: Int64, count: Int) -> [UInt8]? {
+        guard offset >= 0, offset < end, count > 0,
+            let bytes = try? file.read(count: Int(min(Int64(count), end - offset)), at: offset)
+        else { return nil }
+        return bytes
+    }
+
+    /// The blob of the record starting at `record`'s first byte, when the record is whole and its
+    /// header (magic, UID, length) and checksum check out.
+    static func blob(inRecord record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32) -> [UInt8]? {
+        let recordSize = MessageCache.headerSize + Int(length)
+        guard record.count >= recordSize,
+            record.loadLittleEndian(at: 0, as: UInt32.self) == MessageCache.magic,
+            record.loadLittleEndian(at: 4, as: UInt32.self) == uid,
+            record.loadLittleEndian(at: 8, as: UInt32.self) == length
+        else { return nil }
+        let blob = UnsafeRawBufferPointer(rebasing: record[MessageCache.headerSize..<recordSize])
+        guard record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(blob) else { return nil }
+        return Array(blob)
+    }
+}
+
+/// Reads the cached blobs of a pass over a mailbox in position order (SEARCH), many records per
+/// read: records are appended as messages arrive, so a mailbox's lie one after another in UID
+/// order, and a search of SUBJECT over N messages costs a few reads of apus-cache instead of N.
+struct MessageCacheReadAhead {
+    /// Most bytes one read takes in (records that do not fit wait for the next read).
+    let windowLimit: Int
+    private var windowStart: Int64 = 0
+    private var window: [UInt8] = []
+
+    init(windowLimit: Int = 128 * 1024) {
+        self.windowLimit = windowLimit
+    }
+
+    /// The cached blob of the message at `position`: from the current window, or from a new one
+    /// read from there on; a record that is missing or does not check out is analysed again
+    /// (``Mailbox/cachedAnalysis(of:)``). Empty when there is no analyzer or no message file.
+    mutating func blob(at position: Int, of mailbox: Mailbox) -> [UInt8] {
+        let record = mailbox.index.records[position]
+        let recordSize = Int64(MessageCache.headerSize) + Int64(record.cacheLength)
+        if record.cacheOffset >= 0 {
+            if !covers(record.cacheOffset, recordSize) { refill(from: position, of: mailbox) }
+            if covers(record.cacheOffset, recordSize) {
+                let start = Int(record.cacheOffset - windowStart)
+                let blob = window.withUnsafeBytes {
+                    MessageCache.blob(inRecord: UnsafeRawBufferPointer(rebasing: $0[start...]), uid: record.uid,
+                                      length: record.cacheLength)
+                }
+                if let blob { return blob }
+            }
         }
+        return (try? mailbox.cachedAnalysis(of: record.uid)) ?? []
+    }
+
+    private func covers(_ offset: Int64, _ size: Int64) -> Bool {
+        offset >= windowStart && offset + size <= windowStart + Int64(window.count)
+    }
+
+    /// Reads the record at `position` and the following ones that lie after it within the limit.
+    private mutating func refill(from position: Int, of mailbox: Mailbox) {
+        let records = mailbox.index.records
+        let start = records[position].cacheOffset
+        var end = start + Int64(MessageCache.headerSize) + Int64(records[position].cacheLength)
+        var next = position + 1
+        while next < records.count {
+            let record = records[next]
+            let recordEnd = record.cacheOffset + Int64(MessageCache.headerSize) + Int64(record.cacheLength)
+            guard record.cacheOffset >= start, recordEnd - start <= Int64(windowLimit) else { break }
+            end = max(end, recordEnd)
+            next += 1
+        }
+        windowStart = start
+        window = mailbox.cache.readSpan(offset: start, count: Int(end - start)) ?? []
     }
 }

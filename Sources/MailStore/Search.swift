@@ -37,7 +37,8 @@ public indirect enum SearchKey: Equatable, Sendable {
     case or(SearchKey, SearchKey)
     case and([SearchKey])
 
-    /// FROM/TO/CC/BCC/SUBJECT are HEADER searches on that field.
+    /// HEADER, FROM, TO, CC and BCC: a search of the header fields of that name (SUBJECT is
+    /// `.content(.subject)`: the envelope's subject).
     public static func header(_ field: String, _ value: String) -> SearchKey { .content(.header(field: field, value: value)) }
 
     /// The day number (days since 1970-01-01) of a calendar date, for the date keys.
@@ -80,8 +81,9 @@ extension Mailbox {
         let prepared = Self.indexKeysFirst(key)
         let now = currentTimeNanoseconds() / 1_000_000_000
         var result = SearchResult(uids: [], highestModseq: 0)
+        var content = MessageContent(mailbox: self)
         for position in index.records.indices {
-            var content = MessageContent(mailbox: self, uid: index.records[position].uid)
+            content.move(to: position)
             if matches(prepared, position: position, recent: recent, now: now, content: &content) {
                 let record = index.records[position]
                 result.uids.append(record.uid)
@@ -160,21 +162,29 @@ extension Mailbox {
     }
 }
 
-/// One message's text for content keys, fetched at most once per search and only when asked.
+/// The text of the message a search is looking at, for content keys: its cached blob is fetched at
+/// most once and only when asked, through a read-ahead that serves the following messages too.
 struct MessageContent {
     let mailbox: Mailbox
-    let uid: UInt32
+    private var position = 0
     private var blob: [UInt8]?
+    private var readAhead = MessageCacheReadAhead()
 
-    init(mailbox: Mailbox, uid: UInt32) {
+    init(mailbox: Mailbox) {
         self.mailbox = mailbox
-        self.uid = uid
+    }
+
+    /// Looks at the message at `position` next.
+    mutating func move(to position: Int) {
+        self.position = position
+        blob = nil
     }
 
     mutating func matches(_ key: ContentSearchKey) -> Bool {
         guard let searcher = mailbox.configuration.contentSearcher else { return false }
-        if blob == nil { blob = (try? mailbox.cachedAnalysis(of: uid)) ?? [] }
+        if blob == nil { blob = readAhead.blob(at: position, of: mailbox) }
         if let answer = searcher.answer(key, cached: blob!) { return answer }
+        let uid = mailbox.index.records[position].uid
         return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: blob!) }) ?? false
     }
 }

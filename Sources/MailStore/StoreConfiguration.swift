@@ -10,8 +10,13 @@ public protocol MessageAnalyzer: Sendable {
 
 /// A search key that needs the message's text (headers or body) rather than the index.
 public enum ContentSearchKey: Equatable, Sendable {
-    /// HEADER field-name string (RFC 3501 section 6.4.4); FROM, TO, CC, BCC and SUBJECT map here.
+    /// HEADER field-name string (RFC 3501 section 6.4.4): any field of that name; FROM, TO, CC and
+    /// BCC map here.
     case header(field: String, value: String)
+    /// SUBJECT string: "the envelope structure's SUBJECT field" (RFC 3501 and RFC 9051 section
+    /// 6.4.4), which is the message's first Subject field, so a searcher can answer it from the
+    /// cached envelope without reading the message file.
+    case subject(String)
     /// BODY string.
     case body(String)
     /// TEXT string (header and body).
@@ -23,7 +28,7 @@ public enum ContentSearchKey: Equatable, Sendable {
 
 /// Answers content keys of SEARCH (case-insensitive matching over decoded UTF-8 text is the MIME
 /// layer's job). The store asks `answer(_:cached:)` first, which may decide from the cached blob
-/// (envelope fields, Date:) without reading the file; only when it returns nil does the store read
+/// (the envelope's Subject and Date) without reading the file; only when it returns nil does the store read
 /// the message file and call `matches(_:message:cached:)`, passing the same blob so that the
 /// message's structure need not be analysed again (it may be empty or of an older format).
 public protocol MessageContentSearcher: Sendable {

@@ -59,6 +59,25 @@ import TestSupport
         #expect(answer.contains("* SEARCH 1 2 3 4 5 6 7 8 9 10"))
     }
 
+    @Test func loginsTheAuthCacheAnswersGoOnWithTheirPipelinedCommands() throws {
+        let server = try RunningServer()
+        defer { server.stop() }
+        let first = try TestClient(port: server.plainPort)
+        _ = first.readLine()
+        #expect(first.command("a", "LOGIN alice secret").contains("a OK"))
+        #expect(server.server.authCacheHits == 0)
+        // Reconnects: answered on the accepting loop from the cache, then moved to alice's home loop
+        // (two loops: of eight, some arrive on the other one) with the commands sent behind the login.
+        for reconnect in 1...8 {
+            let client = try TestClient(port: server.plainPort)
+            _ = client.readLine()
+            client.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc NOOP\r\n")
+            let tagged = client.readUntil(tag: "c").lines.filter { !$0.hasPrefix("*") }
+            #expect(tagged.map { $0.prefix(4) } == ["a OK", "b OK", "c OK"], "\(tagged)")
+            #expect(server.server.authCacheHits == reconnect)
+        }
+    }
+
     @Test func sessionsOfOneUserSeeEachOtherInIdleAndNoop() throws {
         let server = try RunningServer()
         defer { server.stop() }

@@ -462,11 +462,64 @@ import Testing
         #expect(authenticator.cacheHitCount == 0)
         #expect(authenticator.verify(user: "alice", password: Array("secret".utf8)))
         #expect(authenticator.cacheHitCount == 1)
+        // The loop's check: the cache alone, never a hash.
+        #expect(authenticator.verifyFromCache(user: "alice", password: Array("secret".utf8)))
+        #expect(!authenticator.verifyFromCache(user: "alice", password: Array("wrong".utf8)))
+        #expect(!authenticator.verifyFromCache(user: "bob", password: Array("hunter2".utf8)))
+        #expect(authenticator.cacheHitCount == 2)
+        // A wrong password drops the user's entry.
         #expect(!authenticator.verify(user: "alice", password: Array("wrong".utf8)))
-        // A changed password invalidates the cached entry.
+        #expect(!authenticator.verifyFromCache(user: "alice", password: Array("secret".utf8)))
+        #expect(authenticator.verify(user: "alice", password: Array("secret".utf8)))
+        // A changed password invalidates the cached entry, before and after the file is read again.
         try PasswordFile(path: accounts.usersFile).setPassword(user: "alice", password: Array("new".utf8))
+        #expect(!authenticator.verifyFromCache(user: "alice", password: Array("secret".utf8)))
         #expect(!authenticator.verify(user: "alice", password: Array("secret".utf8)))
+        #expect(!authenticator.verifyFromCache(user: "alice", password: Array("secret".utf8)))
         #expect(authenticator.verify(user: "alice", password: Array("new".utf8)))
+        #expect(authenticator.verifyFromCache(user: "alice", password: Array("new".utf8)))
+    }
+
+    @Test func aLoginTheCacheAnswersRunsNoWorkerJob() throws {
+        let accounts = try TestAccounts()
+        let first = try SessionDriver(accounts: accounts)
+        let authenticator = first.context.authenticator
+        #expect(first.login().contains("l1 OK"))
+        #expect(first.transport.blockingLanes == [.compute])  // the first login hashes on a worker
+        // Reconnects with the same credentials: LOGIN, and AUTHENTICATE PLAIN with its pipelined
+        // command, are answered at once on the loop, through the cache.
+        let second = SessionDriver(sibling: first)
+        _ = second.take()
+        #expect(second.login().hasPrefix("l1 OK [CAPABILITY"))
+        #expect(second.transport.blockingLanes.isEmpty)
+        #expect(authenticator.cacheHitCount == 1)
+        let third = SessionDriver(sibling: first)
+        _ = third.take()
+        let plain = Base64.encode(Array("\0alice\0secret".utf8))
+        let answer = third.send("a AUTHENTICATE PLAIN \(plain)\r\nn NOOP\r\n")
+        #expect(answer.lines.map { $0.prefix(4) } == ["a OK", "n OK"])
+        #expect(third.session.userName == "alice")
+        #expect(third.transport.blockingLanes.isEmpty)
+        #expect(authenticator.cacheHitCount == 2)
+        // A changed password: the old one is no hit, goes to a worker and fails after the delay.
+        try PasswordFile(path: accounts.usersFile).setPassword(user: "alice", password: Array("new".utf8))
+        let fourth = SessionDriver(sibling: first)
+        _ = fourth.take()
+        #expect(fourth.login() == "")
+        #expect(fourth.transport.blockingLanes == [.compute])
+        #expect(fourth.transport.timers.count == 1)
+        fourth.transport.fireTimers()
+        #expect(fourth.take().hasPrefix("l1 NO [AUTHENTICATIONFAILED]"))
+        // The new password: hashed once on a worker, then answered from the cache.
+        let fifth = SessionDriver(sibling: first)
+        _ = fifth.take()
+        #expect(fifth.login("alice", "new").hasPrefix("l1 OK"))
+        #expect(fifth.transport.blockingLanes == [.compute])
+        let sixth = SessionDriver(sibling: first)
+        _ = sixth.take()
+        #expect(sixth.login("alice", "new").hasPrefix("l1 OK"))
+        #expect(sixth.transport.blockingLanes.isEmpty)
+        #expect(authenticator.cacheHitCount == 3)
     }
 
     @Test func idleTimeoutsArePreAndPostLogin() throws {

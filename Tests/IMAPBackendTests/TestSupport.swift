@@ -63,8 +63,12 @@ final class MemoryTransport: IMAPSessionTransport {
     func runBlocking<Result: Sendable>(on lane: WorkLane, _ work: @escaping @Sendable () -> Result,
                                        then completion: @escaping (Result) -> Void)
     {
+        blockingLanes.append(lane)
         completion(work())
     }
+
+    /// The lane of each piece of work the session handed to a worker (run inline here), in order.
+    var blockingLanes: [WorkLane] = []
 
     /// Runs blocking work inline, counting it (what the loop would have handed to a worker).
     let inlineExecutor = InlineExecutor()

@@ -1,5 +1,6 @@
 // MailStoreTests: SEARCH from the index, and content keys through the searcher hook.
 
+import Glibc
 import Synchronization
 import Testing
 @testable import MailStore
@@ -20,7 +21,7 @@ final class SubstringSearcher: MessageContentSearcher {
         fileReads.add(1, ordering: .relaxed)
         let bytes = Array(message)[...]
         switch key {
-        case .header(_, let value), .body(let value), .text(let value): return contains(bytes, value)
+        case .header(_, let value), .body(let value), .text(let value), .subject(let value): return contains(bytes, value)
         case .sentDate: return false
         }
     }
@@ -87,6 +88,99 @@ final class SubstringSearcher: MessageContentSearcher {
         #expect(inbox.search(.header("From", "a@example.org")).uids == [1, 2, 3])
         #expect(inbox.search(.not(.header("From", "zzz"))).uids == [1, 2, 3])
         #expect(searcher.fileReads.load(ordering: .relaxed) == 4)
+    }
+
+    /// Subjects the SUBJECT key must decode, unfold and fold case on, whichever path answers it.
+    static let subjectMessages: [String] = [
+        "From: a@example.org\r\nSubject: Quarterly REPORT due\r\n\r\nbody\r\n",
+        "From: a@example.org\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_zum_?= =?ISO-8859-1?B?UmVw9nJ0?=\r\n\r\nbody\r\n",
+        "From: a@example.org\r\nSubject: the weekly\r\n report for\r\n\tmarch\r\n\r\nbody\r\n",
+        "From: a@example.org\r\nTo: report@example.org\r\n\r\nno subject, report in the body\r\n",
+        "From: a@example.org\r\nSubject: \r\n\r\nan empty subject\r\n",
+        "From: a@example.org\r\nsubject: Ünïcode ÄRGER\r\n\r\nbody\r\n",
+    ]
+
+    /// (needle, UIDs with it in their subject)
+    static let subjectCases: [(String, [UInt32])] = [
+        ("report", [1, 3]), ("REPORT DUE", [1]), ("grüße zum repört", [2]), ("GRÜSSE", []), ("ZUM RE", [2]),
+        ("weekly report for\tmarch", [3]), ("weekly\r\n", []), ("ärger", [6]), ("", [1, 2, 3, 5, 6]),
+        ("example.org", []), ("=?UTF-8", []),
+    ]
+
+    func subjectMailbox(_ temporary: TemporaryDirectory, analyzer: (any MessageAnalyzer)?) throws -> Mailbox {
+        let configuration = StoreConfiguration(analyzer: analyzer, contentSearcher: MIMEContentSearcher())
+        let inbox = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        for text in Self.subjectMessages { try appendMessage(Array(text.utf8), to: inbox) }
+        return inbox
+    }
+
+    @Test func subjectIsAnsweredFromTheCachedEnvelopeWithoutReadingMessages() throws {
+        let cachedDirectory = TemporaryDirectory()
+        let cached = try subjectMailbox(cachedDirectory, analyzer: MIMEMessageAnalyzer())
+        // No analyzer: no blob, so the searcher reads and parses each message file.
+        let fileDirectory = TemporaryDirectory()
+        let fromFiles = try subjectMailbox(fileDirectory, analyzer: nil)
+        for (needle, expected) in Self.subjectCases {
+            #expect(cached.search(.content(.subject(needle))).uids == expected, "\(needle)")
+            #expect(fromFiles.search(.content(.subject(needle))).uids == expected, "\(needle)")
+        }
+        // Behind the store's back, every message file now says something else: the cached
+        // answers stand, so SUBJECT read none of them (HEADER, which must read, sees the change).
+        let cur = cachedDirectory.path + "/data/users/u/cur"
+        for name in fileNames(in: cur) { writeFile(cur + "/" + name, Array("Subject: replaced\r\n\r\nx\r\n".utf8)) }
+        for (needle, expected) in Self.subjectCases {
+            #expect(cached.search(.content(.subject(needle))).uids == expected, "\(needle)")
+        }
+        #expect(cached.search(.header("Subject", "replaced")).uids == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test(arguments: ["remove", "garbage"])
+    func subjectIsAnsweredFromTheMessagesWhenTheCacheIsGone(_ damage: String) throws {
+        let temporary = TemporaryDirectory()
+        do { _ = try subjectMailbox(temporary, analyzer: MIMEMessageAnalyzer()) }
+        let cacheFile = temporary.path + "/data/users/u/" + MessageCache.fileName
+        if damage == "remove" {
+            #expect(unlink(cacheFile) == 0)
+        } else {
+            let size = try #require(readFile(cacheFile)).count
+            writeFile(cacheFile, [UInt8](repeating: 0x5A, count: size))
+        }
+        let configuration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher())
+        let reopened = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        for (needle, expected) in Self.subjectCases {
+            #expect(reopened.search(.content(.subject(needle))).uids == expected, "\(needle)")
+        }
+    }
+
+    @Test(arguments: [1, 150, 600, 1 << 20])
+    func readAheadServesEachMessagesOwnBlobAndRebuildsADamagedOne(_ windowLimit: Int) throws {
+        let temporary = TemporaryDirectory()
+        var expected: [[UInt8]] = []
+        do {
+            let inbox = try subjectMailbox(temporary, analyzer: MIMEMessageAnalyzer())
+            expected = try inbox.uids.map { try inbox.cachedAnalysis(of: $0) }
+        }
+        // The fourth record damaged: it alone is analysed again from its message.
+        let cacheFile = temporary.path + "/data/users/u/" + MessageCache.fileName
+        var cache = try #require(readFile(cacheFile))
+        let fourthRecord = expected[0..<3].reduce(0) { $0 + MessageCache.headerSize + $1.count }
+        cache[fourthRecord + MessageCache.headerSize] ^= 0xFF
+        writeFile(cacheFile, cache)
+        let configuration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher())
+        let inbox = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        let damaged = inbox.index.records[3]
+        #expect(inbox.cache.read(offset: damaged.cacheOffset, length: damaged.cacheLength, uid: damaged.uid) == nil)
+        var readAhead = MessageCacheReadAhead(windowLimit: windowLimit)
+        for position in 0..<inbox.count {
+            #expect(readAhead.blob(at: position, of: inbox) == expected[position], "\(position)")
+        }
+        // Backwards too (each record outside the window read so far).
+        for position in (0..<inbox.count).reversed() {
+            #expect(readAhead.blob(at: position, of: inbox) == expected[position], "\(position)")
+        }
+        for (needle, uids) in Self.subjectCases {
+            #expect(inbox.search(.content(.subject(needle))).uids == uids, "\(needle)")
+        }
     }
 
     @Test func contentKeysMatchNothingWithoutASearcher() throws {

@@ -88,10 +88,15 @@ import Testing
         #expect(users.verify(user: "bob", password: Array("two".utf8)))
         #expect(!users.verify(user: "carol", password: Array("".utf8)))
         #expect(try users.entry(for: "alice")?.otherFields.last == "userdb_quota_rule=*:storage=1G")
+        #expect(users.entryIfUnchanged(for: "alice")?.password == "{PLAIN}one")
         writeFile(path, Array(("alice:{PLAIN}changed-and-longer\nlong:{PLAIN}" + String(repeating: "x", count: 5000)
             + "\n").utf8))
+        // Without reading, a changed file is no answer (the event loop's check never reads it).
+        #expect(users.entryIfUnchanged(for: "alice") == nil)
         #expect(users.verify(user: "alice", password: Array("changed-and-longer".utf8)))
         #expect(!users.verify(user: "bob", password: Array("two".utf8)))
+        #expect(users.entryIfUnchanged(for: "alice")?.password == "{PLAIN}changed-and-longer")
+        #expect(users.entryIfUnchanged(for: "bob") == nil)
         // Lines over PasswordFile.maximumLineLength are skipped.
         #expect(try users.entry(for: "long") == nil)
     }

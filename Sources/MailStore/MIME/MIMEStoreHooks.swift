@@ -15,21 +15,19 @@ public struct MIMEMessageAnalyzer: MessageAnalyzer {
     }
 }
 
-/// Answers HEADER/FROM/TO/CC/BCC/SUBJECT/BODY/TEXT by reading the message (case-insensitive, over
-/// decoded UTF-8), and SENT* from the envelope's Date when the cached structure has it.
+/// Answers HEADER/FROM/TO/CC/BCC/BODY/TEXT by reading the message (case-insensitive, over decoded
+/// UTF-8), and SUBJECT and SENT* from the envelope, which the cached structure holds: those read no
+/// message file unless the cached blob is missing or damaged.
 public struct MIMEContentSearcher: MessageContentSearcher {
     public init() {}
 
     public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
-        guard case .sentDate(let comparison, let day) = key, let structure = MessageStructure(serialized: cached)
-        else { return nil }
-        guard let date = structure.envelope.date,
-              let sentDay = MIMEDateParser.day(of: Array(structure.bytes(date)))
-        else { return false }
-        switch comparison {
-        case ..<0: return sentDay < day
-        case 0: return sentDay == day
-        default: return sentDay >= day
+        switch key {
+        case .subject, .sentDate:
+            guard let structure = MessageStructure(serialized: cached) else { return nil }
+            return Self.envelopeAnswer(key, structure)
+        case .header, .body, .text:
+            return nil
         }
     }
 
@@ -43,10 +41,28 @@ public struct MIMEContentSearcher: MessageContentSearcher {
             return structure.bodyContains(MIMETextMatcher(needle: Array(value.utf8)), in: message)
         case .text(let value):
             return structure.textContains(MIMETextMatcher(needle: Array(value.utf8)), in: message)
-        case .sentDate:
-            var blob: [UInt8] = []
-            structure.serialize(into: &blob)
-            return answer(key, cached: blob) ?? false
+        case .subject, .sentDate:
+            return Self.envelopeAnswer(key, structure)
+        }
+    }
+
+    /// SUBJECT and SENT* from the message's envelope, the one place both the cached and the file
+    /// path decide them (so a message answers the same whether or not its blob was cached).
+    static func envelopeAnswer(_ key: ContentSearchKey, _ structure: MessageStructure) -> Bool {
+        switch key {
+        case .subject(let value):
+            return structure.subjectContains(MIMETextMatcher(needle: Array(value.utf8)))
+        case .sentDate(let comparison, let day):
+            guard let date = structure.envelope.date,
+                  let sentDay = MIMEDateParser.day(of: Array(structure.bytes(date)))
+            else { return false }
+            switch comparison {
+            case ..<0: return sentDay < day
+            case 0: return sentDay == day
+            default: return sentDay >= day
+            }
+        case .header, .body, .text:
+            return false
         }
     }
 }

@@ -14,14 +14,23 @@ extension MessageStructure {
         var decoded: [UInt8] = []
         while let field = fields.next() {
             guard MIMEBytes.equalsIgnoringCase(message[field.name], name) else { continue }
-            decoded.removeAll(keepingCapacity: true)
-            MIMEEncodedWords.decode(UnsafeRawBufferPointer(rebasing: message[field.value]), into: &decoded)
-            var fieldMatcher = matcher
-            fieldMatcher.reset()
-            _ = decoded.withUnsafeBytes { fieldMatcher.feed($0) }
-            if fieldMatcher.finish() { return true }
+            if matcher.matchesHeaderValue(UnsafeRawBufferPointer(rebasing: message[field.value]), scratch: &decoded) {
+                return true
+            }
         }
         return false
+    }
+
+    /// SEARCH SUBJECT: whether the envelope's subject (the first Subject field, RFC 3501 6.4.4)
+    /// contains the needle, matched as ``headerField(_:contains:in:)`` matches a field. Needs no
+    /// message bytes: the envelope keeps the raw value, unfolded, which decodes to the same text as
+    /// the folded field (RFC 2047 decoding drops line breaks). False when there is no Subject.
+    public func subjectContains(_ matcher: MIMETextMatcher) -> Bool {
+        guard let subject = envelope.subject else { return false }
+        var decoded: [UInt8] = []
+        let range = Int(subject.offset)..<Int(subject.offset) + Int(subject.count)
+        return pool.withUnsafeBytes { matcher.matchesHeaderValue(UnsafeRawBufferPointer(rebasing: $0[range]),
+                                                                  scratch: &decoded) }
     }
 
     /// SEARCH BODY: whether the body text contains the needle. Only text and message parts are
@@ -86,5 +95,20 @@ extension MessageStructure {
             if matcher.finish() { return true }
         }
         return false
+    }
+}
+
+extension MIMETextMatcher {
+    /// Whether one raw header field value contains the needle once RFC 2047-decoded to UTF-8 (line
+    /// breaks of a folded value are dropped by the decoding). `scratch` holds the decoded text, so a
+    /// caller looping over fields reuses one buffer. The one matcher of header keys: HEADER, FROM,
+    /// TO, CC, BCC over the message and SUBJECT over the cached envelope give the same answers.
+    func matchesHeaderValue(_ rawValue: UnsafeRawBufferPointer, scratch decoded: inout [UInt8]) -> Bool {
+        decoded.removeAll(keepingCapacity: true)
+        MIMEEncodedWords.decode(rawValue, into: &decoded)
+        var fieldMatcher = self
+        fieldMatcher.reset()
+        _ = decoded.withUnsafeBytes { fieldMatcher.feed($0) }
+        return fieldMatcher.finish()
     }
 }

@@ -62,6 +62,24 @@ public final class PasswordFile: Sendable {
         return snapshot.withLock { $0.entries[user] }
     }
 
+    /// The entry of `user` as the file was last read, provided the file is unchanged since: one
+    /// stat and no read, so an event loop may ask. Nil when the file changed (or is gone, or cannot
+    /// be looked at) as well as when there is no such user: the caller then asks ``entry(for:)``.
+    public func entryIfUnchanged(for user: String) -> PasswordEntry? {
+        guard let fingerprint = try? currentFingerprint() else { return nil }
+        return snapshot.withLock { $0.fingerprint == fingerprint ? $0.entries[user] : nil }
+    }
+
+    /// The file's identity now (inode, size, modification time); nil when there is no file.
+    private func currentFingerprint() throws(StoreError) -> FileFingerprint? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT { return nil }
+            throw .system(call: "stat", errno: errno)
+        }
+        return FileFingerprint(FileStatus(info))
+    }
+
     /// True when the user exists and `password` matches. Runs the hash: call it on a worker.
     public func verify(user: String, password: [UInt8]) -> Bool {
         guard let entry = try? entry(for: user) else {
@@ -164,15 +182,10 @@ public final class PasswordFile: Sendable {
     }
 
     private func refresh() throws(StoreError) {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            if errno == ENOENT {
-                snapshot.withLock { $0 = Snapshot() }
-                return
-            }
-            throw .system(call: "stat", errno: errno)
+        guard let fingerprint = try currentFingerprint() else {
+            snapshot.withLock { $0 = Snapshot() }
+            return
         }
-        let fingerprint = FileFingerprint(FileStatus(info))
         if snapshot.withLock({ $0.fingerprint == fingerprint }) { return }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .system(call: "open", errno: errno) }

@@ -168,6 +168,41 @@ struct MessageSearchTests {
         }
     }
 
+    /// SUBJECT as the store answers it: from the message's cached blob, never reading the message.
+    func search(_ name: String, subject needle: String) -> Bool {
+        let blob = Corpus.message(name).withUnsafeBytes { MIMEMessageAnalyzer().analyze($0) }
+        return MIMEContentSearcher().answer(.subject(needle), cached: blob) == true
+    }
+
+    @Test("SUBJECT from the cached envelope finds what the Subject field search of the message finds")
+    func subjectFromTheEnvelopeMatchesTheField() {
+        let searcher = MIMEContentSearcher()
+        // Encoded words (04), 8-bit raw text (08), a folded value (20), no Subject (12), case folding.
+        let needles = ["", "hello world und grüße", "GRÜßE", "grüsse", "folded\tsubject", "folded subject", "MEETING",
+                       "notes", "=?", " ", "digest", "é"]
+        var found = 0
+        for name in Corpus.names {
+            let message = Corpus.message(name)
+            message.withUnsafeBytes { bytes in
+                let blob = MIMEMessageAnalyzer().analyze(bytes)
+                let structure = MessageStructure(parsing: bytes)
+                for needle in needles {
+                    let field = structure.headerField(Array("Subject".utf8), contains: MIMETextMatcher(needle: Array(needle.utf8)),
+                                                      in: bytes)
+                    if field { found += 1 }
+                    #expect(searcher.answer(.subject(needle), cached: blob) == field, "\(name) \(needle)")
+                    // The file path (no usable blob) decides from the parsed envelope, the same way.
+                    #expect(searcher.matches(.subject(needle), message: bytes, cached: []) == field, "\(name) \(needle)")
+                }
+            }
+        }
+        #expect(found > 20, "the needles find subjects in the corpus")
+        // A damaged or foreign blob is no answer: the store then reads the message.
+        #expect(searcher.answer(.subject("x"), cached: [1, 2, 3]) == nil)
+        #expect(searcher.answer(.subject("x"), cached: []) == nil)
+        #expect(searcher.answer(.header(field: "Subject", value: "x"), cached: [1, 2, 3]) == nil)
+    }
+
     @Test("BODY decodes quoted-printable and charsets before matching")
     func bodyDecoded() {
         #expect(search("15-quoted-printable", body: "CAFÉ CRÈME BRÛLÉE"))
@@ -229,7 +264,8 @@ struct MessageSearchTests {
                 switch key {
                 case "BODY": return search(name, body: needle)
                 case "TEXT": return search(name, text: needle)
-                case "SUBJECT", "FROM", "TO", "CC": return search(name, header: key, needle)
+                case "SUBJECT": return search(name, subject: needle)
+                case "FROM", "TO", "CC": return search(name, header: key, needle)
                 default: return search(name, header: String(key.dropFirst("HEADER ".count)), needle)
                 }
             }
@@ -240,7 +276,8 @@ struct MessageSearchTests {
     @Test("the store's searcher answers from the cached structure as from the message, and ignores another message's")
     func searcherUsesTheCachedStructure() {
         let searcher = MIMEContentSearcher()
-        let keys: [ContentSearchKey] = [.header(field: "Subject", value: "meeting"), .header(field: "From", value: "andré"),
+        let keys: [ContentSearchKey] = [.header(field: "Subject", value: "meeting"), .subject("meeting"),
+                                        .header(field: "From", value: "andré"),
                                         .body("ship it"), .body("CAFÉ"), .text("Fwd: Meeting"),
                                         .text("und Grüße"), .header(field: "Message-ID", value: "")]
         let other = MIMEMessageAnalyzer().analyze(UnsafeRawBufferPointer(start: nil, count: 0))
