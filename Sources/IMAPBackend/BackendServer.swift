@@ -127,6 +127,11 @@ public final class BackendServer: Sendable {
     /// Open sessions.
     public var sessionCount: Int { live.load(ordering: .relaxed) }
 
+    /// Commits that ran on their loop without a round on a worker (name changes only).
+    public var inlineCommitCount: Int {
+        context.withLock { $0?.loopStates.reduce(0) { $0 + $1.inlineCommits.load(ordering: .relaxed) } ?? 0 }
+    }
+
     /// Password checks the auth cache answered without hashing.
     public var authCacheHits: Int { context.withLock { $0?.authenticator.cacheHitCount ?? 0 } }
 }

@@ -129,6 +129,21 @@ public struct PendingCommit: Sendable {
         if !syncTargets[phase].contains(where: { $0 === target }) { syncTargets[phase].append(target) }
     }
 
+    /// True when the commit only renames, links or unlinks names and waits on no fsync (a STORE or
+    /// EXPUNGE under `FsyncPolicy.optimized`): a few metadata calls, cheaper to run where the change
+    /// was prepared than to hand to another thread.
+    public var isNameChangesOnly: Bool {
+        guard syncTargets.allSatisfy(\.isEmpty) else { return false }
+        return operations.allSatisfy { phase in
+            phase.allSatisfy { operation in
+                switch operation {
+                case .rename, .link, .unlink: true
+                case .syncFile, .append, .replace, .markIndexInUse: false
+                }
+            }
+        }
+    }
+
     /// Runs this commit alone (no batching): every phase, then its fsyncs. Any thread.
     public func makeDurable() -> StoreError? {
         DurabilityBatcher.run([self])[0].error

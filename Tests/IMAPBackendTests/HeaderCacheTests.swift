@@ -6,8 +6,8 @@ import Glibc
 import Testing
 import TestSupport
 
-/// The one message file of alice's INBOX.
-private func onlyMessageFile(_ server: RunningServer) throws -> String {
+/// The path of the one message file of alice's INBOX.
+func onlyMessageFile(_ server: RunningServer) throws -> String {
     let cur = server.accounts.dataDirectory + "/users/alice/cur"
     guard let directory = opendir(cur) else { throw TestFailure("no cur/") }
     defer { closedir(directory) }
