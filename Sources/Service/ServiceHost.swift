@@ -333,47 +333,11 @@ final class ServiceHost: Sendable {
         }
     }
 
-    /// Names of the configuration keys whose values differ.
+    /// Names of the configuration keys whose values differ, in `ConfigurationKey.all`'s order.
+    /// Compared as `apus config` writes them, so a key that can be set can never be missed here.
     static func changedKeys(_ a: ServiceSettings, _ b: ServiceSettings) -> [String] {
-        var keys: [String] = []
-        func check(_ key: String, _ same: Bool) { if !same { keys.append(key) } }
-        check("listen", a.listen == b.listen)
-        check("tls_listen", a.tlsListen == b.tlsListen)
-        check("admin_listen", a.adminListen == b.adminListen)
-        check("data_dir", a.dataDirectory == b.dataDirectory)
-        check("users_file", a.usersFile == b.usersFile)
-        check("log_file", a.logFile == b.logFile)
-        check("log_level", a.logLevel == b.logLevel)
-        check("certificate", a.certificate == b.certificate)
-        check("private_key", a.privateKey == b.privateKey)
-        check("login_disabled_on_plain", a.loginDisabledOnPlain == b.loginDisabledOnPlain)
-        check("login_timeout", a.loginTimeout == b.loginTimeout)
-        check("idle_timeout", a.idleTimeout == b.idleTimeout)
-        check("shutdown_timeout", a.shutdownTimeout == b.shutdownTimeout)
-        check("start_timeout", a.startTimeout == b.startTimeout)
-        check("trusted_proxies", a.trustedProxies == b.trustedProxies)
-        check("backends", a.backends == b.backends)
-        check("routes", a.routes == b.routes)
-        check("routes_file", a.routesFile == b.routesFile)
-        check("pool_min_idle", a.poolMinIdle == b.poolMinIdle)
-        check("pool_max", a.poolMax == b.poolMax)
-        check("pool_idle_timeout", a.poolIdleTimeout == b.poolIdleTimeout)
-        check("source_addresses", a.sourceAddresses == b.sourceAddresses)
-        check("backend_ca_file", a.backendCAFile == b.backendCAFile)
-        check("pool_health_interval", a.poolHealthInterval == b.poolHealthInterval)
-        check("pool_response_timeout", a.poolResponseTimeout == b.poolResponseTimeout)
-        check("pool_connect_timeout", a.poolConnectTimeout == b.poolConnectTimeout)
-        check("pool_checkout_timeout", a.poolCheckoutTimeout == b.poolCheckoutTimeout)
-        check("pool_reconnect_max", a.poolReconnectMax == b.poolReconnectMax)
-        check("max_connections_per_address", a.maxConnectionsPerAddress == b.maxConnectionsPerAddress)
-        check("max_connections_per_user", a.maxConnectionsPerUser == b.maxConnectionsPerUser)
-        check("auth_cache_ttl", a.authCacheTTL == b.authCacheTTL)
-        check("linger", a.linger == b.linger)
-        check("linger_users", a.lingerUsers == b.lingerUsers)
-        check("failed_login_delay", a.failedLoginDelay == b.failedLoginDelay)
-        check("failed_login_delay_max", a.failedLoginDelayMax == b.failedLoginDelayMax)
-        check("fsync", a.storeFsync == b.storeFsync)
-        return keys
+        ConfigurationKey.all.filter { $0.name != "run_dir" && ConfigurationText.value($0, a) != ConfigurationText.value($0, b) }
+            .map(\.name)
     }
 
     // MARK: - Stop
