@@ -398,14 +398,14 @@ extension IMAPSession {
     /// the message's own header, from the copy the cached structure keeps, with CRLF line ends; nil
     /// when the section is elsewhere or no copy is kept.
     static func cachedHeaderSection(_ location: MIMESectionLocation, _ structure: MessageStructure) -> [UInt8]? {
-        var bytes: [UInt8]
+        let bytes: [UInt8]
         switch location {
         case .filteredHeader(let header, let fields, let excluding):
             guard let cached = structure.cachedBytes(of: header) else { return nil }
             bytes = cached.withUnsafeBytes { MIMEHeaderFilter.filter($0, fields: fields, excluding: excluding) }
         case .bytes(let range):
             guard let cached = structure.cachedBytes(of: range) else { return nil }
-            bytes = cached
+            bytes = Array(cached)
         }
         return structure.messageBareLineFeeds == 0 ? bytes : IMAPSession.canonicalLineEnds(bytes)
     }

@@ -283,7 +283,7 @@ extension IMAPSession: MailboxObserver {
     {
         guard let user else { return }
         var opened: [Result<Mailbox, StoreError>] = names.map { name in
-            user.maildir.openedMailbox(name).map { .success($0) } ?? .failure(.mailboxNotFound)
+            user.maildir.openedMailboxIfCurrent(name).map { .success($0) } ?? .failure(.mailboxNotFound)
         }
         let missing = opened.indices.filter { if case .failure = opened[$0] { true } else { false } }
         if missing.isEmpty { return body(tag, opened) }
@@ -310,6 +310,7 @@ extension IMAPSession: MailboxObserver {
         if !isRev2 && !readOnly { view.recent = Set(mailbox.claimRecent()) }
         selected = view
         mailbox.addObserver(self)
+        user?.maildir.noteSelected(mailbox)
         state = .selected
         let keywords = mailbox.keywords
         out.write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")

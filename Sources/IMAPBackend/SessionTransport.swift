@@ -276,7 +276,7 @@ final class LoopState: @unchecked Sendable {
         if executor == nil { executor = transport.executor }
         if queue.isEmpty, !roundRunning, commit.isNameChangesOnly {
             inlineCommits.wrappingAdd(1, ordering: .relaxed)
-            return done(DurabilityBatcher.run([commit])[0].error)
+            return done(commit.makeDurable())
         }
         queue.append((commit, done))
         if !roundRunning { startRound() }
@@ -338,7 +338,7 @@ final class UserEntry {
     func openMailbox(_ name: MailboxName, executor: (any BlockingExecutor)?,
                      beforeLoad: (@Sendable (String) -> Void)?, done: @escaping (Result<Mailbox, StoreError>) -> Void)
     {
-        if let open = maildir.openedMailbox(name) { return done(.success(open)) }
+        if let open = maildir.openedMailboxIfCurrent(name) { return done(.success(open)) }
         let key = name.folderName
         if opening[key] != nil { return opening[key]!.append(done) }
         guard let executor else {

@@ -189,6 +189,30 @@ extension Mailbox {
 
     // MARK: - New mail
 
+    /// Whether new/ may hold mail since it was last found empty: its modification time (returned)
+    /// differs, or is too recent to trust. One fstat; nil when new/ is known empty.
+    public func newModifiedSinceEmptyScan() throws(StoreError) -> Int64? {
+        let modified = try new.status().modificationTime
+        if modified == newScannedEmptyAt, currentTimeNanoseconds() - modified > Mailbox.directoryTimeTrustDelay {
+            return nil
+        }
+        return modified
+    }
+
+    /// Whether new/ holds mail: one fstat when it is known empty since, else a listing (an empty
+    /// listing is remembered, as `checkForNewMessages` does). A failure counts as yes (the caller
+    /// then reads the mailbox and meets the error there).
+    public var newHoldsMail: Bool {
+        do {
+            guard let modified = try newModifiedSinceEmptyScan() else { return false }
+            if try Directory.entries(of: new.fd).contains(where: { !$0.hasPrefix(".") }) { return true }
+            newScannedEmptyAt = modified
+            return false
+        } catch {
+            return true
+        }
+    }
+
     /// Looks in new/ for mail a delivery agent put there and gives it UIDs. Returns the commit that
     /// makes the UIDs durable (observers hear of the messages in `complete`), or nil when new/ is
     /// empty. Reads the new/ directory and stats each new file: call it where the owner may wait on
@@ -197,10 +221,7 @@ extension Mailbox {
     /// read again (NOOP polls cost one fstat, not a directory read), unless that time is recent: a
     /// delivery within the same clock tick as the last change leaves the time as it was.
     public func checkForNewMessages() throws(StoreError) -> PendingCommit? {
-        let modified = try new.status().modificationTime
-        if modified == newScannedEmptyAt, currentTimeNanoseconds() - modified > Mailbox.directoryTimeTrustDelay {
-            return nil
-        }
+        guard let modified = try newModifiedSinceEmptyScan() else { return nil }
         let delivered = try Directory.entries(of: new.fd).filter { !$0.hasPrefix(".") }.sorted()
         guard !delivered.isEmpty else {
             newScannedEmptyAt = modified

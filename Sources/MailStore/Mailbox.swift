@@ -357,7 +357,10 @@ public final class Mailbox {
         let loaded = try Directory.readFile(MessageIndex.fileName, in: directory.fd).flatMap(MessageIndex.parse)
         let uidListStatus = try Directory.status(UIDList.fileName, in: directory.fd)
         let curStatus = try cur.status()
+        // new/'s time before its listing: a delivery after the listing changes it (see checkForNewMessages).
+        let newModified = try new.status().modificationTime
         let newIsEmpty = try Directory.entries(of: new.fd).allSatisfy { $0.hasPrefix(".") }
+        if newIsEmpty { newScannedEmptyAt = newModified }
         cache = try MessageCache(in: directory.fd)
         if let loaded, loaded.wasClean, loaded.curModificationTime == curStatus.modificationTime,
             loaded.uidListFingerprint == FileFingerprint(uidListStatus), newIsEmpty

@@ -39,10 +39,10 @@ public final class UserMaildir {
     let store: MailStore
     /// Mailboxes some session holds, by folder name. Weak: a mailbox nobody holds closes itself.
     private var openMailboxes: [String: WeakMailbox] = [:]
-    /// The most recently opened mailboxes, held open even when no session holds them (oldest
+    /// The most recently selected mailboxes, held open even when no session holds them (oldest
     /// first), so a user who comes back soon finds them in memory. At most `keepOpenLimit`.
     private var keptOpen: [Mailbox] = []
-    /// How many recently opened mailboxes stay open without a session (0: none, the default; a
+    /// How many recently selected mailboxes stay open without a session (0: none, the default; a
     /// server that lets users linger open sets it).
     public var keepOpenLimit = 0
     private var pendingEvents: [UInt64: [(mailbox: Mailbox, event: MailboxEvent, usage: (Int64, Int64))]] = [:]
@@ -78,6 +78,32 @@ public final class UserMaildir {
     /// The mailbox if some session has it open now; reads nothing.
     public func openedMailbox(_ name: MailboxName) -> Mailbox? { openMailboxes[name.folderName]?.mailbox }
 
+    /// The open mailbox for a command that shows its state (SELECT, STATUS, LIST-STATUS, COPY), or
+    /// nil when it must be read: not open, or open only because it was kept (nothing else holds
+    /// it) while a delivery agent may have put mail in its new/. Such a mailbox is closed here, so
+    /// the caller reads it afresh on a worker, picking up new/ as any read does, rather than
+    /// showing stale counts or taking in a backlog of deliveries on the loop. One fstat (and a
+    /// listing of new/ when it changed lately).
+    public func openedMailboxIfCurrent(_ name: MailboxName) -> Mailbox? {
+        if let position = keptOpen.firstIndex(where: { $0.name == name }),
+           isKnownUniquelyReferenced(&keptOpen[position]), keptOpen[position].newHoldsMail
+        {
+            let stale = keptOpen.remove(at: position)
+            openMailboxes.removeValue(forKey: name.folderName)
+            try? stale.close()
+            return nil
+        }
+        return openedMailbox(name)
+    }
+
+    /// A session selected `mailbox`: it becomes the most recent of the mailboxes kept open.
+    public func noteSelected(_ mailbox: Mailbox) {
+        guard keepOpenLimit > 0 else { return }
+        keptOpen.removeAll { $0 === mailbox }
+        if keptOpen.count >= keepOpenLimit { keptOpen.removeFirst() }
+        keptOpen.append(mailbox)
+    }
+
     /// A loader that opens the mailbox on another thread (see `MailboxLoader`).
     public func loader(for name: MailboxName) -> MailboxLoader { MailboxLoader(user: self, name: name) }
 
@@ -96,10 +122,6 @@ public final class UserMaildir {
         }
         openMailboxes = openMailboxes.filter { $0.value.mailbox != nil }
         openMailboxes[mailbox.name.folderName] = WeakMailbox(mailbox: mailbox)
-        if keepOpenLimit > 0 {
-            if keptOpen.count >= keepOpenLimit { keptOpen.removeFirst() }
-            keptOpen.append(mailbox)
-        }
         return mailbox
     }
 

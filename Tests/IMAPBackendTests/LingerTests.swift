@@ -81,6 +81,46 @@ private func visitAndLeave(_ server: RunningServer, user: String, password: Stri
         #expect(client.command("c", "FETCH 2 BODY.PEEK[HEADER.FIELDS (SUBJECT)]").contains("Subject: arrived"))
     }
 
+    @Test func statusOfAKeptMailboxCountsMailDeliveredMeanwhile() throws {
+        let loads = LoadCounter()
+        let server = try RunningServer { $0.testsOnly_beforeMailboxLoad = { loads.record($0) } }
+        defer { server.stop() }
+        try visitAndLeave(server, user: "alice", password: "secret")
+        let client = try TestClient(port: server.plainPort)
+        _ = client.readLine()
+        #expect(client.command("a", "LOGIN alice secret").contains("a OK"))
+        #expect(client.command("b", "STATUS INBOX (MESSAGES)").contains("(MESSAGES 1)"))
+        let loadsBefore = loads.count("INBOX")
+        writeFile(server.accounts.dataDirectory + "/users/alice/new/1700000001.delivered.host",
+                  "Subject: later\r\n\r\nbody\r\n")
+        #expect(client.command("c", "STATUS INBOX (MESSAGES)").contains("(MESSAGES 2)"))
+        #expect(client.command("d", "LIST \"\" INBOX RETURN (STATUS (MESSAGES))").contains("(MESSAGES 2)"))
+        #expect(loads.count("INBOX") > loadsBefore, "read again, on a worker, for the delivery")
+    }
+
+    @Test func statusOfOtherFoldersDoesNotPushInboxOut() throws {
+        let loads = LoadCounter()
+        let server = try RunningServer { $0.testsOnly_beforeMailboxLoad = { loads.record($0) } }
+        defer { server.stop() }
+        let client = try TestClient(port: server.plainPort)
+        _ = client.readLine()
+        #expect(client.command("a", "LOGIN alice secret").contains("a OK"))
+        #expect(client.command("b", "SELECT INBOX").contains("b OK"))
+        // A client's folder sweep: more folders than a user keeps open.
+        for (index, folder) in ["Drafts", "Sent", "Trash", "Junk"].enumerated() {
+            #expect(client.command("s\(index)", "STATUS \(folder) (MESSAGES)").contains("s\(index) OK"))
+        }
+        #expect(client.command("c", "LOGOUT").contains("c OK"))
+        #expect(waitUntil { server.server.sessionCount == 0 })
+        let loadsBefore = loads.count("INBOX")
+
+        let again = try TestClient(port: server.plainPort)
+        _ = again.readLine()
+        #expect(again.command("a", "LOGIN alice secret").contains("a OK"))
+        #expect(again.command("b", "SELECT INBOX").contains("b OK"))
+        #expect(loads.count("INBOX") == loadsBefore, "INBOX, the mailbox selected, stayed open")
+    }
+
     @Test func aLingeringUserClosesWhenTheLingerEnds() throws {
         let server = try RunningServer { $0.linger = .milliseconds(300) }
         defer { server.stop() }

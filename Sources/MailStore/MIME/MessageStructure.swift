@@ -159,11 +159,11 @@ public struct MessageStructure: Hashable, Sendable {
     public internal(set) var messageSize: Int
     /// Line feeds in the whole message with no CR before them (0 for a proper CRLF message).
     public internal(set) var messageBareLineFeeds = 0
-    /// A copy of the message's own header (its first `parts[0].headerRange`), kept in the cached blob
-    /// when it is at most ``cachedHeaderLimit`` bytes, so FETCH BODY[HEADER.FIELDS (...)] and
-    /// BODY[HEADER] (what clients ask for a message list) read no message file. Empty when not kept
-    /// (a structure parsed from the message itself has the message at hand).
-    public internal(set) var cachedHeader: [UInt8] = []
+    /// A copy of the message's own header (its `parts[0].headerRange`) at the end of the pool, kept
+    /// in the cached blob when it is at most ``cachedHeaderLimit`` bytes, so FETCH BODY[HEADER] and
+    /// BODY[HEADER.FIELDS (...)] (what clients ask for a message list) read no message file. Nil
+    /// when not kept (a structure parsed from the message itself has the message at hand).
+    public internal(set) var cachedHeader: MIMEText?
 
     /// Headers larger than this are not copied into the cached blob (typical ones are 1-4 KiB).
     public static let cachedHeaderLimit = 16 * 1024
@@ -172,15 +172,18 @@ public struct MessageStructure: Hashable, Sendable {
     /// small enough. `message` must be the message this structure was parsed from.
     public mutating func keepHeader(of message: UnsafeRawBufferPointer) {
         let header = parts[0].headerRange
-        guard header.count <= Self.cachedHeaderLimit, header.upperBound <= message.count else { return }
-        cachedHeader = Array(UnsafeRawBufferPointer(rebasing: message[header]))
+        guard cachedHeader == nil, !header.isEmpty, header.count <= Self.cachedHeaderLimit,
+              header.upperBound <= message.count, let offset = UInt32(exactly: pool.count)
+        else { return }
+        pool.append(contentsOf: UnsafeRawBufferPointer(rebasing: message[header]))
+        cachedHeader = MIMEText(offset: offset, count: UInt32(header.count))
     }
 
     /// The cached copy of `range` of the message, when `range` is exactly the message's own header
-    /// and the copy is kept.
-    public func cachedBytes(of range: Range<Int>) -> [UInt8]? {
-        guard !cachedHeader.isEmpty, range == parts[0].headerRange else { return nil }
-        return cachedHeader
+    /// and the copy is kept (no copy made).
+    public func cachedBytes(of range: Range<Int>) -> ArraySlice<UInt8>? {
+        guard let cachedHeader, range == parts[0].headerRange else { return nil }
+        return bytes(cachedHeader)
     }
 
     /// RFC822.SIZE of a server that sends bare LFs as CRLF (as Dovecot does).

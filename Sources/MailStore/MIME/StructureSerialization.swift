@@ -6,7 +6,7 @@
 ///     blob      = magic version messageSize bareLineFeeds pool parts envelopes addresses parameters languages
 ///                 [header]
 ///     magic     = "AMS" (3 bytes) ; version = 1 / 2 (1 byte; version 2 adds header)
-///     header    = count *OCTET ; the message's own header (`cachedHeader`), or count 0
+///     header    = nstring ; the copy of the message's own header in the pool (`cachedHeader`), or NIL
 ///     pool      = count *OCTET
 ///     parts     = count *(kind depth parent+1 subtreeEnd envelope+1 headerStart headerLength bodyLength
 ///                 lines bareLineFeeds text text range nstring nstring nstring nstring nstring range
@@ -85,8 +85,7 @@ extension MessageStructure {
         }
         writer.write(languageTags.count)
         for tag in languageTags { writer.write(tag) }
-        writer.write(cachedHeader.count)
-        writer.output.append(contentsOf: cachedHeader)
+        writer.write(cachedHeader)
         output = writer.output
     }
 
@@ -177,15 +176,12 @@ extension MessageStructure {
             structure.languageTags.append(tag)
         }
         if version >= 2 {
-            guard let headerCount = reader.readCount(elementSize: 1), let header = reader.readBytes(headerCount)
-            else { return nil }
-            structure.cachedHeader = Array(header)
+            guard let header = reader.readNString() else { return nil }
+            structure.cachedHeader = header
         }
         guard reader.position == blob.count, structure.isConsistent else { return nil }
         // A header copy must be exactly the message's own header.
-        if !structure.cachedHeader.isEmpty && structure.cachedHeader.count != structure.parts[0].headerRange.count {
-            return nil
-        }
+        if let header = structure.cachedHeader, Int(header.count) != structure.parts[0].headerRange.count { return nil }
         return structure
     }
 
