@@ -27,6 +27,10 @@ struct IMAPParser {
     var depth = 0
     /// Whether search keys build their trees (NOT/OR/lists) or are only validated (no allocation).
     var buildsSearchTrees = true
+    /// Whether FETCH values (flags, envelopes, body structures, section names, body data) are copied
+    /// out into owned values, or only validated: a reader of views (``IMAPFetchItemView``) takes them
+    /// from the frame, and the placeholders returned instead allocate nothing.
+    var buildsFetchValues = true
 
     init(_ frame: UnsafeRawBufferPointer, limits: IMAPLimits) {
         // An empty frame never reaches a parser from the framer; a dummy base keeps loads well defined.
