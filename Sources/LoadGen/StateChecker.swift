@@ -66,10 +66,11 @@ struct TrackedFlags: OptionSet, Equatable {
 
     init(rawValue: UInt16) { self.rawValue = rawValue }
 
-    init(_ list: [[UInt8]]) {
+    /// The tracked flags among a FETCH's `FLAGS (...)`.
+    init(_ list: IMAPFlagListView) {
         var bits: UInt16 = 0
         for flag in list {
-            for (bit, name) in TrackedFlags.names.enumerated() where equalsIgnoringCase(flag, name) {
+            for (bit, name) in TrackedFlags.names.enumerated() where flag.equalsCaseInsensitive(IMAPBytes(name)) {
                 bits |= 1 << UInt16(bit)
             }
         }
@@ -101,11 +102,13 @@ struct MailboxChecker {
         var detail: String
     }
 
-    /// Facts about a UID that never change while UIDVALIDITY holds.
+    /// Facts about a UID that never change while UIDVALIDITY holds. ENVELOPE and BODYSTRUCTURE are
+    /// kept as digests of their values (``IMAPValueText/digest``), not as parsed trees: a changed
+    /// value still shows as a changed digest, and no FETCH has to build, keep or free a tree.
     struct Immutable {
         var size: UInt64?
-        var envelope: IMAPEnvelope?
-        var bodyStructure: IMAPBodyStructure?
+        var envelope: UInt64?
+        var bodyStructure: UInt64?
     }
 
     /// UIDs by sequence number - 1; 0 while not yet learnt.
@@ -173,7 +176,7 @@ struct MailboxChecker {
 
     /// `* n FETCH (...)`: checks and learns. `stored` is the flag change this FETCH answers, if any.
     /// `flagsMayChange`: a STORE this session cannot attribute to a UID is in flight.
-    mutating func fetch(_ sequence: UInt32, _ items: [IMAPFetchItem], stored: StoreExpectation?,
+    mutating func fetch(_ sequence: UInt32, _ facts: FetchFacts, stored: StoreExpectation?,
                         flagsMayChange: Bool = false, into violations: inout [Violation]) {
         let sequence = Int(sequence)
         guard sequence >= 1, sequence <= uids.count else {
@@ -181,51 +184,54 @@ struct MailboxChecker {
                                         detail: "* \(sequence) FETCH with \(uids.count) messages"))
             return
         }
-        var uid = uids[sequence - 1]
-        for item in items {
-            guard case .uid(let reported) = item else { continue }
-            if uid != 0 && uid != reported {
-                violations.append(Violation(kind: .uidChanged,
-                                            detail: "sequence \(sequence) was UID \(uid), now UID \(reported)"))
-            }
-            uids[sequence - 1] = reported
-            uid = reported
-        }
+        learnUID(facts.uid, at: sequence, into: &violations)
+        learnUID(facts.otherUID, at: sequence, into: &violations)
+        let uid = uids[sequence - 1]
         guard uid != 0 else { return }
-        for item in items {
-            switch item {
-            case .rfc822Size(let size):
-                if let known = immutables[uid]?.size, known != size {
-                    violations.append(Violation(kind: .sizeChanged, detail: "UID \(uid) size \(known) became \(size)"))
-                }
-                immutables[uid, default: Immutable()].size = size
-            case .envelope(let envelope):
-                if let known = immutables[uid]?.envelope, known != envelope {
-                    violations.append(Violation(kind: .envelopeChanged, detail: "UID \(uid) envelope changed"))
-                }
-                immutables[uid, default: Immutable()].envelope = envelope
-            case .bodyStructure(let structure, _):
-                if let known = immutables[uid]?.bodyStructure, known != structure {
-                    violations.append(Violation(kind: .bodyStructureChanged,
-                                                detail: "UID \(uid) body structure changed"))
-                }
-                immutables[uid, default: Immutable()].bodyStructure = structure
-            case .flags(let list):
-                let reported = TrackedFlags(list)
-                if checksFlags, let stored, stored.uid == uid {
-                    if !stored.isSatisfied(by: reported) {
-                        violations.append(Violation(kind: .flagsMismatch,
-                            detail: "UID \(uid) STORE \(stored.describe) answered FLAGS \(reported.description)"))
-                    }
-                } else if checksFlags, !flagsMayChange, let known = flags[uid], known != reported {
-                    violations.append(Violation(kind: .flagsMismatch,
-                        detail: "UID \(uid) had FLAGS \(known.description), now \(reported.description)"))
-                }
-                if checksFlags { flags[uid] = reported }
-            default:
-                break
-            }
+        for contradiction in facts.contradictions {
+            violations.append(Violation(kind: contradiction, detail: "UID \(uid): two different values in one FETCH"))
         }
+        if let size = facts.size {
+            if let known = immutables[uid]?.size, known != size {
+                violations.append(Violation(kind: .sizeChanged, detail: "UID \(uid) size \(known) became \(size)"))
+            }
+            immutables[uid, default: Immutable()].size = size
+        }
+        if let envelope = facts.envelope {
+            if let known = immutables[uid]?.envelope, known != envelope {
+                violations.append(Violation(kind: .envelopeChanged, detail: "UID \(uid) envelope changed"))
+            }
+            immutables[uid, default: Immutable()].envelope = envelope
+        }
+        if let structure = facts.bodyStructure {
+            if let known = immutables[uid]?.bodyStructure, known != structure {
+                violations.append(Violation(kind: .bodyStructureChanged, detail: "UID \(uid) body structure changed"))
+            }
+            immutables[uid, default: Immutable()].bodyStructure = structure
+        }
+        if let reported = facts.flags {
+            if checksFlags, let stored, stored.uid == uid {
+                if !stored.isSatisfied(by: reported) {
+                    violations.append(Violation(kind: .flagsMismatch,
+                        detail: "UID \(uid) STORE \(stored.describe) answered FLAGS \(reported.description)"))
+                }
+            } else if checksFlags, !flagsMayChange, let known = flags[uid], known != reported {
+                violations.append(Violation(kind: .flagsMismatch,
+                    detail: "UID \(uid) had FLAGS \(known.description), now \(reported.description)"))
+            }
+            if checksFlags { flags[uid] = reported }
+        }
+    }
+
+    /// A UID reported for `sequence` (0: none): it must be the one known there, if any.
+    private mutating func learnUID(_ reported: UInt32, at sequence: Int, into violations: inout [Violation]) {
+        guard reported != 0 else { return }
+        let known = uids[sequence - 1]
+        if known != 0 && known != reported {
+            violations.append(Violation(kind: .uidChanged,
+                                        detail: "sequence \(sequence) was UID \(known), now UID \(reported)"))
+        }
+        uids[sequence - 1] = reported
     }
 
     /// Flags changed where this session cannot tell which UID: nothing known about flags holds any more.
@@ -268,5 +274,53 @@ struct StoreExpectation {
         case .remove: "-FLAGS " + flags.description
         case .replace: "FLAGS " + flags.description
         }
+    }
+}
+
+/// What one FETCH response said that the checker looks at, gathered item by item as the parser
+/// visits them (``IMAPResponseParser/parse(_:visitingFetchItems:)``): fixed size, nothing to free.
+struct FetchFacts {
+    var uid: UInt32 = 0
+    /// A second UID item that differs from the first (a server contradicting itself within one response).
+    var otherUID: UInt32 = 0
+    var size: UInt64?
+    /// Digest of the ENVELOPE (``IMAPValueText/digest``).
+    var envelope: UInt64?
+    /// Digest of the BODYSTRUCTURE (or BODY), its form (extensible or not) mixed in.
+    var bodyStructure: UInt64?
+    var flags: TrackedFlags?
+    /// Immutable facts given twice with different values within this response.
+    var contradictions: [LoadViolationKind] = []
+
+    init(uid: UInt32 = 0, size: UInt64? = nil, envelope: UInt64? = nil, bodyStructure: UInt64? = nil,
+         flags: TrackedFlags? = nil) {
+        self.uid = uid
+        self.size = size
+        self.envelope = envelope
+        self.bodyStructure = bodyStructure
+        self.flags = flags
+    }
+
+    mutating func add(_ item: IMAPFetchItemView) {
+        switch item {
+        case .uid(let reported):
+            if uid == 0 { uid = reported } else if reported != uid { otherUID = reported }
+        case .rfc822Size(let reported):
+            FetchFacts.learn(&size, reported, .sizeChanged, &contradictions)
+        case .envelope(let text):
+            FetchFacts.learn(&envelope, text.digest, .envelopeChanged, &contradictions)
+        case .bodyStructure(let text, let extensible):
+            FetchFacts.learn(&bodyStructure, text.digest ^ (extensible ? 1 : 0), .bodyStructureChanged, &contradictions)
+        case .flags(let list):
+            flags = TrackedFlags(list)
+        case .other:
+            break
+        }
+    }
+
+    private static func learn(_ slot: inout UInt64?, _ value: UInt64, _ kind: LoadViolationKind,
+                              _ contradictions: inout [LoadViolationKind]) {
+        if let known = slot, known != value { contradictions.append(kind) }
+        slot = value
     }
 }
