@@ -55,60 +55,72 @@ public struct IMAPValueText {
     /// needs to know whether a value changed keeps this instead of the parsed tree.
     public var digest: UInt64 {
         var digest = ValueDigest()
+        let bytes = raw.buffer
+        let count = bytes.count
         var index = 0
-        let count = raw.count
         while index < count {
-            let byte = raw[index]
+            let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "("), UInt8(ascii: ")"):
-                digest.mix(byte)
+                digest.mix(UInt64(byte))
                 index += 1
             case 0x20:
                 index += 1
             case UInt8(ascii: "\""):
                 // quoted = DQUOTE *QUOTED-CHAR DQUOTE  (QUOTED-CHAR may be "\" quoted-specials)
-                digest.mix(ValueDigest.stringTag)
-                var length = 0
                 index += 1
-                while index < count, raw[index] != UInt8(ascii: "\"") {
-                    if raw[index] == UInt8(ascii: "\\") { index += 1 }
-                    if index < count { digest.mix(raw[index]) }
-                    length += 1
+                let start = index
+                var hasEscapes = false
+                while index < count {
+                    // Strings are mostly plain text: skip 8 bytes at a time while none is a quote or backslash.
+                    while index + 8 <= count {
+                        let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                        if hasZeroByte(word ^ 0x2222_2222_2222_2222) || hasZeroByte(word ^ 0x5c5c_5c5c_5c5c_5c5c) {
+                            break
+                        }
+                        index += 8
+                    }
+                    guard index < count, bytes[index] != UInt8(ascii: "\"") else { break }
+                    if bytes[index] == UInt8(ascii: "\\") {
+                        hasEscapes = true
+                        index += 1
+                    }
                     index += 1
                 }
-                digest.mix(UInt64(length))
+                let content = UnsafeRawBufferPointer(rebasing: bytes[start..<min(index, count)])
+                if hasEscapes { digest.mix(unescaping: content) } else { digest.mix(ValueDigest.stringTag, content) }
                 index += 1
             case UInt8(ascii: "{"), UInt8(ascii: "~"):
                 // literal = "{" number64 ["+"] "}" CRLF *CHAR8  (literal8 with a leading "~")
-                digest.mix(ValueDigest.stringTag)
                 var length = 0
-                while index < count, raw[index] != UInt8(ascii: "}") {
-                    if IMAPByteClass.isDigit(raw[index]) { length = length &* 10 &+ Int(raw[index] - 0x30) }
+                while index < count, bytes[index] != UInt8(ascii: "}") {
+                    if IMAPByteClass.isDigit(bytes[index]) { length = length &* 10 &+ Int(bytes[index] - 0x30) }
                     index += 1
                 }
-                index += 3  // "}" CRLF
+                index = min(index + 3, count)  // "}" CRLF
                 let end = min(index + length, count)
-                while index < end {
-                    digest.mix(raw[index])
-                    index += 1
-                }
-                digest.mix(UInt64(length))
+                digest.mix(ValueDigest.stringTag, UnsafeRawBufferPointer(rebasing: bytes[index..<end]))
+                index = end
             default:
-                // An atom: NIL (any case) or a number in these values; other atoms by their upper-case bytes.
+                // An atom: NIL (any case) or a number in these values (by value: leading zeros do not count).
                 let start = index
-                while index < count, raw[index] != 0x20, raw[index] != UInt8(ascii: "("),
-                    raw[index] != UInt8(ascii: ")")
+                var number: UInt64 = 0
+                var isNumber = true
+                while index < count, bytes[index] != 0x20, bytes[index] != UInt8(ascii: "("),
+                    bytes[index] != UInt8(ascii: ")")
                 {
+                    isNumber = isNumber && IMAPByteClass.isDigit(bytes[index])
+                    number = number &* 10 &+ UInt64(bytes[index] &- 0x30)
                     index += 1
                 }
                 let atom = raw.slice(start..<index)
-                if let number = ValueDigest.number(atom) {
+                if isNumber {
                     digest.mix(ValueDigest.numberTag)
                     digest.mix(number)
+                } else if atom.equalsCaseInsensitive("NIL") {
+                    digest.mix(ValueDigest.nilTag)
                 } else {
-                    digest.mix(ValueDigest.atomTag)
-                    for offset in 0..<atom.count { digest.mix(IMAPByteClass.upper(atom[offset])) }
-                    digest.mix(UInt64(atom.count))
+                    digest.mix(ValueDigest.atomTag, atom.buffer)
                 }
             }
         }
@@ -116,29 +128,62 @@ public struct IMAPValueText {
     }
 }
 
-/// FNV-1a over a stream of tagged tokens: cheap, and enough to tell a changed value from an unchanged one.
+/// A 64-bit multiply-xorshift hash over a stream of tagged tokens, 8 bytes at a time: cheap, and
+/// enough to tell a changed value from an unchanged one.
 struct ValueDigest {
-    // Tags cannot be confused with the parentheses mixed as themselves.
-    static let stringTag: UInt8 = 1
-    static let numberTag: UInt8 = 2
-    static let atomTag: UInt8 = 3
+    // Tags cannot be confused with the parentheses, mixed as their byte values.
+    static let stringTag: UInt64 = 1
+    static let numberTag: UInt64 = 2
+    static let nilTag: UInt64 = 3
+    static let atomTag: UInt64 = 4
 
     private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
 
-    mutating func mix(_ byte: UInt8) { value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-
+    @inline(__always)
     mutating func mix(_ word: UInt64) {
-        for shift in stride(from: 0, to: 64, by: 8) { mix(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        value = (value ^ word) &* 0x9e37_79b9_7f4a_7c15
+        value ^= value >> 32
     }
 
-    /// The value of an all-digit atom (leading zeros do not change it), nil for any other atom.
-    static func number(_ atom: IMAPBytes) -> UInt64? {
-        guard !atom.isEmpty else { return nil }
-        var value: UInt64 = 0
-        for offset in 0..<atom.count {
-            guard IMAPByteClass.isDigit(atom[offset]) else { return nil }
-            value = value &* 10 &+ UInt64(atom[offset] - 0x30)
+    /// A run of bytes: `tag`, the bytes as little-endian words (the last one zero-padded), the length.
+    mutating func mix(_ tag: UInt64, _ bytes: UnsafeRawBufferPointer) {
+        mix(tag)
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            mix(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+            offset += 8
         }
-        return value
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < bytes.count {
+            tail |= UInt64(bytes[offset]) << shift
+            shift += 8
+            offset += 1
+        }
+        mix(tail)
+        mix(UInt64(bytes.count))
+    }
+
+    /// A quoted string's content with escapes: the same digest as its unescaped bytes would give.
+    mutating func mix(unescaping bytes: UnsafeRawBufferPointer) {
+        mix(ValueDigest.stringTag)
+        var word: UInt64 = 0
+        var shift: UInt64 = 0
+        var length: UInt64 = 0
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "\\") && index + 1 < bytes.count { index += 1 }
+            word |= UInt64(bytes[index]) << shift
+            shift += 8
+            length += 1
+            index += 1
+            if shift == 64 {
+                mix(word)
+                word = 0
+                shift = 0
+            }
+        }
+        mix(word)
+        mix(length)
     }
 }

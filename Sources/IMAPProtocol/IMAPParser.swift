@@ -207,11 +207,7 @@ struct IMAPParser {
         guard size <= UInt64(end - position) else { return fail("Literal longer than the command") }
         let start = position
         position += Int(size)
-        if !isBinary {
-            for offset in start..<position where byte(at: offset) == 0 {
-                return fail("NUL in literal")
-            }
-        }
+        if !isBinary && containsNUL(base + start, position - start) { return fail("NUL in literal") }
         return view(start, position)
     }
 

@@ -615,23 +615,25 @@ extension IMAPParser {
     ) -> FetchPiece? {
         let start = position
         let piece = fetchItem(streamedSize: streamedSize)
-        guard !buildsFetchValues, case .item(let item)? = piece else { return piece }
+        guard !buildsFetchValues, let piece else { return piece }
         let text = view(start, position)
         // The value follows the item's name and a space (names with a section never reach the cases
         // that use it).
         var valueStart = 0
         while valueStart < text.count, text[valueStart] != 0x20 { valueStart += 1 }
         let value = text.slice(min(valueStart + 1, text.count)..<text.count)
-        switch item {
-        case .uid(let uid): visit(sequenceNumber, .uid(uid))
-        case .rfc822Size(let size): visit(sequenceNumber, .rfc822Size(size))
-        case .flags:
+        // Matched in place: binding the (placeholder) item would copy it.
+        switch piece {
+        case .item(.uid(let uid)): visit(sequenceNumber, .uid(uid))
+        case .item(.rfc822Size(let size)): visit(sequenceNumber, .rfc822Size(size))
+        case .item(.flags):
             // "(" ... ")": the list without its parentheses.
             visit(sequenceNumber, .flags(IMAPFlagListView(text: value.slice(1..<(value.count - 1)))))
-        case .envelope: visit(sequenceNumber, .envelope(IMAPValueText(raw: value)))
-        case .bodyStructure(_, let extensible):
+        case .item(.envelope): visit(sequenceNumber, .envelope(IMAPValueText(raw: value)))
+        case .item(.bodyStructure(_, let extensible)):
             visit(sequenceNumber, .bodyStructure(IMAPValueText(raw: value), extensible: extensible))
-        default: visit(sequenceNumber, .other(text))
+        case .item: visit(sequenceNumber, .other(text))
+        case .streamed: break
         }
         return piece
     }

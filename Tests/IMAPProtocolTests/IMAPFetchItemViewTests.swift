@@ -128,6 +128,20 @@ struct IMAPFetchItemViewTests {
         let quoted = "(\"Mon, 7 Dec 2026\" \"a \\\"b\\\"\" ((\"N\" NIL \"m\" \"h\")) NIL NIL NIL NIL NIL NIL \"<id>\")"
         let literal = "(\"Mon, 7 Dec 2026\" {5}\r\na \"b\" ((\"N\" nil \"m\" \"h\")) Nil NIL NIL NIL NIL NIL \"<id>\")"
         #expect(digest(quoted) == digest(literal))
+        // Strings of every length around the 8-byte steps, with an escaped quote or backslash anywhere.
+        for length in 0..<20 {
+            let plain = String(repeating: "x", count: length)
+            #expect(digest("(\"\(plain)\")") == digest("({\(length)}\r\n\(plain))"))
+            for position in 0...length {
+                for special in ["\"", "\\"] {
+                    var content = Array(plain)
+                    content.insert(Character(special), at: position)
+                    let escaped = String(content).replacing(special, with: "\\" + special)
+                    #expect(digest("(\"\(escaped)\" NIL)") == digest("({\(length + 1)}\r\n\(String(content)) NIL)"))
+                    #expect(digest("(\"\(escaped)\" NIL)") != digest("(\"\(plain)\" NIL)"))
+                }
+            }
+        }
         #expect(digest("(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0010 1)") == digest("(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 10 1)"))
         let changes = [
             quoted.replacing("Mon", with: "Tue"),  // a string's content

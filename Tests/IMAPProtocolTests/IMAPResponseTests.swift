@@ -364,4 +364,20 @@ struct IMAPResponseTests {
         #expect(parseResponses(owned(deep), chunk: 100) == ["error Too deeply nested"])
         #expect(parseResponses(owned("* OK x {18446744073709551616}\r\n"), chunk: 100) == ["error Response too large"])
     }
+
+    @Test("A NUL anywhere in a literal is refused (checked a word at a time), in a literal8 allowed")
+    func nulInLiteral() {
+        for length in [1, 7, 8, 9, 16, 23] {
+            let clean = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+            let prefix = owned("* 1 FETCH (BODY[] {\(length)}\r\n")
+            #expect(parseResponses(prefix + clean + owned(")\r\n"), chunk: 100).first?.hasPrefix("error") == false)
+            for position in 0..<length {
+                var data = clean
+                data[position] = 0
+                #expect(parseResponses(prefix + data + owned(")\r\n"), chunk: 100) == ["error NUL in literal"])
+                let binary = owned("* 1 FETCH (BINARY[] ~{\(length)}\r\n") + data + owned(")\r\n")
+                #expect(parseResponses(binary, chunk: 100).first?.hasPrefix("error") == false)
+            }
+        }
+    }
 }
