@@ -188,7 +188,7 @@ struct MailboxChecker {
         learnUID(facts.otherUID, at: sequence, into: &violations)
         let uid = uids[sequence - 1]
         guard uid != 0 else { return }
-        for contradiction in facts.contradictions {
+        for contradiction in LoadViolationKind.allCases where facts.contradicts(contradiction) {
             violations.append(Violation(kind: contradiction, detail: "UID \(uid): two different values in one FETCH"))
         }
         if let size = facts.size {
@@ -289,8 +289,9 @@ struct FetchFacts {
     /// Digest of the BODYSTRUCTURE (or BODY), its form (extensible or not) mixed in.
     var bodyStructure: UInt64?
     var flags: TrackedFlags?
-    /// Immutable facts given twice with different values within this response.
-    var contradictions: [LoadViolationKind] = []
+    /// Immutable facts given twice with different values within this response, as bits by
+    /// ``LoadViolationKind`` raw value (bits, not an array: facts are copied and dropped per FETCH).
+    private var contradictions: UInt32 = 0
 
     init(uid: UInt32 = 0, size: UInt64? = nil, envelope: UInt64? = nil, bodyStructure: UInt64? = nil,
          flags: TrackedFlags? = nil) {
@@ -318,9 +319,11 @@ struct FetchFacts {
         }
     }
 
+    func contradicts(_ kind: LoadViolationKind) -> Bool { contradictions & (1 << UInt32(kind.rawValue)) != 0 }
+
     private static func learn(_ slot: inout UInt64?, _ value: UInt64, _ kind: LoadViolationKind,
-                              _ contradictions: inout [LoadViolationKind]) {
-        if let known = slot, known != value { contradictions.append(kind) }
+                              _ contradictions: inout UInt32) {
+        if let known = slot, known != value { contradictions |= 1 << UInt32(kind.rawValue) }
         slot = value
     }
 }
