@@ -49,6 +49,15 @@ public struct IMAPValueText {
 
     public init(raw: IMAPBytes) { self.raw = raw }
 
+    /// A 64-bit digest of the exact bytes (8 at a time: much cheaper than ``digest``). Equal spelling
+    /// digests mean equal values (but for a collision); different ones say nothing, as one value
+    /// may be spelt several ways: then compare ``digest``.
+    public var spellingDigest: UInt64 {
+        var digest = ValueDigest()
+        digest.mix(ValueDigest.stringTag, raw.buffer)
+        return digest.value
+    }
+
     /// A 64-bit digest of the value, not of its spelling: a string hashes the same quoted (with or
     /// without escapes) or as a literal, `NIL` the same in any case, a number by its value. Two
     /// values with equal digests are equal but for a 64-bit hash collision; a client that only
