@@ -76,7 +76,7 @@ final class LoadSession: ConnectionHandler {
         self.slot = slot
         (user, password) = driver.configuration.credentials(forSession: slot)
         random = LoadRandom(seed: seed)
-        checker = MailboxChecker(checksFlags: checksFlags)
+        checker = MailboxChecker(checksFlags: checksFlags, messageFacts: driver.messageFacts(for: user))
         pipelineDepth = driver.configuration.pipelineDepth
         mode = driver.configuration.mode
         mix = driver.configuration.mix
@@ -277,10 +277,14 @@ final class LoadSession: ConnectionHandler {
             parserBusy = false
             handle(response)
         case .fetchStreamBegin(let sequence, _, _):
-            // The items before, between and after streamed literals were visited into fetchFacts.
+            // The items before, between and after streamed literals were visited into fetchFacts;
+            // what they view goes with the literal's bytes, so it is computed now.
             parserBusy = true
             streamedSequence = sequence
-        case .streamBytes, .fetchStreamNext:
+            fetchFacts.settle()
+        case .fetchStreamNext:
+            fetchFacts.settle()
+        case .streamBytes:
             break
         case .fetchStreamEnd:
             parserBusy = false

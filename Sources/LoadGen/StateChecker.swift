@@ -103,24 +103,36 @@ struct MailboxChecker {
     }
 
     /// Facts about a UID that never change while UIDVALIDITY holds. ENVELOPE and BODYSTRUCTURE are
-    /// kept as digests of their values (``IMAPValueText/digest``), not as parsed trees: a changed
-    /// value still shows as a changed digest, and no FETCH has to build, keep or free a tree.
+    /// kept as digests (``Fingerprint``), not as parsed trees: a changed value still shows as a
+    /// changed digest, and no FETCH has to build, keep or free a tree.
     struct Immutable {
         var size: UInt64?
-        var envelope: UInt64?
-        var bodyStructure: UInt64?
+        var envelope: Fingerprint?
+        var bodyStructure: Fingerprint?
+    }
+
+    /// An ENVELOPE or BODYSTRUCTURE as last seen: digests of its spelling and of its value. The same
+    /// spelling again (the common case: a server spells a value the same way each time) is the same
+    /// value without computing the value's digest, which costs a few times more.
+    struct Fingerprint {
+        var spelling: UInt64
+        var value: UInt64
     }
 
     /// UIDs by sequence number - 1; 0 while not yet learnt.
     private(set) var uids: [UInt32] = []
     private(set) var uidValidity: UInt32?
-    private var immutables: [UInt32: Immutable] = [:]
+    /// Shared with the user's other sessions on this loop (see ``MessageFacts``).
+    private let messageFacts: MessageFacts
     /// Flags by UID as last reported or stored; only used when `checksFlags`.
     private var flags: [UInt32: TrackedFlags] = [:]
     /// No other session uses this mailbox, so flags change only through our STOREs.
     let checksFlags: Bool
 
-    init(checksFlags: Bool) { self.checksFlags = checksFlags }
+    init(checksFlags: Bool, messageFacts: MessageFacts = MessageFacts()) {
+        self.checksFlags = checksFlags
+        self.messageFacts = messageFacts
+    }
 
     var exists: Int { uids.count }
 
@@ -161,7 +173,7 @@ struct MailboxChecker {
         defer { uidValidity = value }
         let previous = uidValidity ?? known
         if let previous, previous != value {
-            immutables.removeAll()
+            messageFacts.byUID.removeAll()
             flags.removeAll()
             return Violation(kind: .uidValidityChanged, detail: "UIDVALIDITY \(previous) became \(value)")
         }
@@ -192,22 +204,22 @@ struct MailboxChecker {
             violations.append(Violation(kind: contradiction, detail: "UID \(uid): two different values in one FETCH"))
         }
         if let size = facts.size {
-            if let known = immutables[uid]?.size, known != size {
+            if let known = messageFacts.byUID[uid]?.size, known != size {
                 violations.append(Violation(kind: .sizeChanged, detail: "UID \(uid) size \(known) became \(size)"))
             }
-            immutables[uid, default: Immutable()].size = size
+            messageFacts.byUID[uid, default: Immutable()].size = size
         }
-        if let envelope = facts.envelope {
-            if let known = immutables[uid]?.envelope, known != envelope {
-                violations.append(Violation(kind: .envelopeChanged, detail: "UID \(uid) envelope changed"))
-            }
-            immutables[uid, default: Immutable()].envelope = envelope
+        if let sighting = facts.envelope,
+            let fingerprint = MailboxChecker.compare(sighting, messageFacts.byUID[uid]?.envelope, into: &violations,
+                                                     Violation(kind: .envelopeChanged, detail: "UID \(uid) envelope changed"))
+        {
+            messageFacts.byUID[uid, default: Immutable()].envelope = fingerprint
         }
-        if let structure = facts.bodyStructure {
-            if let known = immutables[uid]?.bodyStructure, known != structure {
-                violations.append(Violation(kind: .bodyStructureChanged, detail: "UID \(uid) body structure changed"))
-            }
-            immutables[uid, default: Immutable()].bodyStructure = structure
+        if let sighting = facts.bodyStructure,
+            let fingerprint = MailboxChecker.compare(sighting, messageFacts.byUID[uid]?.bodyStructure, into: &violations,
+                                                     Violation(kind: .bodyStructureChanged, detail: "UID \(uid) body structure changed"))
+        {
+            messageFacts.byUID[uid, default: Immutable()].bodyStructure = fingerprint
         }
         if let reported = facts.flags {
             if checksFlags, let stored, stored.uid == uid {
@@ -221,6 +233,17 @@ struct MailboxChecker {
             }
             if checksFlags { flags[uid] = reported }
         }
+    }
+
+    /// Checks a value seen against the one known: `changed` when they differ. Returns the fingerprint
+    /// to keep, nil when the known one stands (same spelling: nothing computed).
+    private static func compare(_ sighting: ValueSighting, _ known: Fingerprint?, into violations: inout [Violation],
+                                _ changed: @autoclosure () -> Violation) -> Fingerprint? {
+        if let known, known.spelling == sighting.spelling { return nil }
+        var sighting = sighting
+        let fingerprint = Fingerprint(spelling: sighting.spelling, value: sighting.valueDigest())
+        if let known, known.value != fingerprint.value { violations.append(changed()) }
+        return fingerprint
     }
 
     /// A UID reported for `sequence` (0: none): it must be the one known there, if any.
@@ -277,6 +300,16 @@ struct StoreExpectation {
     }
 }
 
+/// What the sessions of one user (on one loop) were told about the messages of its mailbox that
+/// never changes while UIDVALIDITY holds: a later session checks against what an earlier one saw
+/// (a UID names the same message in every session, RFC 9051 2.3.1.1), and seldom computes a value
+/// digest again, as a server spells a value the same way each time.
+final class MessageFacts {
+    var byUID: [UInt32: MailboxChecker.Immutable] = [:]
+
+    init() {}
+}
+
 /// What one FETCH response said that the checker looks at, gathered item by item as the parser
 /// visits them (``IMAPResponseParser/parse(_:visitingFetchItems:)``): fixed size, nothing to free.
 struct FetchFacts {
@@ -284,21 +317,17 @@ struct FetchFacts {
     /// A second UID item that differs from the first (a server contradicting itself within one response).
     var otherUID: UInt32 = 0
     var size: UInt64?
-    /// Digest of the ENVELOPE (``IMAPValueText/digest``).
-    var envelope: UInt64?
-    /// Digest of the BODYSTRUCTURE (or BODY), its form (extensible or not) mixed in.
-    var bodyStructure: UInt64?
+    var envelope: ValueSighting?
+    /// BODYSTRUCTURE or BODY (the form, extensible or not, is mixed into both digests).
+    var bodyStructure: ValueSighting?
     var flags: TrackedFlags?
     /// Immutable facts given twice with different values within this response, as bits by
     /// ``LoadViolationKind`` raw value (bits, not an array: facts are copied and dropped per FETCH).
     private var contradictions: UInt32 = 0
 
-    init(uid: UInt32 = 0, size: UInt64? = nil, envelope: UInt64? = nil, bodyStructure: UInt64? = nil,
-         flags: TrackedFlags? = nil) {
+    init(uid: UInt32 = 0, size: UInt64? = nil, flags: TrackedFlags? = nil) {
         self.uid = uid
         self.size = size
-        self.envelope = envelope
-        self.bodyStructure = bodyStructure
         self.flags = flags
     }
 
@@ -309,9 +338,10 @@ struct FetchFacts {
         case .rfc822Size(let reported):
             FetchFacts.learn(&size, reported, .sizeChanged, &contradictions)
         case .envelope(let text):
-            FetchFacts.learn(&envelope, text.digest, .envelopeChanged, &contradictions)
+            FetchFacts.learn(&envelope, ValueSighting(text, form: 0), .envelopeChanged, &contradictions)
         case .bodyStructure(let text, let extensible):
-            FetchFacts.learn(&bodyStructure, text.digest ^ (extensible ? 1 : 0), .bodyStructureChanged, &contradictions)
+            FetchFacts.learn(&bodyStructure, ValueSighting(text, form: extensible ? 1 : 2), .bodyStructureChanged,
+                             &contradictions)
         case .flags(let list):
             flags = TrackedFlags(list)
         case .other:
@@ -325,5 +355,52 @@ struct FetchFacts {
                               _ contradictions: inout UInt32) {
         if let known = slot, known != value { contradictions |= 1 << UInt32(kind.rawValue) }
         slot = value
+    }
+
+    private static func learn(_ slot: inout ValueSighting?, _ sighting: ValueSighting, _ kind: LoadViolationKind,
+                              _ contradictions: inout UInt32) {
+        var sighting = sighting
+        if var known = slot, known.spelling != sighting.spelling, known.valueDigest() != sighting.valueDigest() {
+            contradictions |= 1 << UInt32(kind.rawValue)
+        }
+        slot = sighting
+    }
+
+    /// Computes what is still only a view (``ValueSighting/settle()``): call while the response's
+    /// bytes are still in the read buffer, before they may move (a FETCH streamed over several reads).
+    mutating func settle() {
+        envelope?.settle()
+        bodyStructure?.settle()
+    }
+}
+
+/// An ENVELOPE or BODYSTRUCTURE of the FETCH being read: the digest of its spelling at once, the
+/// digest of its value only if the checker needs it (see ``MailboxChecker/Fingerprint``).
+///
+/// Holds a view of the wire text until ``settle()``: valid only while the response is being handled.
+struct ValueSighting {
+    let spelling: UInt64
+    private var text: IMAPValueText?
+    private var value: UInt64 = 0
+    /// Mixed into both digests (a BODY and a BODYSTRUCTURE of one message differ).
+    private let form: UInt64
+
+    init(_ text: IMAPValueText, form: UInt64) {
+        self.form = form
+        spelling = text.spellingDigest ^ form
+        self.text = text
+    }
+
+    /// The value's digest, computed from the view the first time.
+    mutating func valueDigest() -> UInt64 {
+        settle()
+        return value
+    }
+
+    /// Computes the value's digest now and drops the view.
+    mutating func settle() {
+        guard let text else { return }
+        value = text.digest ^ form
+        self.text = nil
     }
 }

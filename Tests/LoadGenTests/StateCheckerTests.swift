@@ -115,6 +115,30 @@ func runAgainst(port: UInt16, mix: String, commands: Int = 200) throws -> LoadRe
         // A server contradicting itself within one response is caught too.
         checker.fetch(2, facts("* 2 FETCH (UID 11 RFC822.SIZE 5 RFC822.SIZE 6)"), stored: nil, into: &violations)
         #expect(violations.map(\.kind) == [.envelopeChanged, .bodyStructureChanged, .sizeChanged])
+        let other = envelope.replacing("report", with: "other")
+        checker.fetch(2, facts("* 2 FETCH (UID 11 \(envelope) \(respelt) \(other))"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.envelopeChanged, .bodyStructureChanged, .sizeChanged, .envelopeChanged])
+    }
+
+    /// A user's sessions share what they learnt: a later session is held to what an earlier one
+    /// was told about a UID, until UIDVALIDITY changes.
+    @Test func laterSessionOfTheUserIsCheckedAgainstEarlierOnes() {
+        let shared = MessageFacts()
+        var violations: [MailboxChecker.Violation] = []
+        var first = MailboxChecker(checksFlags: false, messageFacts: shared)
+        _ = first.uidValidity(7, known: nil)
+        _ = first.exists(1)
+        first.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 120)"), stored: nil, into: &violations)
+        var second = MailboxChecker(checksFlags: false, messageFacts: shared)
+        _ = second.uidValidity(7, known: 7)
+        _ = second.exists(1)
+        second.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 121)"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.sizeChanged])
+        var third = MailboxChecker(checksFlags: false, messageFacts: shared)
+        #expect(third.uidValidity(8, known: 7)?.kind == .uidValidityChanged)
+        _ = third.exists(1)
+        third.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 5)"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.sizeChanged])
     }
 }
 
@@ -123,7 +147,11 @@ func facts(_ text: String) -> FetchFacts {
     var parser = IMAPResponseParser()
     var facts = FetchFacts()
     let bytes = Array((text + "\r\n").utf8)
-    let (event, _) = bytes.withUnsafeBytes { buffer in parser.parse(buffer) { _, item in facts.add(item) } }
+    let (event, _) = bytes.withUnsafeBytes { buffer in
+        let result = parser.parse(buffer) { _, item in facts.add(item) }
+        facts.settle()  // before the bytes go
+        return result
+    }
     if case .error(let reason) = event { Issue.record("\(text): \(reason)") }
     return facts
 }
