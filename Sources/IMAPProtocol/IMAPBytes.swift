@@ -117,3 +117,26 @@ func memoryEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer, _ count: Int)
     }
     return true
 }
+
+/// Whether any of `count` bytes at `base` is NUL, 8 bytes at a time (a literal's check, on every
+/// byte of every FETCH body a client reads whole).
+func containsNUL(_ base: UnsafeRawPointer, _ count: Int) -> Bool {
+    var index = 0
+    while index + 8 <= count {
+        if hasZeroByte(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) { return true }
+        index += 8
+    }
+    while index < count {
+        if base.load(fromByteOffset: index, as: UInt8.self) == 0 { return true }
+        index += 1
+    }
+    return false
+}
+
+/// Whether any of the 8 bytes of `word` is zero (`word ^ 0x2222...` asks the same of `"`).
+@inline(__always)
+func hasZeroByte(_ word: UInt64) -> Bool {
+    // Exactly the words with a zero byte keep a high bit here: the subtraction borrows through a
+    // zero byte, and "& ~word" drops bytes that had their high bit set to begin with.
+    (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 != 0
+}

@@ -27,6 +27,10 @@ struct IMAPParser {
     var depth = 0
     /// Whether search keys build their trees (NOT/OR/lists) or are only validated (no allocation).
     var buildsSearchTrees = true
+    /// Whether FETCH values (flags, envelopes, body structures, section names, body data) are copied
+    /// out into owned values, or only validated: a reader of views (``IMAPFetchItemView``) takes them
+    /// from the frame, and the placeholders returned instead allocate nothing.
+    var buildsFetchValues = true
 
     init(_ frame: UnsafeRawBufferPointer, limits: IMAPLimits) {
         // An empty frame never reaches a parser from the framer; a dummy base keeps loads well defined.
@@ -203,11 +207,7 @@ struct IMAPParser {
         guard size <= UInt64(end - position) else { return fail("Literal longer than the command") }
         let start = position
         position += Int(size)
-        if !isBinary {
-            for offset in start..<position where byte(at: offset) == 0 {
-                return fail("NUL in literal")
-            }
-        }
+        if !isBinary && containsNUL(base + start, position - start) { return fail("NUL in literal") }
         return view(start, position)
     }
 

@@ -41,6 +41,8 @@ public struct IMAPResponseParser: Sendable {
     public var streamingThreshold: Int { framer.streamingThreshold }
 
     private var framer: IMAPResponseFramer
+    /// The sequence number of the FETCH whose literal is being streamed (its later items name it).
+    private var streamedSequenceNumber: UInt32 = 0
 
     public init(limits: IMAPLimits = IMAPLimits(), streamingThreshold: Int = 16 * 1024) {
         framer = IMAPResponseFramer(limits: limits, streamingThreshold: streamingThreshold)
@@ -48,6 +50,23 @@ public struct IMAPResponseParser: Sendable {
 
     /// Examines the unconsumed bytes and returns the next event and how many bytes it used.
     public mutating func parse(_ buffer: UnsafeRawBufferPointer) -> (event: IMAPResponseEvent, consumed: Int) {
+        parse(buffer, visiting: false) { _, _ in }
+    }
+
+    /// Like ``parse(_:)``, but the items of each FETCH response go to `visit` (with the response's
+    /// sequence number) as views into `buffer`, checked against the same grammar and never copied:
+    /// the event then carries no items (`.fetch(n, [])`, `.fetchStreamBegin(itemsBefore: [])`, ...).
+    /// For a client that checks what a FETCH says without keeping it: a FETCH response then
+    /// allocates nothing, whatever its envelopes and body structures hold.
+    public mutating func parse(
+        _ buffer: UnsafeRawBufferPointer, visitingFetchItems visit: (_ sequenceNumber: UInt32, IMAPFetchItemView) -> Void
+    ) -> (event: IMAPResponseEvent, consumed: Int) {
+        parse(buffer, visiting: true, visit)
+    }
+
+    private mutating func parse(
+        _ buffer: UnsafeRawBufferPointer, visiting: Bool, _ visit: (UInt32, IMAPFetchItemView) -> Void
+    ) -> (event: IMAPResponseEvent, consumed: Int) {
         switch framer.scan(buffer) {
         case .needMoreBytes:
             return (.needMoreBytes, 0)
@@ -56,18 +75,38 @@ public struct IMAPResponseParser: Sendable {
         case .streamBytes(let count):
             return (.streamBytes(IMAPBytes(base: buffer.baseAddress, count: count)), count)
         case .complete(let length, let continuesStream):
-            let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
-            return (continuesStream ? parseFetchTail(frame, streamed: nil) : parseWhole(frame), length)
+            var parser = IMAPParser(UnsafeRawBufferPointer(rebasing: buffer[0..<length]), limits: limits)
+            let event = continuesStream
+                ? parseFetchTail(&parser, streamed: nil, visiting: visiting, visit)
+                : parseWhole(&parser, visiting: visiting, visit)
+            return (event, length)
         case .streamStart(let length, let size, let continuesStream):
-            let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
-            let event = continuesStream ? parseFetchTail(frame, streamed: size) : parseFetchStart(frame, size)
+            var parser = IMAPParser(UnsafeRawBufferPointer(rebasing: buffer[0..<length]), limits: limits)
+            let event = continuesStream
+                ? parseFetchTail(&parser, streamed: size, visiting: visiting, visit)
+                : parseFetchStart(&parser, size, visiting: visiting, visit)
             return (event, length)
         }
     }
 
     // response = *(continue-req / response-data) response-done
-    private func parseWhole(_ frame: UnsafeRawBufferPointer) -> IMAPResponseEvent {
-        var parser = IMAPParser(frame, limits: limits)
+    private mutating func parseWhole(
+        _ parser: inout IMAPParser, visiting: Bool, _ visit: (UInt32, IMAPFetchItemView) -> Void
+    ) -> IMAPResponseEvent {
+        if visiting, let number = parser.fetchOpening() {
+            // "(" msg-att ")" CRLF, each item seen in place.
+            parser.buildsFetchValues = false
+            var count = 0
+            while !parser.skip(UInt8(ascii: ")")) {
+                if count > 0 { guard parser.space() != nil else { return .error(parser.failure ?? "Bad FETCH") } }
+                guard parser.fetchPiece(streamedSize: nil, number, visit) != nil else {
+                    return .error(parser.failure ?? "Bad FETCH")
+                }
+                count += 1
+            }
+            guard parser.endOfLine() != nil else { return .error(parser.failure ?? "Bad FETCH end") }
+            return .response(.untagged(.fetch(number, [])))
+        }
         guard let response = parser.response(), parser.endOfLine() != nil else {
             return .error(parser.failure ?? "Invalid response")
         }
@@ -75,17 +114,21 @@ public struct IMAPResponseParser: Sendable {
     }
 
     /// `* n FETCH (items... BODY[...] {N}` CRLF, the literal to be streamed.
-    private func parseFetchStart(_ frame: UnsafeRawBufferPointer, _ size: UInt64) -> IMAPResponseEvent {
-        var parser = IMAPParser(frame, limits: limits)
-        guard parser.skip(UInt8(ascii: "*")), parser.space() != nil, let number = parser.number(),
-            parser.space() != nil, parser.skipKeyword("FETCH"), parser.space() != nil,
-            parser.skip(UInt8(ascii: "("))
-        else { return .error(parser.failure ?? "Only FETCH may carry a large literal") }
+    private mutating func parseFetchStart(
+        _ parser: inout IMAPParser, _ size: UInt64, visiting: Bool, _ visit: (UInt32, IMAPFetchItemView) -> Void
+    ) -> IMAPResponseEvent {
+        guard let number = parser.fetchOpening() else {
+            return .error(parser.failure ?? "Only FETCH may carry a large literal")
+        }
+        parser.buildsFetchValues = !visiting
+        streamedSequenceNumber = number
         var items: [IMAPFetchItem] = []
         while true {
-            guard let piece = parser.fetchItem(streamedSize: size) else { return .error(parser.failure ?? "Bad FETCH") }
+            guard let piece = parser.fetchPiece(streamedSize: size, number, visit) else {
+                return .error(parser.failure ?? "Bad FETCH")
+            }
             switch piece {
-            case .item(let item): items.append(item)
+            case .item(let item): if parser.buildsFetchValues { items.append(item) }
             case .streamed(let body): return .fetchStreamBegin(sequenceNumber: number, itemsBefore: items, body: body)
             }
             guard parser.space() != nil else { return .error(parser.failure ?? "Bad FETCH") }
@@ -93,19 +136,23 @@ public struct IMAPResponseParser: Sendable {
     }
 
     /// What follows a streamed literal: more items, maybe another streamed literal, or `)` CRLF.
-    private func parseFetchTail(_ frame: UnsafeRawBufferPointer, streamed size: UInt64?) -> IMAPResponseEvent {
-        var parser = IMAPParser(frame, limits: limits)
+    private func parseFetchTail(
+        _ parser: inout IMAPParser, streamed size: UInt64?, visiting: Bool,
+        _ visit: (UInt32, IMAPFetchItemView) -> Void
+    ) -> IMAPResponseEvent {
+        parser.buildsFetchValues = !visiting
         var items: [IMAPFetchItem] = []
         while true {
             if parser.skip(UInt8(ascii: ")")) {
                 guard size == nil, parser.endOfLine() != nil else { return .error(parser.failure ?? "Bad FETCH end") }
                 return .fetchStreamEnd(itemsAfter: items)
             }
-            guard parser.space() != nil, let piece = parser.fetchItem(streamedSize: size) else {
+            guard parser.space() != nil, let piece = parser.fetchPiece(streamedSize: size, streamedSequenceNumber, visit)
+            else {
                 return .error(parser.failure ?? "Bad FETCH")
             }
             switch piece {
-            case .item(let item): items.append(item)
+            case .item(let item): if parser.buildsFetchValues { items.append(item) }
             case .streamed(let body): return .fetchStreamNext(itemsBetween: items, body: body)
             }
         }
@@ -119,15 +166,19 @@ enum FetchPiece {
 }
 
 extension IMAPParser {
-    /// Copies a string's bytes out (responses are owned values).
-    mutating func ownedString() -> [UInt8]? { string()?.copyBytes() }
+    /// Copies a string's bytes out (responses are owned values); only validates, returning an empty
+    /// placeholder, while FETCH values are not built.
+    mutating func ownedString() -> [UInt8]? { string().map(owned) }
 
     mutating func ownedNString() -> [UInt8]?? {
         guard let value = nstring() else { return nil }
-        return .some(value?.copyBytes())
+        return .some(value.map(owned))
     }
 
-    mutating func ownedAString() -> [UInt8]? { astring()?.copyBytes() }
+    mutating func ownedAString() -> [UInt8]? { astring().map(owned) }
+
+    /// The bytes of `value`, or nothing (no allocation) while only validating.
+    func owned(_ value: IMAPString) -> [UInt8] { buildsFetchValues ? value.copyBytes() : [] }
 
     // response-tagged / response-data / continue-req (without the final CRLF)
     mutating func response() -> IMAPResponse? {
@@ -193,10 +244,12 @@ extension IMAPParser {
     private mutating func parenthesizedAtoms() -> [[UInt8]]? {
         guard expect(UInt8(ascii: "("), "Expected (") != nil else { return nil }
         var list: [[UInt8]] = []
+        var count = 0
         while !skip(UInt8(ascii: ")")) {
-            if !list.isEmpty { guard space() != nil else { return nil } }
+            if count > 0 { guard space() != nil else { return nil } }
             guard let flag = flagOrAtom() else { return nil }
-            list.append(flag)
+            count += 1
+            if buildsFetchValues { list.append(flag) }
         }
         return list
     }
@@ -206,7 +259,7 @@ extension IMAPParser {
         let start = position
         _ = skip(UInt8(ascii: "\\"))
         if !skip(UInt8(ascii: "*")) { guard atom() != nil else { return nil } }
-        return view(start, position).copyBytes()
+        return buildsFetchValues ? view(start, position).copyBytes() : []
     }
 
     private mutating func sequenceSetText() -> [UInt8]? { sequenceSet()?.text.copyBytes() }
@@ -542,6 +595,49 @@ extension IMAPParser {
 
     // MARK: - FETCH items
 
+    /// `"*" SP nz-number SP "FETCH" SP "("`: the sequence number, or nil with the position unchanged.
+    mutating func fetchOpening() -> UInt32? {
+        let save = position
+        guard skip(UInt8(ascii: "*")), skip(0x20), let number = number(), skip(0x20), skipKeyword("FETCH"),
+            skip(0x20), skip(UInt8(ascii: "("))
+        else {
+            position = save
+            failure = nil
+            return nil
+        }
+        return number
+    }
+
+    /// One FETCH item; while FETCH values are not built (a visiting parse), the item is handed to
+    /// `visit` as a view of its wire text instead, and the returned item is a placeholder.
+    mutating func fetchPiece(
+        streamedSize: UInt64?, _ sequenceNumber: UInt32, _ visit: (UInt32, IMAPFetchItemView) -> Void
+    ) -> FetchPiece? {
+        let start = position
+        let piece = fetchItem(streamedSize: streamedSize)
+        guard !buildsFetchValues, let piece else { return piece }
+        let text = view(start, position)
+        // The value follows the item's name and a space (names with a section never reach the cases
+        // that use it).
+        var valueStart = 0
+        while valueStart < text.count, text[valueStart] != 0x20 { valueStart += 1 }
+        let value = text.slice(min(valueStart + 1, text.count)..<text.count)
+        // Matched in place: binding the (placeholder) item would copy it.
+        switch piece {
+        case .item(.uid(let uid)): visit(sequenceNumber, .uid(uid))
+        case .item(.rfc822Size(let size)): visit(sequenceNumber, .rfc822Size(size))
+        case .item(.flags):
+            // "(" ... ")": the list without its parentheses.
+            visit(sequenceNumber, .flags(IMAPFlagListView(text: value.slice(1..<(value.count - 1)))))
+        case .item(.envelope): visit(sequenceNumber, .envelope(IMAPValueText(raw: value)))
+        case .item(.bodyStructure(_, let extensible)):
+            visit(sequenceNumber, .bodyStructure(IMAPValueText(raw: value), extensible: extensible))
+        case .item: visit(sequenceNumber, .other(text))
+        case .streamed: break
+        }
+        return piece
+    }
+
     /// A literal announcement that ends the frame is the streamed one: its bytes are not in the frame.
     private mutating func streamedLiteralFollows(_ size: UInt64?) -> Bool {
         guard size != nil, peek() == UInt8(ascii: "{") || peek() == UInt8(ascii: "~") else { return false }
@@ -558,7 +654,7 @@ extension IMAPParser {
     private mutating func ownedNStringOrBinary() -> [UInt8]?? {
         if peek() == UInt8(ascii: "~") {
             guard let data = literal(allowBinary: true) else { return nil }
-            return .some(data.copyBytes())
+            return .some(buildsFetchValues ? data.copyBytes() : [])
         }
         return ownedNString()
     }
@@ -612,7 +708,7 @@ extension IMAPParser {
             guard skip(UInt8(ascii: "[")) else { return fail("Expected [") }
             let sectionStart = position
             while let byte = peek(), byte != UInt8(ascii: "]"), byte != 0x0D, byte != 0x0A { position += 1 }
-            let section = view(sectionStart, position).copyBytes()
+            let section = buildsFetchValues ? view(sectionStart, position).copyBytes() : []
             guard skip(UInt8(ascii: "]")) else { return fail("Expected ]") }
             if name.equalsCaseInsensitive("BINARY.SIZE") {
                 guard space() != nil, let size = number64() else { return nil }
@@ -669,14 +765,16 @@ extension IMAPParser {
         if skipKeyword("NIL") { return [] }
         guard expect(UInt8(ascii: "("), "Expected (") != nil else { return nil }
         var list: [IMAPAddress] = []
+        var count = 0
         while skip(UInt8(ascii: "(")) {
             guard let name = ownedNString(), space() != nil, let adl = ownedNString(), space() != nil,
                 let mailbox = ownedNString(), space() != nil, let host = ownedNString(),
                 expect(UInt8(ascii: ")"), "Expected )") != nil
             else { return nil }
-            list.append(IMAPAddress(name: name, adl: adl, mailbox: mailbox, host: host))
+            count += 1
+            if buildsFetchValues { list.append(IMAPAddress(name: name, adl: adl, mailbox: mailbox, host: host)) }
         }
-        guard !list.isEmpty, expect(UInt8(ascii: ")"), "Expected )") != nil else { return fail("Invalid address list") }
+        guard count > 0, expect(UInt8(ascii: ")"), "Expected )") != nil else { return fail("Invalid address list") }
         return list
     }
 
@@ -689,7 +787,7 @@ extension IMAPParser {
                 var parts: [IMAPBodyStructure] = []
                 while parser.peek() == UInt8(ascii: "(") {
                     guard let part = parser.bodyStructure() else { return nil }
-                    parts.append(part)
+                    if parser.buildsFetchValues { parts.append(part) }
                 }
                 guard parser.space() != nil, let subtype = parser.ownedString() else { return nil }
                 var parameters: [IMAPBodyParameter] = []
@@ -701,28 +799,27 @@ extension IMAPParser {
                     extensionData = ext
                 }
                 guard parser.expect(UInt8(ascii: ")"), "Expected )") != nil else { return nil }
+                guard parser.buildsFetchValues else { return IMAPBodyStructure.unbuilt }
                 return .multipart(parts: parts, subtype: subtype, parameters: parameters, extensionData: extensionData)
             }
             // body-type-1part = (body-type-basic / body-type-msg / body-type-text) [SP body-ext-1part]
-            guard let type = parser.ownedString(), parser.space() != nil, let subtype = parser.ownedString(),
+            guard let typeText = parser.string(), parser.space() != nil, let subtypeText = parser.string(),
                 parser.space() != nil, let parameters = parser.bodyParameters(), parser.space() != nil,
                 let id = parser.ownedNString(), parser.space() != nil, let description = parser.ownedNString(),
                 parser.space() != nil, let encoding = parser.ownedString(), parser.space() != nil,
                 let size = parser.number()
             else { return nil }
             var part = IMAPBodyPart(
-                type: type, subtype: subtype, parameters: parameters, id: id,
+                type: parser.owned(typeText), subtype: parser.owned(subtypeText), parameters: parameters, id: id,
                 description: description, encoding: encoding, size: size, kind: .basic)
-            let upperType = type.map(IMAPByteClass.upper)
-            let upperSubtype = subtype.map(IMAPByteClass.upper)
-            if upperType == Array("MESSAGE".utf8)
-                && (upperSubtype == Array("RFC822".utf8) || upperSubtype == Array("GLOBAL".utf8))
+            if typeText.equalsCaseInsensitive("MESSAGE")
+                && (subtypeText.equalsCaseInsensitive("RFC822") || subtypeText.equalsCaseInsensitive("GLOBAL"))
             {
                 guard parser.space() != nil, let envelope = parser.envelope(), parser.space() != nil,
                     let body = parser.bodyStructure(), parser.space() != nil, let lines = parser.number()
                 else { return nil }
                 part.kind = .message(envelope: envelope, body: body, lines: lines)
-            } else if upperType == Array("TEXT".utf8) {
+            } else if typeText.equalsCaseInsensitive("TEXT") {
                 guard parser.space() != nil, let lines = parser.number() else { return nil }
                 part.kind = .text(lines: lines)
             }
@@ -732,7 +829,7 @@ extension IMAPParser {
                 part.extensionData = ext
             }
             guard parser.expect(UInt8(ascii: ")"), "Expected )") != nil else { return nil }
-            return .singlePart(part)
+            return parser.buildsFetchValues ? .singlePart(part) : IMAPBodyStructure.unbuilt
         }
     }
 
@@ -741,10 +838,12 @@ extension IMAPParser {
         if skipKeyword("NIL") { return [] }
         guard expect(UInt8(ascii: "("), "Expected (") != nil else { return nil }
         var list: [IMAPBodyParameter] = []
+        var count = 0
         while !skip(UInt8(ascii: ")")) {
-            if !list.isEmpty { guard space() != nil else { return nil } }
+            if count > 0 { guard space() != nil else { return nil } }
             guard let name = ownedString(), space() != nil, let value = ownedString() else { return nil }
-            list.append(IMAPBodyParameter(name: name, value: value))
+            count += 1
+            if buildsFetchValues { list.append(IMAPBodyParameter(name: name, value: value)) }
         }
         return list
     }
@@ -762,14 +861,16 @@ extension IMAPParser {
             }
             if skip(0x20) {
                 if skip(UInt8(ascii: "(")) {
+                    var count = 0
                     while !skip(UInt8(ascii: ")")) {
-                        if !ext.languages.isEmpty { guard space() != nil else { return nil } }
+                        if count > 0 { guard space() != nil else { return nil } }
                         guard let language = ownedString() else { return nil }
-                        ext.languages.append(language)
+                        count += 1
+                        if buildsFetchValues { ext.languages.append(language) }
                     }
                 } else {
                     guard let language = ownedNString() else { return nil }
-                    if let language { ext.languages = [language] }
+                    if let language, buildsFetchValues { ext.languages = [language] }
                 }
                 if skip(0x20) {
                     guard let location = ownedNString() else { return nil }
@@ -796,4 +897,10 @@ extension IMAPParser {
         if let byte = peek(), IMAPByteClass.isDigit(byte) { return number64().map { _ in true } }
         return nstring().map { _ in true }
     }
+}
+
+extension IMAPBodyStructure {
+    /// What a parser that only validates returns for any body structure: one shared value, so
+    /// validating allocates nothing (an indirect enum case is a heap box).
+    static let unbuilt = IMAPBodyStructure.multipart(parts: [], subtype: [], parameters: [], extensionData: nil)
 }

@@ -46,7 +46,8 @@ final class LoadSession: ConnectionHandler {
     /// next bytes, not the fast path.
     private var parserBusy = false
     private var streamedSequence: UInt32 = 0
-    private var streamedItems: [IMAPFetchItem] = []
+    /// What the FETCH response being parsed said so far (its items are visited in place, not built).
+    private var fetchFacts = FetchFacts()
     private var output = IMAPOutputBuffer(capacity: 512)
     private var nextTag: UInt32 = 1
     private var inFlight: [InFlight] = []
@@ -75,7 +76,7 @@ final class LoadSession: ConnectionHandler {
         self.slot = slot
         (user, password) = driver.configuration.credentials(forSession: slot)
         random = LoadRandom(seed: seed)
-        checker = MailboxChecker(checksFlags: checksFlags)
+        checker = MailboxChecker(checksFlags: checksFlags, messageFacts: driver.messageFacts(for: user))
         pipelineDepth = driver.configuration.pipelineDepth
         mode = driver.configuration.mode
         mix = driver.configuration.mix
@@ -173,7 +174,7 @@ final class LoadSession: ConnectionHandler {
                     continue
                 }
             }
-            let (event, consumed) = parser.parse(rest)
+            let (event, consumed) = parser.parse(rest) { _, item in fetchFacts.add(item) }
             if case .needMoreBytes = event {
                 parserBusy = true
                 break
@@ -275,22 +276,19 @@ final class LoadSession: ConnectionHandler {
         case .response(let response):
             parserBusy = false
             handle(response)
-        case .fetchStreamBegin(let sequence, let itemsBefore, let body):
+        case .fetchStreamBegin(let sequence, _, _):
+            // The items before, between and after streamed literals were visited into fetchFacts;
+            // what they view goes with the literal's bytes, so it is computed now.
             parserBusy = true
             streamedSequence = sequence
-            streamedItems = itemsBefore
-            if case .body(let section, let origin) = body.item {
-                streamedItems.append(.body(section: section, origin: origin, data: nil))
-            }
+            fetchFacts.settle()
+        case .fetchStreamNext:
+            fetchFacts.settle()
         case .streamBytes:
             break
-        case .fetchStreamNext(let itemsBetween, _):
-            streamedItems.append(contentsOf: itemsBetween)
-        case .fetchStreamEnd(let itemsAfter):
+        case .fetchStreamEnd:
             parserBusy = false
-            streamedItems.append(contentsOf: itemsAfter)
-            fetched(streamedSequence, streamedItems)
-            streamedItems = []
+            fetched(streamedSequence)
         case .needMoreBytes:
             break
         case .error(let failure):
@@ -357,8 +355,8 @@ final class LoadSession: ConnectionHandler {
             if let violation = checker.exists(count) { violated(violation) }
         case .expunge(let sequence):
             if let violation = checker.expunge(sequence) { violated(violation) }
-        case .fetch(let sequence, let items):
-            fetched(sequence, items)
+        case .fetch(let sequence, _):
+            fetched(sequence)
         case .search(let numbers, _):
             if let violation = checker.searchResult(numbers, uid: false) { violated(violation) }
         default:
@@ -370,14 +368,14 @@ final class LoadSession: ConnectionHandler {
         if capabilities.contains(where: { equalsIgnoringCase($0, "LITERAL+") }) { literalPlus = true }
     }
 
-    private func fetched(_ sequence: UInt32, _ items: [IMAPFetchItem]) {
+    /// A whole FETCH response was read, its items gathered in `fetchFacts`.
+    private func fetched(_ sequence: UInt32) {
+        let facts = fetchFacts
+        fetchFacts = FetchFacts()
         // The oldest unanswered STORE on this UID is the one this FETCH answers (responses come in order).
         var expectation: StoreExpectation?
         var storeIndex: Int?
-        var reportedUID: UInt32 = 0
-        for item in items {
-            if case .uid(let uid) = item { reportedUID = uid }
-        }
+        let reportedUID = facts.otherUID != 0 ? facts.otherUID : facts.uid
         if reportedUID != 0 {
             storeIndex = inFlight.firstIndex { $0.store?.uid == reportedUID && !$0.storeAnswered }
             expectation = storeIndex.flatMap { inFlight[$0].store }
@@ -389,7 +387,7 @@ final class LoadSession: ConnectionHandler {
         let unattributed = inFlight.contains { $0.kind == .store && ($0.store == nil || pipelined) }
         if pipelined { expectation = nil }
         var violations: [MailboxChecker.Violation] = []
-        checker.fetch(sequence, items, stored: expectation, flagsMayChange: unattributed, into: &violations)
+        checker.fetch(sequence, facts, stored: expectation, flagsMayChange: unattributed, into: &violations)
         if let storeIndex { inFlight[storeIndex].storeAnswered = true }
         for violation in violations { violated(violation) }
     }

@@ -40,6 +40,8 @@ final class LoopDriver {
     let statistics = LoopStatistics()
     /// UIDVALIDITY each user's mailbox had, as told to any session of this loop.
     var uidValidity: [String: UInt32] = [:]
+    /// Immutable message facts each user's mailbox showed to any session of this loop.
+    private var messageFactsByUser: [String: MessageFacts] = [:]
     private var sessions: [ObjectIdentifier: LoadSession] = [:]
     private var stopped = false
     private var nextSecond = 1
@@ -139,6 +141,14 @@ final class LoopDriver {
 
     /// A session ended (logged out, failed or dropped): stress, idle and append sessions are
     /// replaced, and so are churn sessions when churn has no rate (as fast as the server goes).
+    /// The facts shared by `user`'s sessions on this loop.
+    func messageFacts(for user: String) -> MessageFacts {
+        if let facts = messageFactsByUser[user] { return facts }
+        let facts = MessageFacts()
+        messageFactsByUser[user] = facts
+        return facts
+    }
+
     func sessionEnded(_ session: LoadSession) {
         sessions.removeValue(forKey: ObjectIdentifier(session))
         guard !stopped, !collector.isStopping else { return }

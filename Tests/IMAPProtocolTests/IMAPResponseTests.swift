@@ -364,4 +364,47 @@ struct IMAPResponseTests {
         #expect(parseResponses(owned(deep), chunk: 100) == ["error Too deeply nested"])
         #expect(parseResponses(owned("* OK x {18446744073709551616}\r\n"), chunk: 100) == ["error Response too large"])
     }
+
+    @Test("Quoted strings of every length around the 8-byte steps: escapes and bad bytes found anywhere")
+    func quotedAtEveryPosition() {
+        func fetch(_ data: [UInt8]) -> [String] { parseResponses(owned("* 1 FETCH (BODY[] ") + data + owned(")\r\n"), chunk: 100) }
+        for length in 0..<20 {
+            let plain = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+            for position in 0...length {
+                for special in [UInt8(ascii: "\""), UInt8(ascii: "\\")] {
+                    var content = plain
+                    content.insert(special, at: position)
+                    var escaped = plain
+                    escaped.insert(contentsOf: [UInt8(ascii: "\\"), special], at: position)
+                    let literal = owned("{\(content.count)}\r\n") + content
+                    #expect(fetch(literal).first?.hasPrefix("error") == false)
+                    #expect(fetch([0x22] + escaped + [0x22]) == fetch(literal))
+                }
+                for (bad, reason) in [(UInt8(0), "NUL in quoted string"), (0x0D, "Invalid character in quoted string")] {
+                    var content = plain
+                    content.insert(bad, at: position)
+                    #expect(fetch([0x22] + content + [0x22]) == ["error \(reason)"])
+                }
+                var badEscape = plain
+                badEscape.insert(contentsOf: owned("\\a"), at: position)
+                #expect(fetch([0x22] + badEscape + [0x22]) == ["error Invalid escape in quoted string"])
+            }
+        }
+    }
+
+    @Test("A NUL anywhere in a literal is refused (checked a word at a time), in a literal8 allowed")
+    func nulInLiteral() {
+        for length in [1, 7, 8, 9, 16, 23] {
+            let clean = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+            let prefix = owned("* 1 FETCH (BODY[] {\(length)}\r\n")
+            #expect(parseResponses(prefix + clean + owned(")\r\n"), chunk: 100).first?.hasPrefix("error") == false)
+            for position in 0..<length {
+                var data = clean
+                data[position] = 0
+                #expect(parseResponses(prefix + data + owned(")\r\n"), chunk: 100) == ["error NUL in literal"])
+                let binary = owned("* 1 FETCH (BINARY[] ~{\(length)}\r\n") + data + owned(")\r\n")
+                #expect(parseResponses(binary, chunk: 100).first?.hasPrefix("error") == false)
+            }
+        }
+    }
 }

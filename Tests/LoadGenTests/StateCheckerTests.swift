@@ -73,11 +73,11 @@ func runAgainst(port: UInt16, mix: String, commands: Int = 200) throws -> LoadRe
         var checker = MailboxChecker(checksFlags: true)
         _ = checker.exists(2)
         var violations: [MailboxChecker.Violation] = []
-        checker.fetch(1, [.uid(10), .flags([])], stored: nil, into: &violations)
+        checker.fetch(1, facts("* 1 FETCH (UID 10 FLAGS ())"), stored: nil, into: &violations)
         let store = StoreExpectation(uid: 10, action: .add, flags: .flagged)
-        checker.fetch(1, [.flags([Array("\\Flagged".utf8)]), .uid(10)], stored: store, into: &violations)
+        checker.fetch(1, facts("* 1 FETCH (FLAGS (\\Flagged) UID 10)"), stored: store, into: &violations)
         #expect(violations.isEmpty)
-        checker.fetch(1, [.uid(10), .flags([])], stored: nil, into: &violations)
+        checker.fetch(1, facts("* 1 FETCH (UID 10 FLAGS ())"), stored: nil, into: &violations)
         #expect(violations.map(\.kind) == [.flagsMismatch])
     }
 
@@ -85,10 +85,73 @@ func runAgainst(port: UInt16, mix: String, commands: Int = 200) throws -> LoadRe
         var checker = MailboxChecker(checksFlags: false)
         _ = checker.exists(3)
         var violations: [MailboxChecker.Violation] = []
-        checker.fetch(3, [.uid(30)], stored: nil, into: &violations)
+        checker.fetch(3, FetchFacts(uid: 30), stored: nil, into: &violations)
         #expect(checker.expunge(1) == nil)
-        checker.fetch(2, [.uid(30)], stored: nil, into: &violations)
+        checker.fetch(2, FetchFacts(uid: 30), stored: nil, into: &violations)
         #expect(violations.isEmpty)
         #expect(checker.expunge(3)?.kind == .expungeUnknownSequence)
     }
+
+    /// ENVELOPE and BODYSTRUCTURE are kept as digests: a changed value of a known UID is still
+    /// reported, the same value spelt differently (a literal instead of a quoted string, nil for NIL) is not.
+    @Test func changedEnvelopeOrBodyStructureOfAKnownUIDIsReported() {
+        let envelope = "ENVELOPE (\"Mon, 7 Dec 2026\" \"report\" ((\"A\" NIL \"a\" \"x\")) NIL NIL NIL NIL NIL NIL \"<1@x>\")"
+        let structure = "BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"UTF-8\") NIL NIL \"7BIT\" 120 4 NIL NIL NIL NIL)"
+        var checker = MailboxChecker(checksFlags: false)
+        _ = checker.exists(2)
+        var violations: [MailboxChecker.Violation] = []
+        checker.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 120 \(envelope) \(structure))"), stored: nil,
+                      into: &violations)
+        let respelt = envelope.replacing("\"report\"", with: "{6}\r\nreport").replacing("NIL", with: "nil")
+        checker.fetch(1, facts("* 1 FETCH (\(structure) UID 10 \(respelt))"), stored: nil, into: &violations)
+        #expect(violations.isEmpty, "\(violations.map(\.detail))")
+
+        checker.fetch(1, facts("* 1 FETCH (UID 10 \(envelope.replacing("report", with: "rep0rt")))"), stored: nil,
+                      into: &violations)
+        #expect(violations.map(\.kind) == [.envelopeChanged])
+        checker.fetch(1, facts("* 1 FETCH (UID 10 \(structure.replacing("120", with: "121")))"), stored: nil,
+                      into: &violations)
+        #expect(violations.map(\.kind) == [.envelopeChanged, .bodyStructureChanged])
+        // A server contradicting itself within one response is caught too.
+        checker.fetch(2, facts("* 2 FETCH (UID 11 RFC822.SIZE 5 RFC822.SIZE 6)"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.envelopeChanged, .bodyStructureChanged, .sizeChanged])
+        let other = envelope.replacing("report", with: "other")
+        checker.fetch(2, facts("* 2 FETCH (UID 11 \(envelope) \(respelt) \(other))"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.envelopeChanged, .bodyStructureChanged, .sizeChanged, .envelopeChanged])
+    }
+
+    /// A user's sessions share what they learnt: a later session is held to what an earlier one
+    /// was told about a UID, until UIDVALIDITY changes.
+    @Test func laterSessionOfTheUserIsCheckedAgainstEarlierOnes() {
+        let shared = MessageFacts()
+        var violations: [MailboxChecker.Violation] = []
+        var first = MailboxChecker(checksFlags: false, messageFacts: shared)
+        _ = first.uidValidity(7, known: nil)
+        _ = first.exists(1)
+        first.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 120)"), stored: nil, into: &violations)
+        var second = MailboxChecker(checksFlags: false, messageFacts: shared)
+        _ = second.uidValidity(7, known: 7)
+        _ = second.exists(1)
+        second.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 121)"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.sizeChanged])
+        var third = MailboxChecker(checksFlags: false, messageFacts: shared)
+        #expect(third.uidValidity(8, known: 7)?.kind == .uidValidityChanged)
+        _ = third.exists(1)
+        third.fetch(1, facts("* 1 FETCH (UID 10 RFC822.SIZE 5)"), stored: nil, into: &violations)
+        #expect(violations.map(\.kind) == [.sizeChanged])
+    }
+}
+
+/// What the load session gathers from one FETCH response, read from its wire text (`text` without CRLF).
+func facts(_ text: String) -> FetchFacts {
+    var parser = IMAPResponseParser()
+    var facts = FetchFacts()
+    let bytes = Array((text + "\r\n").utf8)
+    let (event, _) = bytes.withUnsafeBytes { buffer in
+        let result = parser.parse(buffer) { _, item in facts.add(item) }
+        facts.settle()  // before the bytes go
+        return result
+    }
+    if case .error(let reason) = event { Issue.record("\(text): \(reason)") }
+    return facts
 }
