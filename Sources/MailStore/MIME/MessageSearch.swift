@@ -27,10 +27,16 @@ extension MessageStructure {
     /// the folded field (RFC 2047 decoding drops line breaks). False when there is no Subject.
     public func subjectContains(_ matcher: MIMETextMatcher) -> Bool {
         guard let subject = envelope.subject else { return false }
-        var decoded: [UInt8] = []
         let range = Int(subject.offset)..<Int(subject.offset) + Int(subject.count)
-        return pool.withUnsafeBytes { matcher.matchesHeaderValue(UnsafeRawBufferPointer(rebasing: $0[range]),
-                                                                  scratch: &decoded) }
+        return pool.withUnsafeBytes { Self.subject(UnsafeRawBufferPointer(rebasing: $0[range]), contains: matcher) }
+    }
+
+    /// The one SUBJECT match, over an envelope subject's raw value (nil: the message has none),
+    /// whether it comes from a structure or straight from a cached blob.
+    static func subject(_ raw: UnsafeRawBufferPointer?, contains matcher: MIMETextMatcher) -> Bool {
+        guard let raw else { return false }
+        var decoded: [UInt8] = []
+        return matcher.matchesHeaderValue(raw, scratch: &decoded)
     }
 
     /// SEARCH BODY: whether the body text contains the needle. Only text and message parts are

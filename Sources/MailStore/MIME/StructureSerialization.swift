@@ -104,57 +104,49 @@ extension MessageStructure {
         self = structure
     }
 
-    private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
-        var reader = BlobReader(blob: blob)
+    /// The raw SUBJECT of the message's own envelope in a blob (nil inside when it has none),
+    /// read without building the structure: SEARCH SUBJECT asks it of every message. Nil when the
+    /// blob is damaged or of another version (the caller then builds the structure the usual way).
+    public static func envelopeSubject(inSerialized blob: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer?? {
+        guard var reader = openBlob(blob), let (_, _, poolBytes) = reader.readPrologue(),
+              let partCount = reader.readCount(elementSize: 15), partCount > 0
+        else { return nil }
+        for _ in 0..<partCount where reader.readPart() == nil { return nil }
+        guard let envelopeCount = reader.readCount(elementSize: 10), envelopeCount > 0,
+              let envelope = reader.readEnvelope()
+        else { return nil }
+        guard let subject = envelope.subject else { return .some(nil) }
+        return .some(UnsafeRawBufferPointer(rebasing: poolBytes[Int(subject.offset)..<Int(subject.offset + subject.count)]))
+    }
+
+    /// A reader past the magic of a blob of a version this code reads; nil for anything else.
+    private static func openBlob(_ blob: UnsafeRawBufferPointer) -> BlobReader? {
         guard blob.count >= 4, blob[0] == magic[0], blob[1] == magic[1], blob[2] == magic[2],
             blob[3] == 1 || blob[3] == serializationVersion
         else { return nil }
-        let version = blob[3]
+        var reader = BlobReader(blob: blob)
         reader.position = 4
-        guard let messageSize = reader.read(), let bareLineFeeds = reader.read(), bareLineFeeds <= messageSize,
-            let poolCount = reader.readCount(elementSize: 1),
-            let poolBytes = reader.readBytes(poolCount)
+        return reader
+    }
+
+    private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
+        guard var reader = openBlob(blob), let (messageSize, bareLineFeeds, poolBytes) = reader.readPrologue()
         else { return nil }
+        let version = blob[3]
         var structure = MessageStructure(messageSize: messageSize)
         structure.messageBareLineFeeds = bareLineFeeds
         structure.pool = Array(poolBytes)
         guard structure.pool.starts(with: MIMEText.prelude) else { return nil }
-        reader.poolCount = poolCount
 
         guard let partCount = reader.readCount(elementSize: 15), partCount > 0 else { return nil }
         structure.parts.reserveCapacity(partCount)
         for _ in 0..<partCount {
-            guard let kindValue = reader.read(), kindValue <= 2, let kind = MIMEPart.Kind(rawValue: UInt8(kindValue)),
-                let depth = reader.read(), let parentPlusOne = reader.read(),
-                let subtreeEnd = reader.read(), let envelopePlusOne = reader.read(), let headerStart = reader.read(),
-                let headerLength = reader.read(), let bodyLength = reader.read(), let lines = reader.read(),
-                let bare = reader.read(), let type = reader.readText(), let subtype = reader.readText(),
-                let parameters = reader.readRange(), let id = reader.readNString(),
-                let description = reader.readNString(), let encoding = reader.readNString(),
-                let md5 = reader.readNString(), let disposition = reader.readNString(),
-                let dispositionParameters = reader.readRange(), let languages = reader.readRange(),
-                let location = reader.readNString()
-            else { return nil }
-            structure.parts.append(MIMEPart(
-                kind: kind, depth: depth, parent: parentPlusOne - 1, subtreeEnd: subtreeEnd,
-                envelope: envelopePlusOne - 1, headerStart: headerStart, bodyStart: headerStart &+ headerLength,
-                bodyEnd: headerStart &+ headerLength &+ bodyLength, bodyLines: lines, bodyBareLineFeeds: bare,
-                type: type, subtype: subtype, parameters: parameters, id: id, description: description,
-                encoding: encoding, md5: md5, disposition: disposition, dispositionParameters: dispositionParameters,
-                languages: languages, location: location))
+            guard let part = reader.readPart() else { return nil }
+            structure.parts.append(part)
         }
         guard let envelopeCount = reader.readCount(elementSize: 10) else { return nil }
         for _ in 0..<envelopeCount {
-            var envelope = MIMEEnvelope()
-            guard let date = reader.readNString(), let subject = reader.readNString(), let from = reader.readRange(),
-                let sender = reader.readRange(), let replyTo = reader.readRange(), let to = reader.readRange(),
-                let cc = reader.readRange(), let bcc = reader.readRange(), let inReplyTo = reader.readNString(),
-                let messageID = reader.readNString()
-            else { return nil }
-            (envelope.date, envelope.subject) = (date, subject)
-            (envelope.inReplyTo, envelope.messageID) = (inReplyTo, messageID)
-            (envelope.from, envelope.sender, envelope.replyTo) = (from, sender, replyTo)
-            (envelope.to, envelope.cc, envelope.bcc) = (to, cc, bcc)
+            guard let envelope = reader.readEnvelope() else { return nil }
             structure.envelopes.append(envelope)
         }
         guard let addressCount = reader.readCount(elementSize: 4) else { return nil }
@@ -305,5 +297,51 @@ private struct BlobReader {
     mutating func readRange() -> Range<Int>? {
         guard let lower = read(), let count = read(), lower <= Int.max - count else { return nil }
         return lower..<lower + count
+    }
+
+    /// messageSize bareLineFeeds pool: the sizes and the pool's bytes (which later texts index).
+    mutating func readPrologue() -> (messageSize: Int, bareLineFeeds: Int, pool: UnsafeRawBufferPointer)? {
+        guard let messageSize = read(), let bareLineFeeds = read(), bareLineFeeds <= messageSize,
+            let poolCount = readCount(elementSize: 1), let poolBytes = readBytes(poolCount)
+        else { return nil }
+        self.poolCount = poolCount
+        return (messageSize, bareLineFeeds, poolBytes)
+    }
+
+    /// One entry of `parts` (see the layout above).
+    mutating func readPart() -> MIMEPart? {
+        guard let kindValue = read(), kindValue <= 2, let kind = MIMEPart.Kind(rawValue: UInt8(kindValue)),
+            let depth = read(), let parentPlusOne = read(),
+            let subtreeEnd = read(), let envelopePlusOne = read(), let headerStart = read(),
+            let headerLength = read(), let bodyLength = read(), let lines = read(),
+            let bare = read(), let type = readText(), let subtype = readText(),
+            let parameters = readRange(), let id = readNString(),
+            let description = readNString(), let encoding = readNString(),
+            let md5 = readNString(), let disposition = readNString(),
+            let dispositionParameters = readRange(), let languages = readRange(),
+            let location = readNString()
+        else { return nil }
+        return MIMEPart(
+            kind: kind, depth: depth, parent: parentPlusOne - 1, subtreeEnd: subtreeEnd,
+            envelope: envelopePlusOne - 1, headerStart: headerStart, bodyStart: headerStart &+ headerLength,
+            bodyEnd: headerStart &+ headerLength &+ bodyLength, bodyLines: lines, bodyBareLineFeeds: bare,
+            type: type, subtype: subtype, parameters: parameters, id: id, description: description,
+            encoding: encoding, md5: md5, disposition: disposition, dispositionParameters: dispositionParameters,
+            languages: languages, location: location)
+    }
+
+    /// One entry of `envelopes`.
+    mutating func readEnvelope() -> MIMEEnvelope? {
+        var envelope = MIMEEnvelope()
+        guard let date = readNString(), let subject = readNString(), let from = readRange(),
+            let sender = readRange(), let replyTo = readRange(), let to = readRange(),
+            let cc = readRange(), let bcc = readRange(), let inReplyTo = readNString(),
+            let messageID = readNString()
+        else { return nil }
+        (envelope.date, envelope.subject) = (date, subject)
+        (envelope.inReplyTo, envelope.messageID) = (inReplyTo, messageID)
+        (envelope.from, envelope.sender, envelope.replyTo) = (from, sender, replyTo)
+        (envelope.to, envelope.cc, envelope.bcc) = (to, cc, bcc)
+        return envelope
     }
 }

@@ -71,6 +71,28 @@ struct StructureSerializationTests {
         #expect(structure.cachedHeader == nil)
     }
 
+    @Test("the envelope's subject read in place equals the built structure's, and a truncated blob gives nil")
+    func subjectInPlace() throws {
+        for name in Corpus.names {
+            var structure = MessageStructure(parsing: Corpus.message(name))
+            Corpus.message(name).withUnsafeBytes { structure.keepHeader(of: $0) }
+            var blob: [UInt8] = []
+            structure.serialize(into: &blob)
+            // nil: damaged; .some(nil): no subject.
+            func subject(_ bytes: [UInt8]) -> [UInt8]?? {
+                bytes.withUnsafeBytes { blob in
+                    MessageStructure.envelopeSubject(inSerialized: blob).map { $0.map { Array($0) } }
+                }
+            }
+            let inPlace = try #require(subject(blob), "\(name)")
+            #expect(inPlace == structure.envelope.subject.map { Array(structure.bytes($0)) }, "\(name)")
+            for length in stride(from: 0, to: blob.count, by: max(1, blob.count / 64)) {
+                // Cut after the envelope the subject is whole; before it, the blob reads as damaged.
+                if let read = subject(Array(blob[0..<length])) { #expect(read == inPlace, "\(name) cut at \(length)") }
+            }
+        }
+    }
+
     @Test("serialize appends to what the buffer already holds")
     func appends() throws {
         let structure = MessageStructure(parsing: Corpus.message("01-simple-plain"))
