@@ -226,9 +226,7 @@ final class LoopState: @unchecked Sendable {
             if isLingering(item) {
                 let expired = now.map { item.deadline <= $0 } ?? false
                 guard expired || lingeringCount > lingerLimit else { break }
-                item.entry.lingerDeadline = nil
-                lingeringCount -= 1
-                close(item.entry)
+                closeLingering(item.entry)
             }
             lingerQueueStart += 1
         }
@@ -243,13 +241,15 @@ final class LoopState: @unchecked Sendable {
     /// session ends from now on close at once.
     func closeLingering() {
         shuttingDown = true
-        for item in lingerQueue[lingerQueueStart...] where isLingering(item) {
-            item.entry.lingerDeadline = nil
-            lingeringCount -= 1
-            close(item.entry)
-        }
+        for item in lingerQueue[lingerQueueStart...] where isLingering(item) { closeLingering(item.entry) }
         lingerQueue = []
         lingerQueueStart = 0
+    }
+
+    private func closeLingering(_ entry: UserEntry) {
+        entry.lingerDeadline = nil
+        lingeringCount -= 1
+        close(entry)
     }
 
     private func close(_ entry: UserEntry) {

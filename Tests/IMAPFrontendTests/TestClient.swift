@@ -3,6 +3,7 @@
 import Glibc
 import Reactor
 import Telemetry
+import TestSupport
 
 @testable import IMAPFrontend
 
@@ -18,24 +19,7 @@ final class TestClient {
     private var buffer: [UInt8] = []
 
     init(port: UInt16, timeout: Duration = .seconds(10)) throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw TestFailure("socket: \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard result == 0 else {
-            Glibc.close(descriptor)
-            throw TestFailure("connect to \(port): errno \(errno)")
-        }
-        let (seconds, attoseconds) = timeout.components
-        var limit = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        descriptor = try connectToLoopback(port: port, timeout: timeout)
     }
 
     deinit { Glibc.close(descriptor) }

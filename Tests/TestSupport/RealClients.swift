@@ -279,6 +279,16 @@ def check(name, condition, detail=""):
         sys.exit(1)
     print("ok", name)
 
+def read_until(sock, marker):
+    # What the server sent up to and including `marker`, or all of it if it closed first.
+    received = b""
+    while marker not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
 def expect_error(name, call):
     try:
         call()
@@ -393,29 +403,14 @@ w.logout()
 raw = socket.create_connection(("127.0.0.1", port))
 raw.recv(4096)
 raw.sendall(b"s STARTTLS\r\nx LOGIN alice secret\r\ny CREATE Injected\r\n")
-answer = b""
-while b"s OK" not in answer:
-    chunk = raw.recv(4096)
-    if not chunk:
-        break
-    answer += chunk
+answer = read_until(raw, b"s OK")
 check("starttls-answer", answer.startswith(b"s OK"), answer)
 secure = context.wrap_socket(raw, server_hostname="localhost")
 secure.sendall(b"c CAPABILITY\r\n")
-reply = b""
-while b"c OK" not in reply:
-    chunk = secure.recv(4096)
-    if not chunk:
-        break
-    reply += chunk
+reply = read_until(secure, b"c OK")
 check("starttls-injection-discarded", b"x OK" not in reply and b"x " not in reply and b"AUTH=PLAIN" in reply, reply)
 secure.sendall(b"l LOGIN alice secret\r\nl2 LIST \"\" Injected\r\nq LOGOUT\r\n")
-rest = b""
-while b"q OK" not in rest:
-    chunk = secure.recv(4096)
-    if not chunk:
-        break
-    rest += chunk
+rest = read_until(secure, b"q OK")
 check("starttls-injected-command-never-ran", b"Injected" not in rest.split(b"l2 OK")[0], rest)
 print("ALL PASSED")
 """#

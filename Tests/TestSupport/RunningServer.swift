@@ -127,6 +127,36 @@ public final class RunningServer {
     }
 }
 
+/// A blocking TCP socket connected to 127.0.0.1:`port` whose reads give up after `timeout`
+/// (SO_RCVTIMEO), so a hang fails a test instead of stalling it. `receiveBuffer` fixes the receive
+/// buffer (no autotuning, which on Linux lets it grow to tens of megabytes), for tests that bound
+/// what the server runs ahead.
+public func connectToLoopback(port: UInt16, timeout: Duration, receiveBuffer: Int32? = nil) throws -> Int32 {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard descriptor >= 0 else { throw StoreError.system(call: "socket", errno: errno) }
+    if var size = receiveBuffer {
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let result = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard result == 0 else {
+        let code = errno
+        Glibc.close(descriptor)
+        throw StoreError.system(call: "connect to port \(port)", errno: code)
+    }
+    let (seconds, attoseconds) = timeout.components
+    var limit = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    return descriptor
+}
+
 /// A blocking IMAP client over a plain socket, for tests. Every read has a timeout.
 public final class TestClient {
     public let descriptor: Int32
@@ -135,22 +165,7 @@ public final class TestClient {
     /// `receiveBuffer` fixes the socket's receive buffer (no autotuning, which on Linux lets it grow
     /// to tens of megabytes), for tests that bound what the server runs ahead.
     public init(port: UInt16, timeoutSeconds: Int = 30, receiveBuffer: Int32? = nil) throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        if var size = receiveBuffer {
-            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard result == 0 else { throw StoreError.system(call: "connect", errno: errno) }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        descriptor = try connectToLoopback(port: port, timeout: .seconds(timeoutSeconds), receiveBuffer: receiveBuffer)
     }
 
     deinit { Glibc.close(descriptor) }
