@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "IMAPProtocolTests", dependencies: ["IMAPProtocol"]),
         .testTarget(
             name: "MailStoreTests",
-            dependencies: ["MailStore"],
+            dependencies: ["MailStore", "CShims"],
             // The MIME corpus is read through #filePath, not bundled as resources.
             exclude: ["MIME/Corpus", "MIME/capture-dovecot.py"]
         ),

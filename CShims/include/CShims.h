@@ -148,6 +148,15 @@ int cshim_pipe_set_size(int fd, int bytes);
 /// the default 1,024 descriptors.
 long cshim_raise_nofile_limit(long wanted);
 
+/// Marks a directory as the top of directory hierarchies (chattr +T, FS_TOPDIR_FL): ext4's Orlov
+/// allocator then spreads the directories made in it across block groups, as it does for those
+/// in the file system's root. Returns 0, or -errno (ENOTTY, EOPNOTSUPP where the file system has
+/// no such flag). Why: ioctl is variadic (Swift cannot call it) and the flag lives in linux/fs.h.
+int cshim_mark_top_directory(int fd);
+/// 1 when the directory carries FS_TOPDIR_FL, 0 when not, -errno when its file system keeps no
+/// such flags. Why: as cshim_mark_top_directory (the tests check the mark through it).
+int cshim_is_top_directory(int fd);
+
 /// Names the calling thread (at most 15 bytes), so top, perf and gdb show which loop is busy.
 /// Why: pthread_setname_np is a GNU extension Swift's Glibc module does not export.
 void cshim_set_thread_name(const char *name);

@@ -1,5 +1,6 @@
 // MailStoreTests: mailbox and user names never reach outside the user's Maildir.
 
+import CShims
 import Glibc
 import Testing
 @testable import MailStore
@@ -85,6 +86,18 @@ import Testing
         }
         #expect(fileNames(in: root + "/.Sent").contains("maildirfolder"))
         #expect(try user.subscriptions().sorted() == ["Archive", "Drafts", "Junk", "Sent", "Trash"])
+    }
+
+    /// users/ carries ext4's top-directory mark, so each user's Maildir gets a block group of its
+    /// own (see MailStore.init).
+    @Test func usersDirectoryIsMarkedAsTopOfHierarchies() throws {
+        let temporary = TemporaryDirectory()
+        let store = try temporary.openStore()
+        let mark = cshim_is_top_directory(store.usersDirectory.fd)
+        // A file system without inode flags (tmpfs) has nothing to mark; /tmp here and on CI is
+        // ext4, which has them, so there the mark must be set.
+        if mark == -ENOTTY || mark == -EOPNOTSUPP { return }
+        #expect(mark == 1)
     }
 
     @Test func secondOpenerOfADataDirectoryGetsTheHoldersPid() throws {

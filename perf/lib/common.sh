@@ -227,6 +227,10 @@ start_apus() {
     local instance=$1 service=$2 backends=${3:-}
     local dir="$RUN_DIR/$instance"
     mkdir -p "$dir/data/users"
+    # Apus marks users/ as the top of directory hierarchies (chattr +T) when it makes it, so ext4
+    # gives each user's Maildir a block group of its own; mark it here too, since the Maildirs are
+    # copied in before Apus starts.
+    [ "${APUS_NO_TOPDIR:-0}" = 1 ] || chattr +T "$dir/data/users" 2>/dev/null || true
     if [ "$service" = imap4be ]; then
         cp "$PEER_USERS_FILE" "$dir/passwd"
         local maildir
@@ -447,6 +451,11 @@ sample_messages() {
 prime_mail() {
     local count=${1:-20} messages
     messages=$(sample_messages)
+    # PEER_TOPDIR=1 gives Dovecot's users the layout Apus makes for its own (chattr +T on the mail
+    # root: each home in a block group of its own); it takes effect for homes made after it, so
+    # with RESET_MAIL=1. Unset, Dovecot runs on the peer rig's layout, as an administrator's
+    # /home would be.
+    if [ "${PEER_TOPDIR:-0}" = 1 ]; then chattr +T "$PEER_MAIL_DIR" || return 1; fi
     log "priming Dovecot's mailboxes with $count messages per user"
     apus_load --host 127.0.0.1 --port "$(target_port dovecot)" --users 'user%d:1-200' --clients 200 \
         --mix fetch-flags=1 --prefill "$count" --message-file "$messages" --commands $((200 * (count + 2))) \
