@@ -273,6 +273,11 @@ private struct BlobReader {
 
     /// A non-negative varint that fits in 62 bits (offsets and counts never need more).
     mutating func read() -> Int? {
+        // Most varints of a blob (kinds, flags, short lengths) are one byte: no loop for those.
+        if position < blob.count, blob[position] < 0x80 {
+            defer { position += 1 }
+            return Int(blob[position])
+        }
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while position < blob.count && shift < 63 {
