@@ -27,7 +27,7 @@ public struct MIMEContentSearcher: MessageContentSearcher {
             // Every message of the mailbox is asked: the subject is read from the blob in place,
             // without building the structure.
             guard let subject = MessageStructure.envelopeSubject(inSerialized: cached) else { return nil }
-            return MessageStructure.subject(subject, contains: MIMETextMatcher(needle: Array(value.utf8)))
+            return MessageStructure.subject(subject, contains: MIMETextMatcher(needle: value.utf8))
         case .sentDate:
             guard let structure = MessageStructure(serialized: cached) else { return nil }
             return Self.envelopeAnswer(key, structure)

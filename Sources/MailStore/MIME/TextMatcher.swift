@@ -21,10 +21,15 @@ public struct MIMETextMatcher: Sendable {
 
     /// - Parameter needle: the search string in UTF-8. An empty needle matches any text.
     public init<C: Collection>(needle: C) where C.Element == UInt8 {
+        // SEARCH SUBJECT makes a matcher per message: the needle is folded in place when its bytes
+        // are contiguous (a String's are), into one allocation (folding never lengthens UTF-8).
         var folded: [UInt8] = []
+        folded.reserveCapacity(needle.count)
         var folder = CaseFolder()
-        let bytes = Array(needle)
-        bytes.withUnsafeBytes { folder.fold($0) { folded.append($0) } }
+        let foldedInPlace: Void? = needle.withContiguousStorageIfAvailable { bytes in
+            folder.fold(UnsafeRawBufferPointer(bytes)) { folded.append($0) }
+        }
+        if foldedInPlace == nil { Array(needle).withUnsafeBytes { folder.fold($0) { folded.append($0) } } }
         folder.flush { folded.append($0) }
         self.needle = folded
         var failure = [Int](repeating: 0, count: max(folded.count, 1))
