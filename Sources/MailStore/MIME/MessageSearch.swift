@@ -114,7 +114,7 @@ extension MIMETextMatcher {
         fieldMatcher.reset()
         // A value decoding would give back unchanged (most are) is matched as it stands.
         if MIMEEncodedWords.decodesToItself(rawValue) {
-            fieldMatcher.feed(rawValue)
+            fieldMatcher.feedASCII(rawValue)
             return fieldMatcher.finish()
         }
         decoded.removeAll(keepingCapacity: true)

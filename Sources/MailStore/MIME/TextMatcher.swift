@@ -68,6 +68,19 @@ public struct MIMETextMatcher: Sendable {
         return found
     }
 
+    /// ``feed(_:)`` for a chunk of ASCII only, which needs no UTF-8 decoding: only A-Z fold. Most
+    /// header values SEARCH looks at are ASCII (``MIMEEncodedWords/decodesToItself(_:)``).
+    @discardableResult
+    mutating func feedASCII(_ chunk: UnsafeRawBufferPointer) -> Bool {
+        assert(chunk.allSatisfy { $0 < 0x80 }, "feedASCII is for ASCII only")
+        // After a cut UTF-8 sequence the general path flushes it first.
+        guard !folder.isPending else { return feed(chunk) }
+        for byte in chunk where !found {
+            step(MIMEBytes.lowercased(byte))
+        }
+        return found
+    }
+
     /// Ends the text (an unfinished UTF-8 sequence is matched as raw bytes); returns ``found``.
     @discardableResult
     public mutating func finish() -> Bool {
@@ -92,6 +105,9 @@ struct CaseFolder: Sendable {
     private var pendingBytes: (UInt8, UInt8, UInt8) = (0, 0, 0)
     private var pendingCount = 0
     private var needed = 0
+
+    /// Whether an unfinished sequence waits for more bytes.
+    var isPending: Bool { pendingCount > 0 }
 
     // MARK: - Folding
 

@@ -106,6 +106,23 @@ struct HeaderValueShortcutTests {
         #expect(found > Self.corpusValues.count)
     }
 
+    @Test("ASCII fed without UTF-8 decoding matches as the general feed does, after a cut sequence too")
+    func asciiFeed() {
+        let texts = ["Hello World", "HELLO", "xhellox", "hel", "lo", "", "Hé"].map { Array($0.utf8) }
+        // [0xC3, "h"]: the cut sequence's raw byte must come out before the ASCII that follows it.
+        for needle in ["hello", "LO W", "o", "", "\u{FFFD}"].map({ Array($0.utf8) }) + [[0xC3, 0x68]] {
+            for prefix in [[], [0xC3], Array("hel".utf8)] as [[UInt8]] {
+                for text in texts where text.allSatisfy({ $0 < 0x80 }) {
+                    var general = MIMETextMatcher(needle: needle)
+                    var ascii = general
+                    prefix.withUnsafeBytes { _ = general.feed($0); _ = ascii.feed($0) }
+                    text.withUnsafeBytes { _ = general.feed($0); _ = ascii.feedASCII($0) }
+                    #expect(general.finish() == ascii.finish(), "\(needle) in \(prefix) + \(text)")
+                }
+            }
+        }
+    }
+
     @Test("SUBJECT over a cached blob answers as SUBJECT over the message, across the corpus")
     func subjectFromBlobAndMessage() {
         let searcher = MIMEContentSearcher()
