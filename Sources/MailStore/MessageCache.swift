@@ -47,7 +47,8 @@ struct MessageCache {
         guard offset >= 0, offset + Int64(MessageCache.headerSize) + Int64(length) <= end,
             let bytes = try? file.read(count: MessageCache.headerSize + Int(length), at: offset)
         else { return nil }
-        return bytes.withUnsafeBytes { MessageCache.blob(inRecord: $0, uid: uid, length: length) }
+        let blob = bytes.withUnsafeBytes { MessageCache.blobRange(inRecord: $0, uid: uid, length: length) }
+        return blob.map { Array(bytes[$0]) }
     }
 
     /// Up to `count` bytes from `offset` (several records in one read); nil when there are none.
@@ -58,18 +59,20 @@ struct MessageCache {
         return bytes
     }
 
-    /// The blob of the record starting at `record`'s first byte, when the record is whole and its
-    /// header (magic, UID, length) and checksum check out.
-    static func blob(inRecord record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32) -> [UInt8]? {
+    /// Where the blob lies in the record starting at `record`'s first byte, when the record is whole
+    /// and its header (magic, UID, length) and checksum check out. A range, not a copy: SEARCH reads
+    /// each blob in place in its read-ahead window.
+    static func blobRange(inRecord record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32) -> Range<Int>? {
         let recordSize = MessageCache.headerSize + Int(length)
         guard record.count >= recordSize,
             record.loadLittleEndian(at: 0, as: UInt32.self) == MessageCache.magic,
             record.loadLittleEndian(at: 4, as: UInt32.self) == uid,
             record.loadLittleEndian(at: 8, as: UInt32.self) == length
         else { return nil }
-        let blob = UnsafeRawBufferPointer(rebasing: record[MessageCache.headerSize..<recordSize])
-        guard record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(blob) else { return nil }
-        return Array(blob)
+        let blob = MessageCache.headerSize..<recordSize
+        guard record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(UnsafeRawBufferPointer(rebasing: record[blob]))
+        else { return nil }
+        return blob
     }
 }
 
@@ -86,10 +89,17 @@ struct MessageCacheReadAhead {
         self.windowLimit = windowLimit
     }
 
+    /// A message's cached blob as the read-ahead found it: in place in the window (valid until the
+    /// next ``locateBlob(at:of:)``), or analysed again into an array of its own.
+    enum Blob {
+        case inWindow(Range<Int>)
+        case analysed([UInt8])
+    }
+
     /// The cached blob of the message at `position`: from the current window, or from a new one
     /// read from there on; a record that is missing or does not check out is analysed again
     /// (``Mailbox/cachedAnalysis(of:)``). Empty when there is no analyzer or no message file.
-    mutating func blob(at position: Int, of mailbox: Mailbox) -> [UInt8] {
+    mutating func locateBlob(at position: Int, of mailbox: Mailbox) -> Blob {
         let record = mailbox.index.records[position]
         let recordSize = Int64(MessageCache.headerSize) + Int64(record.cacheLength)
         if record.cacheOffset >= 0 {
@@ -97,13 +107,28 @@ struct MessageCacheReadAhead {
             if covers(record.cacheOffset, recordSize) {
                 let start = Int(record.cacheOffset - windowStart)
                 let blob = window.withUnsafeBytes {
-                    MessageCache.blob(inRecord: UnsafeRawBufferPointer(rebasing: $0[start...]), uid: record.uid,
-                                      length: record.cacheLength)
+                    MessageCache.blobRange(inRecord: UnsafeRawBufferPointer(rebasing: $0[start...]), uid: record.uid,
+                                           length: record.cacheLength)
                 }
-                if let blob { return blob }
+                if let blob { return .inWindow(blob.lowerBound + start..<blob.upperBound + start) }
             }
         }
-        return (try? mailbox.cachedAnalysis(of: record.uid)) ?? []
+        return .analysed((try? mailbox.cachedAnalysis(of: record.uid)) ?? [])
+    }
+
+    /// Calls `body` with the bytes of a blob the last ``locateBlob(at:of:)`` returned.
+    func withBytes<Result>(of blob: Blob, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        switch blob {
+        case .inWindow(let range): window.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        case .analysed(let bytes): bytes.withUnsafeBytes(body)
+        }
+    }
+
+    /// The cached blob of the message at `position` in an array of its own (see ``locateBlob(at:of:)``).
+    mutating func blob(at position: Int, of mailbox: Mailbox) -> [UInt8] {
+        let blob = locateBlob(at: position, of: mailbox)
+        if case .analysed(let bytes) = blob { return bytes }
+        return withBytes(of: blob) { Array($0) }
     }
 
     private func covers(_ offset: Int64, _ size: Int64) -> Bool {

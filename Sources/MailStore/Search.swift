@@ -167,7 +167,7 @@ extension Mailbox {
 struct MessageContent {
     let mailbox: Mailbox
     private var position = 0
-    private var blob: [UInt8]?
+    private var blob: MessageCacheReadAhead.Blob?
     private var readAhead = MessageCacheReadAhead()
 
     init(mailbox: Mailbox) {
@@ -182,9 +182,12 @@ struct MessageContent {
 
     mutating func matches(_ key: ContentSearchKey) -> Bool {
         guard let searcher = mailbox.configuration.contentSearcher else { return false }
-        if blob == nil { blob = readAhead.blob(at: position, of: mailbox) }
-        if let answer = searcher.answer(key, cached: blob!) { return answer }
+        if blob == nil { blob = readAhead.locateBlob(at: position, of: mailbox) }
+        let blob = blob!
+        // Most keys are answered here, from the blob where it lies in the read-ahead window.
+        if let answer = readAhead.withBytes(of: blob, { searcher.answer(key, cached: $0) }) { return answer }
+        let cached = readAhead.withBytes(of: blob) { Array($0) }
         let uid = mailbox.index.records[position].uid
-        return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: blob!) }) ?? false
+        return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: cached) }) ?? false
     }
 }

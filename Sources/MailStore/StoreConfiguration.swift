@@ -32,8 +32,17 @@ public enum ContentSearchKey: Equatable, Sendable {
 /// the message file and call `matches(_:message:cached:)`, passing the same blob so that the
 /// message's structure need not be analysed again (it may be empty or of an older format).
 public protocol MessageContentSearcher: Sendable {
-    func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool?
+    /// `cached` is read in place (SEARCH passes each message's blob where it lies in the cache it
+    /// read), so it is valid only during the call.
+    func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool?
     func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool
+}
+
+extension MessageContentSearcher {
+    /// ``answer(_:cached:)`` over a blob held in an array.
+    public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
+        cached.withUnsafeBytes { answer(key, cached: $0) }
+    }
 }
 
 /// Per-user limits (RFC 9208 STORAGE and MESSAGE resources). Zero means unlimited.

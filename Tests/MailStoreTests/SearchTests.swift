@@ -9,10 +9,10 @@ import Testing
 final class SubstringSearcher: MessageContentSearcher {
     let fileReads = Atomic<Int>(0)
 
-    func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
+    func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool? {
         // The cached blob holds the first line (see FirstLineAnalyzer): enough for FROM.
         if case .header(let field, let value) = key, field == "From" {
-            return contains(cached[...], value)
+            return contains(Array(cached)[...], value)
         }
         return nil
     }
@@ -170,6 +170,14 @@ final class SubstringSearcher: MessageContentSearcher {
         let inbox = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
         let damaged = inbox.index.records[3]
         #expect(inbox.cache.read(offset: damaged.cacheOffset, length: damaged.cacheLength, uid: damaged.uid) == nil)
+        // Whole records are read in place in the window; only the damaged one is analysed
+        // again (and cached anew, so from then on it too reads in place).
+        var inPlace = MessageCacheReadAhead(windowLimit: windowLimit)
+        for position in 0..<inbox.count {
+            let blob = inPlace.locateBlob(at: position, of: inbox)
+            if case .inWindow = blob { #expect(position != 3) } else { #expect(position == 3) }
+            #expect(inPlace.withBytes(of: blob) { Array($0) } == expected[position], "\(position)")
+        }
         var readAhead = MessageCacheReadAhead(windowLimit: windowLimit)
         for position in 0..<inbox.count {
             #expect(readAhead.blob(at: position, of: inbox) == expected[position], "\(position)")

@@ -59,7 +59,18 @@ public struct MIMECharsetDecoder {
     public mutating func decode(_ chunk: UnsafeRawBufferPointer, into output: inout [UInt8]) {
         switch kind {
         case .utf8:
-            for byte in chunk { validateUTF8(byte, into: &output) }
+            var index = 0
+            while index < chunk.count {
+                // A run of ASCII outside an unfinished sequence passes whole: most text is ASCII.
+                if needed == 0 && chunk[index] < 0x80 {
+                    let start = index
+                    repeat { index += 1 } while index < chunk.count && chunk[index] < 0x80
+                    output.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[start..<index]))
+                    continue
+                }
+                validateUTF8(chunk[index], into: &output)
+                index += 1
+            }
         case .latin1:
             for byte in chunk {
                 if byte >= 0x80 && byte < 0xA0 {

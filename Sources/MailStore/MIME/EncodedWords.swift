@@ -51,6 +51,20 @@ public enum MIMEEncodedWords {
         plain.finish(into: &output)
     }
 
+    /// Whether ``decode(_:into:)`` gives `value` back byte for byte, so a matcher may read it as it
+    /// stands: printable ASCII and tabs only (the UTF-8 decoder passes them, blanks are kept where
+    /// they are), no CR or LF (which unfolding drops) and no `=?` (which may start an encoded word).
+    /// Most subjects are like this, and skipping the decoders is most of SEARCH SUBJECT's work.
+    public static func decodesToItself(_ value: UnsafeRawBufferPointer) -> Bool {
+        var previous: UInt8 = 0
+        for byte in value {
+            guard (byte >= MIMEBytes.space && byte < 0x7F) || byte == MIMEBytes.tab else { return false }
+            if byte == UInt8(ascii: "?") && previous == UInt8(ascii: "=") { return false }
+            previous = byte
+        }
+        return true
+    }
+
     /// Decodes a whole value to a new array.
     public static func decode(_ value: [UInt8]) -> [UInt8] {
         var output: [UInt8] = []

@@ -21,15 +21,13 @@ public struct MIMEMessageAnalyzer: MessageAnalyzer {
 public struct MIMEContentSearcher: MessageContentSearcher {
     public init() {}
 
-    public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
+    public func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool? {
         switch key {
         case .subject(let value):
             // Every message of the mailbox is asked: the subject is read from the blob in place,
             // without building the structure.
-            return cached.withUnsafeBytes { blob -> Bool? in
-                guard let subject = MessageStructure.envelopeSubject(inSerialized: blob) else { return nil }
-                return MessageStructure.subject(subject, contains: MIMETextMatcher(needle: Array(value.utf8)))
-            }
+            guard let subject = MessageStructure.envelopeSubject(inSerialized: cached) else { return nil }
+            return MessageStructure.subject(subject, contains: MIMETextMatcher(needle: value.utf8))
         case .sentDate:
             guard let structure = MessageStructure(serialized: cached) else { return nil }
             return Self.envelopeAnswer(key, structure)

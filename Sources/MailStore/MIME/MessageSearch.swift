@@ -110,10 +110,15 @@ extension MIMETextMatcher {
     /// caller looping over fields reuses one buffer. The one matcher of header keys: HEADER, FROM,
     /// TO, CC, BCC over the message and SUBJECT over the cached envelope give the same answers.
     func matchesHeaderValue(_ rawValue: UnsafeRawBufferPointer, scratch decoded: inout [UInt8]) -> Bool {
-        decoded.removeAll(keepingCapacity: true)
-        MIMEEncodedWords.decode(rawValue, into: &decoded)
         var fieldMatcher = self
         fieldMatcher.reset()
+        // A value decoding would give back unchanged (most are) is matched as it stands.
+        if MIMEEncodedWords.decodesToItself(rawValue) {
+            fieldMatcher.feedASCII(rawValue)
+            return fieldMatcher.finish()
+        }
+        decoded.removeAll(keepingCapacity: true)
+        MIMEEncodedWords.decode(rawValue, into: &decoded)
         _ = decoded.withUnsafeBytes { fieldMatcher.feed($0) }
         return fieldMatcher.finish()
     }

@@ -3,11 +3,13 @@
 
 /// Blob layout (all integers LEB128 varints unless noted):
 ///
-///     blob      = magic version messageSize bareLineFeeds pool parts envelopes addresses parameters languages
-///                 [header]
-///     magic     = "AMS" (3 bytes) ; version = 1 / 2 (1 byte; version 2 adds header)
+///     blob      = magic version messageSize bareLineFeeds pool [partsLength] parts envelopes addresses
+///                 parameters languages [header]
+///     magic     = "AMS" (3 bytes) ; version = 1 / 2 / 3 (1 byte; 2 adds header, 3 adds partsLength)
 ///     header    = nstring ; the copy of the message's own header in the pool (`cachedHeader`), or NIL
 ///     pool      = count *OCTET
+///     partsLength = the byte length of `parts`, so SEARCH SUBJECT reaches the envelopes without
+///                 reading every part
 ///     parts     = count *(kind depth parent+1 subtreeEnd envelope+1 headerStart headerLength bodyLength
 ///                 lines bareLineFeeds text text range nstring nstring nstring nstring nstring range
 ///                 range nstring)
@@ -18,21 +20,29 @@
 /// Reading validates everything an accessor could trip on (offsets inside the pool, ranges inside
 /// their arrays, a well-formed part tree, offsets inside the message), so a damaged blob gives nil.
 extension MessageStructure {
-    /// The format written by ``serialize(into:)``. Version 1 blobs (no header copy) still read; a
-    /// blob of any other version reads as nil (rebuild).
-    public static let serializationVersion: UInt8 = 2
+    /// The format written by ``serialize(into:)``. Versions 1 (no header copy) and 2 (no parts
+    /// length) still read, since caches on disk hold them; a blob of any other version reads as nil
+    /// (rebuild).
+    public static let serializationVersion: UInt8 = 3
     private static let magic: [UInt8] = [UInt8(ascii: "A"), UInt8(ascii: "M"), UInt8(ascii: "S")]
 
     /// Appends the structure's blob to `output`.
     public func serialize(into output: inout [UInt8]) {
+        serialize(into: &output, version: Self.serializationVersion)
+    }
+
+    /// Appends the blob in the layout of `version` (1 to the current one): the older layouts are
+    /// what caches written by earlier releases hold, which tests check still read.
+    func serialize(into output: inout [UInt8], version: UInt8) {
         var writer = BlobWriter(output: output)
         output = []
         writer.output.append(contentsOf: Self.magic)
-        writer.output.append(Self.serializationVersion)
+        writer.output.append(version)
         writer.write(messageSize)
         writer.write(messageBareLineFeeds)
         writer.write(pool.count)
         writer.output.append(contentsOf: pool)
+        let partsStart = writer.output.count
         writer.write(parts.count)
         for part in parts {
             writer.write(Int(part.kind.rawValue))
@@ -57,6 +67,7 @@ extension MessageStructure {
             writer.write(part.languages)
             writer.write(part.location)
         }
+        if version >= 3 { writer.insertLength(since: partsStart) }
         writer.write(envelopes.count)
         for envelope in envelopes {
             writer.write(envelope.date)
@@ -85,7 +96,7 @@ extension MessageStructure {
         }
         writer.write(languageTags.count)
         for tag in languageTags { writer.write(tag) }
-        writer.write(cachedHeader)
+        if version >= 2 { writer.write(cachedHeader) }
         output = writer.output
     }
 
@@ -108,10 +119,8 @@ extension MessageStructure {
     /// read without building the structure: SEARCH SUBJECT asks it of every message. Nil when the
     /// blob is damaged or of another version (the caller then builds the structure the usual way).
     public static func envelopeSubject(inSerialized blob: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer?? {
-        guard var reader = openBlob(blob), let (_, _, poolBytes) = reader.readPrologue(),
-              let partCount = reader.readCount(elementSize: 15), partCount > 0
+        guard var reader = openBlob(blob), let (_, _, poolBytes) = reader.readPrologue(), reader.skipParts()
         else { return nil }
-        for _ in 0..<partCount where reader.readPart() == nil { return nil }
         guard let envelopeCount = reader.readCount(elementSize: 10), envelopeCount > 0,
               let envelope = reader.readEnvelope()
         else { return nil }
@@ -122,9 +131,9 @@ extension MessageStructure {
     /// A reader past the magic of a blob of a version this code reads; nil for anything else.
     private static func openBlob(_ blob: UnsafeRawBufferPointer) -> BlobReader? {
         guard blob.count >= 4, blob[0] == magic[0], blob[1] == magic[1], blob[2] == magic[2],
-            blob[3] == 1 || blob[3] == serializationVersion
+            blob[3] >= 1, blob[3] <= serializationVersion
         else { return nil }
-        var reader = BlobReader(blob: blob)
+        var reader = BlobReader(blob: blob, version: blob[3])
         reader.position = 4
         return reader
     }
@@ -132,7 +141,6 @@ extension MessageStructure {
     private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
         guard var reader = openBlob(blob), let (messageSize, bareLineFeeds, poolBytes) = reader.readPrologue()
         else { return nil }
-        let version = blob[3]
         var structure = MessageStructure(messageSize: messageSize)
         structure.messageBareLineFeeds = bareLineFeeds
         structure.pool = Array(poolBytes)
@@ -144,6 +152,7 @@ extension MessageStructure {
             guard let part = reader.readPart() else { return nil }
             structure.parts.append(part)
         }
+        guard reader.isAtEndOfParts else { return nil }
         guard let envelopeCount = reader.readCount(elementSize: 10) else { return nil }
         for _ in 0..<envelopeCount {
             guard let envelope = reader.readEnvelope() else { return nil }
@@ -167,7 +176,7 @@ extension MessageStructure {
             guard let tag = reader.readText() else { return nil }
             structure.languageTags.append(tag)
         }
-        if version >= 2 {
+        if reader.version >= 2 {
             guard let header = reader.readNString() else { return nil }
             structure.cachedHeader = header
         }
@@ -238,20 +247,37 @@ private struct BlobWriter {
         write(range.lowerBound)
         write(range.count)
     }
+
+    /// Puts the byte length of what was written since `start` at `start`, as a varint (the length
+    /// is known only once the section is written; blobs are written once and read many times).
+    mutating func insertLength(since start: Int) {
+        var length = BlobWriter(output: [])
+        length.write(output.count - start)
+        output.insert(contentsOf: length.output, at: start)
+    }
 }
 
 /// Reads what ``BlobWriter`` wrote, checking bounds at every step; nil means damaged.
 private struct BlobReader {
     let blob: UnsafeRawBufferPointer
+    let version: UInt8
     var position = 0
     var poolCount = 0
+    /// Where `parts` ends, from a version 3 prologue; nil for older blobs.
+    var partsEnd: Int?
 
-    init(blob: UnsafeRawBufferPointer) {
+    init(blob: UnsafeRawBufferPointer, version: UInt8) {
         self.blob = blob
+        self.version = version
     }
 
     /// A non-negative varint that fits in 62 bits (offsets and counts never need more).
     mutating func read() -> Int? {
+        // Most varints of a blob (kinds, flags, short lengths) are one byte: no loop for those.
+        if position < blob.count, blob[position] < 0x80 {
+            defer { position += 1 }
+            return Int(blob[position])
+        }
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while position < blob.count && shift < 63 {
@@ -299,14 +325,34 @@ private struct BlobReader {
         return lower..<lower + count
     }
 
-    /// messageSize bareLineFeeds pool: the sizes and the pool's bytes (which later texts index).
+    /// messageSize bareLineFeeds pool [partsLength]: the sizes and the pool's bytes (which later
+    /// texts index); from version 3 on, where the parts end (``partsEnd``).
     mutating func readPrologue() -> (messageSize: Int, bareLineFeeds: Int, pool: UnsafeRawBufferPointer)? {
         guard let messageSize = read(), let bareLineFeeds = read(), bareLineFeeds <= messageSize,
             let poolCount = readCount(elementSize: 1), let poolBytes = readBytes(poolCount)
         else { return nil }
         self.poolCount = poolCount
+        if version >= 3 {
+            guard let partsLength = readCount(elementSize: 1) else { return nil }
+            partsEnd = position + partsLength
+        }
         return (messageSize, bareLineFeeds, poolBytes)
     }
+
+    /// Moves past `parts` to the envelopes: straight there when the prologue says where they end,
+    /// else by reading every part; false when damaged.
+    mutating func skipParts() -> Bool {
+        if let partsEnd {
+            position = partsEnd
+            return true
+        }
+        guard let partCount = readCount(elementSize: 15), partCount > 0 else { return false }
+        for _ in 0..<partCount where readPart() == nil { return false }
+        return true
+    }
+
+    /// Whether the parts just read end where the prologue said (always true before version 3).
+    var isAtEndOfParts: Bool { partsEnd.map { $0 == position } ?? true }
 
     /// One entry of `parts` (see the layout above).
     mutating func readPart() -> MIMEPart? {

@@ -21,10 +21,15 @@ public struct MIMETextMatcher: Sendable {
 
     /// - Parameter needle: the search string in UTF-8. An empty needle matches any text.
     public init<C: Collection>(needle: C) where C.Element == UInt8 {
+        // SEARCH SUBJECT makes a matcher per message: the needle is folded in place when its bytes
+        // are contiguous (a String's are), into one allocation (folding never lengthens UTF-8).
         var folded: [UInt8] = []
+        folded.reserveCapacity(needle.count)
         var folder = CaseFolder()
-        let bytes = Array(needle)
-        bytes.withUnsafeBytes { folder.fold($0) { folded.append($0) } }
+        let foldedInPlace: Void? = needle.withContiguousStorageIfAvailable { bytes in
+            folder.fold(UnsafeRawBufferPointer(bytes)) { folded.append($0) }
+        }
+        if foldedInPlace == nil { Array(needle).withUnsafeBytes { folder.fold($0) { folded.append($0) } } }
         folder.flush { folded.append($0) }
         self.needle = folded
         var failure = [Int](repeating: 0, count: max(folded.count, 1))
@@ -63,6 +68,19 @@ public struct MIMETextMatcher: Sendable {
         return found
     }
 
+    /// ``feed(_:)`` for a chunk of ASCII only, which needs no UTF-8 decoding: only A-Z fold. Most
+    /// header values SEARCH looks at are ASCII (``MIMEEncodedWords/decodesToItself(_:)``).
+    @discardableResult
+    mutating func feedASCII(_ chunk: UnsafeRawBufferPointer) -> Bool {
+        assert(chunk.allSatisfy { $0 < 0x80 }, "feedASCII is for ASCII only")
+        // After a cut UTF-8 sequence the general path flushes it first.
+        guard !folder.isPending else { return feed(chunk) }
+        for byte in chunk where !found {
+            step(MIMEBytes.lowercased(byte))
+        }
+        return found
+    }
+
     /// Ends the text (an unfinished UTF-8 sequence is matched as raw bytes); returns ``found``.
     @discardableResult
     public mutating func finish() -> Bool {
@@ -87,6 +105,9 @@ struct CaseFolder: Sendable {
     private var pendingBytes: (UInt8, UInt8, UInt8) = (0, 0, 0)
     private var pendingCount = 0
     private var needed = 0
+
+    /// Whether an unfinished sequence waits for more bytes.
+    var isPending: Bool { pendingCount > 0 }
 
     // MARK: - Folding
 

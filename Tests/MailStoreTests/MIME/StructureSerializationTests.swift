@@ -25,8 +25,7 @@ struct StructureSerializationTests {
     func keptHeader() throws {
         for name in Corpus.names {
             let message = Corpus.message(name)
-            var structure = MessageStructure(parsing: message)
-            message.withUnsafeBytes { structure.keepHeader(of: $0) }
+            let structure = keptHeaderStructure(of: message)
             let header = structure.parts[0].headerRange
             let kept = !header.isEmpty && header.count <= MessageStructure.cachedHeaderLimit
             #expect((structure.cachedBytes(of: header).map(Array.init) == Array(message[header])) == kept, "\(name)")
@@ -40,10 +39,7 @@ struct StructureSerializationTests {
             // The same structure as version 1 wrote it: no header section at the end.
             var plain = MessageStructure(parsing: message)
             var version1: [UInt8] = []
-            plain.serialize(into: &version1)
-            #expect(version1.last == 0, "a NIL header is one zero byte")
-            version1.removeLast()
-            version1[3] = 1
+            plain.serialize(into: &version1, version: 1)
             let old = try #require(MessageStructure(serialized: version1))
             plain.cachedHeader = nil
             #expect(old == plain && old.cachedBytes(of: header) == nil)
@@ -52,9 +48,7 @@ struct StructureSerializationTests {
 
     @Test("a kept header that is not the message's header length reads as nil")
     func keptHeaderOfTheWrongLength() throws {
-        let message = Corpus.message("01-simple-plain")
-        var structure = MessageStructure(parsing: message)
-        message.withUnsafeBytes { structure.keepHeader(of: $0) }
+        var structure = keptHeaderStructure(of: Corpus.message("01-simple-plain"))
         let header = try #require(structure.cachedHeader)
         structure.cachedHeader = MIMEText(offset: header.offset, count: header.count - 1)
         var shorter: [UInt8] = []
@@ -74,23 +68,127 @@ struct StructureSerializationTests {
     @Test("the envelope's subject read in place equals the built structure's, and a truncated blob gives nil")
     func subjectInPlace() throws {
         for name in Corpus.names {
-            var structure = MessageStructure(parsing: Corpus.message(name))
-            Corpus.message(name).withUnsafeBytes { structure.keepHeader(of: $0) }
+            let structure = keptHeaderStructure(of: Corpus.message(name))
             var blob: [UInt8] = []
             structure.serialize(into: &blob)
-            // nil: damaged; .some(nil): no subject.
-            func subject(_ bytes: [UInt8]) -> [UInt8]?? {
-                bytes.withUnsafeBytes { blob in
-                    MessageStructure.envelopeSubject(inSerialized: blob).map { $0.map { Array($0) } }
-                }
-            }
-            let inPlace = try #require(subject(blob), "\(name)")
+            let inPlace = try #require(inPlaceSubject(blob), "\(name)")
             #expect(inPlace == structure.envelope.subject.map { Array(structure.bytes($0)) }, "\(name)")
             for length in stride(from: 0, to: blob.count, by: max(1, blob.count / 64)) {
                 // Cut after the envelope the subject is whole; before it, the blob reads as damaged.
-                if let read = subject(Array(blob[0..<length])) { #expect(read == inPlace, "\(name) cut at \(length)") }
+                if let read = inPlaceSubject(Array(blob[0..<length])) { #expect(read == inPlace, "\(name) cut at \(length)") }
             }
         }
+    }
+
+    @Test("version 3 records where the parts end; versions 1 and 2 still read, in full and in place")
+    func olderVersions() throws {
+        for name in Corpus.names {
+            let structure = keptHeaderStructure(of: Corpus.message(name))
+            var current: [UInt8] = []
+            structure.serialize(into: &current)
+            #expect(current[3] == 3 && MessageStructure.serializationVersion == 3)
+            let subject = structure.envelope.subject.map { Array(structure.bytes($0)) }
+            for version: UInt8 in [1, 2, 3] {
+                var blob: [UInt8] = []
+                structure.serialize(into: &blob, version: version)
+                #expect(blob[3] == version)
+                var expected = structure
+                if version == 1 { expected.cachedHeader = nil }
+                #expect(MessageStructure(serialized: blob) == expected, "\(name) version \(version)")
+                #expect(inPlaceSubject(blob) == .some(subject), "\(name) version \(version)")
+            }
+            // Version 3 is version 2 with the parts' length after the pool.
+            var version2: [UInt8] = []
+            structure.serialize(into: &version2, version: 2)
+            let partsLengthAt = endOfPool(current)
+            var reader = 0
+            let partsLength = try #require(varint(current, at: partsLengthAt, advancing: &reader))
+            #expect(Array(current[..<partsLengthAt].dropFirst(4)) == Array(version2[..<partsLengthAt].dropFirst(4)))
+            #expect(Array(current[(partsLengthAt + reader)...]) == Array(version2[partsLengthAt...]))
+            #expect(partsLength > 0 && partsLength < current.count - partsLengthAt)
+        }
+    }
+
+    @Test("a version 3 blob whose parts length is off, or that is cut anywhere, is refused by both reads")
+    func partsLengthDamaged() throws {
+        for name in ["01-simple-plain", "03-rfc822-attachment"] {
+            let structure = MessageStructure(parsing: Corpus.message(name))
+            var blob: [UInt8] = []
+            structure.serialize(into: &blob)
+            let at = endOfPool(blob)
+            var width = 0
+            let partsLength = try #require(varint(blob, at: at, advancing: &width))
+            for wrong in [0, 1, partsLength - 1, partsLength + 1, partsLength + 2, 127] where wrong != partsLength {
+                var damaged = blob
+                damaged.replaceSubrange(at..<at + width, with: leb128(wrong))
+                #expect(MessageStructure(serialized: damaged) == nil, "\(name) parts length \(wrong)")
+            }
+            // Pointing past the end of the blob: the in-place read refuses it too.
+            var past = blob
+            past.replaceSubrange(at..<at + width, with: leb128(blob.count))
+            #expect(MessageStructure(serialized: past) == nil)
+            #expect(inPlaceSubject(past) == nil)
+            for length in 0..<blob.count {
+                #expect(MessageStructure(serialized: blob[0..<length]) == nil, "\(name) cut at \(length)")
+            }
+            // Any single damaged byte: the in-place read may answer or refuse, but never traps.
+            for index in blob.indices {
+                for flip: UInt8 in [0x01, 0x80, 0xFF] {
+                    var damaged = blob
+                    damaged[index] ^= flip
+                    _ = inPlaceSubject(damaged)
+                }
+            }
+        }
+    }
+
+    /// The message's structure with its header kept, as the store's analyzer makes it.
+    private func keptHeaderStructure(of message: [UInt8]) -> MessageStructure {
+        var structure = MessageStructure(parsing: message)
+        message.withUnsafeBytes { structure.keepHeader(of: $0) }
+        return structure
+    }
+
+    /// The envelope subject read in place: nil when refused, `.some(nil)` when there is no subject.
+    private func inPlaceSubject(_ blob: [UInt8]) -> [UInt8]?? {
+        blob.withUnsafeBytes { MessageStructure.envelopeSubject(inSerialized: $0).map { $0.map { Array($0) } } }
+    }
+
+    /// Where the pool of a blob ends (just past magic, version, messageSize, bareLineFeeds and the pool).
+    private func endOfPool(_ blob: [UInt8]) -> Int {
+        var position = 4
+        var width = 0
+        for _ in 0..<2 {
+            _ = varint(blob, at: position, advancing: &width)
+            position += width
+        }
+        let poolCount = varint(blob, at: position, advancing: &width) ?? 0
+        return position + width + poolCount
+    }
+
+    private func leb128(_ value: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var remaining = value
+        while remaining >= 0x80 {
+            bytes.append(UInt8(remaining & 0x7F) | 0x80)
+            remaining >>= 7
+        }
+        return bytes + [UInt8(remaining)]
+    }
+
+    /// The LEB128 varint at `position`, and how many bytes it takes.
+    private func varint(_ blob: [UInt8], at position: Int, advancing width: inout Int) -> Int? {
+        var value = 0
+        var shift = 0
+        for index in position..<blob.count {
+            value |= Int(blob[index] & 0x7F) << shift
+            shift += 7
+            if blob[index] & 0x80 == 0 {
+                width = index - position + 1
+                return value
+            }
+        }
+        return nil
     }
 
     @Test("serialize appends to what the buffer already holds")

@@ -57,6 +57,25 @@ struct CharsetTests {
         #expect(utf8(Array("ok".utf8), charset: "x-no-such-charset") == "ok")
     }
 
+    @Test("UTF-8 fed whole, byte by byte or split anywhere decodes alike, ASCII runs around bad bytes too")
+    func utf8AnySplit() {
+        let mixed: [UInt8] = Array("ascii run ".utf8) + [0xC3, 0xBC, 0x61, 0xFF, 0x62, 0xE2, 0x82, 0x41, 0x42]
+            + Array(" tail €".utf8) + [0xF0, 0x9F, 0x99, 0x82, 0x7F, 0xC3]
+        let expected = Array("ascii run üa\u{FFFD}b\u{FFFD}AB tail €🙂\u{7F}\u{FFFD}".utf8)
+        func decode(_ chunks: [ArraySlice<UInt8>]) -> [UInt8] {
+            var decoder = MIMECharsetDecoder(charsetName: Array("utf-8".utf8))
+            var output: [UInt8] = []
+            for chunk in chunks { chunk.withUnsafeBytes { decoder.decode($0, into: &output) } }
+            decoder.finish(into: &output)
+            return output
+        }
+        #expect(decode([mixed[...]]) == expected)
+        #expect(decode(mixed.map { [$0][...] }) == expected)
+        for split in 0...mixed.count {
+            #expect(decode([mixed[..<split], mixed[split...]]) == expected, "split \(split)")
+        }
+    }
+
     @Test("a UTF-8 character split across chunks is kept whole")
     func utf8AcrossChunks() {
         let bytes = Array("a€b".utf8)
