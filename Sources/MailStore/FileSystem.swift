@@ -341,8 +341,26 @@ extension Array where Element == UInt8 {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 
+    /// Appends the decimal digits of `value` (a `-` first when negative), most significant
+    /// first, without building a String (FETCH writes sizes and line counts with it).
     mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
-        append(contentsOf: String(value).utf8)
+        if value < 0 { append(UInt8(ascii: "-")) }
+        let magnitude = UInt64(value.magnitude)
+        var divisor: UInt64 = 1
+        while magnitude / divisor >= 10 { divisor &*= 10 }
+        repeat {
+            append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
+    }
+
+    /// Makes room for `count` more bytes, at least doubling the capacity when it grows, so calls
+    /// for many small additions still grow the array geometrically (reserveCapacity alone grows
+    /// to exactly what is asked).
+    mutating func reserveRoom(for count: Int) {
+        let needed = self.count + count
+        guard capacity < needed else { return }
+        reserveCapacity(Swift.max(needed, capacity * 2))
     }
 }
 

@@ -1,5 +1,7 @@
 // IMAPDescription: ENVELOPE and BODYSTRUCTURE of a MessageStructure in IMAP syntax (RFC 3501
-// section 7.4.2), for logs and tests. The protocol layer's FETCH encoder may replace it.
+// section 7.4.2), written straight into FETCH's output buffer (and for logs and tests). FETCH of
+// a message list calls these for every message, so they allocate nothing and append each string
+// in as few appends as its escapes allow.
 
 extension MessageStructure {
     /// `(ENVELOPE (...) BODYSTRUCTURE (...))` as a server would send it; strings that cannot be
@@ -25,15 +27,20 @@ extension MessageStructure {
     ///     envelope = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP env-to SP
     ///                env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"
     public func writeIMAPEnvelope(_ index: Int, into output: inout [UInt8]) {
+        output.reserveRoom(for: describedSizeEstimate)
         let envelope = envelopes[index]
         output.append(UInt8(ascii: "("))
         writeIMAPString(envelope.date, into: &output)
         output.append(MIMEBytes.space)
         writeIMAPString(envelope.subject, into: &output)
-        for list in [envelope.from, envelope.sender, envelope.replyTo, envelope.to, envelope.cc, envelope.bcc] {
-            output.append(MIMEBytes.space)
-            writeIMAPAddresses(list, into: &output)
-        }
+        // One call per list rather than a loop over an array of them: that array was an
+        // allocation per envelope.
+        writeIMAPAddresses(envelope.from, into: &output)
+        writeIMAPAddresses(envelope.sender, into: &output)
+        writeIMAPAddresses(envelope.replyTo, into: &output)
+        writeIMAPAddresses(envelope.to, into: &output)
+        writeIMAPAddresses(envelope.cc, into: &output)
+        writeIMAPAddresses(envelope.bcc, into: &output)
         output.append(MIMEBytes.space)
         writeIMAPString(envelope.inReplyTo, into: &output)
         output.append(MIMEBytes.space)
@@ -48,14 +55,19 @@ extension MessageStructure {
     /// a message/rfc822 part whose inside was not parsed (encoded, too deep) gets an all-NIL
     /// envelope and that same empty body. Both as Dovecot does.
     public func writeIMAPBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
+        output.reserveRoom(for: describedSizeEstimate)
         let part = parts[index]
         output.append(UInt8(ascii: "("))
         if isType(index, "multipart") {
-            let children = children(of: index)
-            if children.isEmpty {
+            // Children walked in place (``children(of:)`` would build an array per multipart).
+            var child = index + 1
+            if child >= part.subtreeEnd {
                 writeEmptyIMAPBody(extensions: extensions, into: &output)
             }
-            for child in children { writeIMAPBody(child, extensions: extensions, into: &output) }
+            while child < part.subtreeEnd {
+                writeIMAPBody(child, extensions: extensions, into: &output)
+                child = parts[child].subtreeEnd
+            }
             output.append(MIMEBytes.space)
             writeIMAPString(part.subtype, into: &output)
             if extensions {
@@ -78,7 +90,7 @@ extension MessageStructure {
         output.append(MIMEBytes.space)
         writeIMAPString(part.encoding ?? .sevenBit, into: &output)
         output.append(MIMEBytes.space)
-        output.append(contentsOf: String(part.bodySize).utf8)
+        output.appendDecimal(part.bodySize)
         if isType(index, "message") && isSubtype(index, "rfc822") {
             output.append(MIMEBytes.space)
             if part.kind == .message, part.envelope >= 0, index + 1 < part.subtreeEnd {
@@ -90,10 +102,10 @@ extension MessageStructure {
                 writeEmptyIMAPBody(extensions: extensions, into: &output)
             }
             output.append(MIMEBytes.space)
-            output.append(contentsOf: String(part.bodyLines).utf8)
+            output.appendDecimal(part.bodyLines)
         } else if isText(part) {
             output.append(MIMEBytes.space)
-            output.append(contentsOf: String(part.bodyLines).utf8)
+            output.appendDecimal(part.bodyLines)
         }
         if extensions {
             output.append(MIMEBytes.space)
@@ -101,6 +113,13 @@ extension MessageStructure {
             writeIMAPExtensionTail(part, into: &output)
         }
         output.append(UInt8(ascii: ")"))
+    }
+
+    /// About the most bytes the ENVELOPE and BODYSTRUCTURE of this structure take: its strings
+    /// (not the cached header copy) and the punctuation and NILs around them. Reserved up front so
+    /// an output buffer grows at most once for a message rather than in steps.
+    private var describedSizeEstimate: Int {
+        pool.count - Int(cachedHeader?.count ?? 0) + parts.count * 96 + envelopes.count * 64 + addresses.count * 24
     }
 
     /// ` body-fld-dsp SP body-fld-lang SP body-fld-loc`.
@@ -147,9 +166,7 @@ extension MessageStructure {
         for (position, parameter) in parameters[range].enumerated() {
             if position > 0 { output.append(MIMEBytes.space) }
             if let extended = parameter.extendedValue {
-                var name = Array(bytes(parameter.name))
-                name.append(UInt8(ascii: "*"))
-                Self.writeIMAPString(name[...], into: &output)
+                Self.writeIMAPString(bytes(parameter.name), suffix: UInt8(ascii: "*"), into: &output)
                 output.append(MIMEBytes.space)
                 writeIMAPString(extended, into: &output)
             } else {
@@ -161,7 +178,11 @@ extension MessageStructure {
         output.append(UInt8(ascii: ")"))
     }
 
+    /// ` env-from` and the other lists: a space, then NIL or a list of `address`es.
+    ///
+    ///     address = "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"
     private func writeIMAPAddresses(_ range: Range<Int>, into output: inout [UInt8]) {
+        output.append(MIMEBytes.space)
         guard !range.isEmpty else {
             output.append(contentsOf: "NIL".utf8)
             return
@@ -189,21 +210,50 @@ extension MessageStructure {
         Self.writeIMAPString(bytes(text), into: &output)
     }
 
-    /// `nstring`: a quoted string when every byte may be quoted, else a literal.
+    /// `nstring`: a quoted string when every byte may be quoted, else a literal; `suffix`, when
+    /// given, is one more (ASCII, unquoted-safe) byte at the end of the string.
     ///
     ///     quoted = DQUOTE *QUOTED-CHAR DQUOTE ; literal = "{" number "}" CRLF *CHAR8
-    static func writeIMAPString(_ bytes: ArraySlice<UInt8>, into output: inout [UInt8]) {
-        let quotable = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7F || $0 == MIMEBytes.tab }
-        if quotable {
-            output.append(UInt8(ascii: "\""))
-            for byte in bytes {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { output.append(UInt8(ascii: "\\")) }
-                output.append(byte)
+    static func writeIMAPString(_ bytes: ArraySlice<UInt8>, suffix: UInt8? = nil, into output: inout [UInt8]) {
+        // One scan decides the form and whether any byte needs a backslash before it.
+        var needsEscapes = false
+        var quotable = true
+        for byte in bytes {
+            if byte < 0x20 && byte != MIMEBytes.tab || byte >= 0x7F {
+                quotable = false
+                break
             }
-            output.append(UInt8(ascii: "\""))
-        } else {
-            output.append(contentsOf: "{\(bytes.count)}\r\n".utf8)
-            output.append(contentsOf: bytes)
+            if isQuotedSpecial(byte) { needsEscapes = true }
         }
+        let suffixCount = suffix == nil ? 0 : 1
+        guard quotable else {
+            output.append(UInt8(ascii: "{"))
+            output.appendDecimal(bytes.count + suffixCount)
+            output.append(contentsOf: "}\r\n".utf8)
+            output.append(contentsOf: bytes)
+            if let suffix { output.append(suffix) }
+            return
+        }
+        output.append(UInt8(ascii: "\""))
+        if !needsEscapes {
+            output.append(contentsOf: bytes)
+        } else {
+            // Each run between bytes that need a backslash goes in with one append.
+            var runStart = bytes.startIndex
+            for position in bytes.indices where isQuotedSpecial(bytes[position]) {
+                output.append(contentsOf: bytes[runStart..<position])
+                output.append(UInt8(ascii: "\\"))
+                runStart = position
+            }
+            output.append(contentsOf: bytes[runStart...])
+        }
+        if let suffix { output.append(suffix) }
+        output.append(UInt8(ascii: "\""))
+    }
+
+    /// The bytes a quoted string escapes (`quoted-specials = DQUOTE / "\\"`).
+    @inline(__always)
+    private static func isQuotedSpecial(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }
 }
