@@ -477,9 +477,11 @@ extension IMAPSession {
 
     /// The message's structure, from the index cache when possible, else parsed from the mapped file.
     func loadStructure(_ uid: UInt32, _ mailbox: Mailbox) -> MessageStructure? {
-        if let blob = try? mailbox.cachedAnalysis(of: uid), !blob.isEmpty, let structure = MessageStructure(serialized: blob) {
-            return structure
+        // Decoded from the cache record where it was read, with no array copy of the blob.
+        let cached = try? mailbox.withCachedAnalysis(of: uid) { blob in
+            blob.isEmpty ? nil : MessageStructure(serialized: blob)
         }
+        if let cached { return cached }
         return try? mailbox.withMessageBytes(of: uid) { MessageStructure(parsing: $0) }
     }
 

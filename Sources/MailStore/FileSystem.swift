@@ -187,21 +187,30 @@ public final class FileHandle: Sendable {
         if count == 0 { return [] }
         var failure: StoreError?
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = .system(call: "pread", errno: errno)
-                    break
-                }
-                if n == 0 { break }
-                done += n
+            do throws(StoreError) {
+                initialized = try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+            } catch {
+                failure = error
+                initialized = 0
             }
-            initialized = done
         }
         if let failure { throw failure }
         return bytes
+    }
+
+    /// Fills `buffer` from `offset`; returns how many bytes it read, fewer only at end of file.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StoreError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(call: "pread", errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
     }
 
     /// Size and modification time of the open file.

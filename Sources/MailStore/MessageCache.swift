@@ -44,10 +44,21 @@ struct MessageCache {
 
     /// The blob at `offset`, or nil when there is none or it does not check out.
     func read(offset: Int64, length: UInt32, uid: UInt32) -> [UInt8]? {
-        guard offset >= 0, offset + Int64(MessageCache.headerSize) + Int64(length) <= end,
-            let bytes = try? file.read(count: MessageCache.headerSize + Int(length), at: offset)
-        else { return nil }
-        return bytes.withUnsafeBytes { MessageCache.blob(inRecord: $0, uid: uid, length: length) }
+        withBlob(offset: offset, length: length, uid: uid) { Array($0) }
+    }
+
+    /// Runs `body` over the blob at `offset`, read into temporary memory (on the stack when it
+    /// fits) rather than an array: FETCH reads one per message only to decode it. Nil when there
+    /// is none or it does not check out.
+    func withBlob<T>(offset: Int64, length: UInt32, uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        let recordSize = MessageCache.headerSize + Int(length)
+        guard offset >= 0, offset + Int64(recordSize) <= end else { return nil }
+        return withUnsafeTemporaryAllocation(byteCount: recordSize, alignment: 8) { buffer -> T? in
+            guard let count = try? file.read(into: buffer, at: offset), count == recordSize,
+                  MessageCache.isIntact(UnsafeRawBufferPointer(buffer), uid: uid, length: length)
+            else { return nil }
+            return body(UnsafeRawBufferPointer(rebasing: buffer[MessageCache.headerSize..<recordSize]))
+        }
     }
 
     /// Up to `count` bytes from `offset` (several records in one read); nil when there are none.
@@ -61,15 +72,21 @@ struct MessageCache {
     /// The blob of the record starting at `record`'s first byte, when the record is whole and its
     /// header (magic, UID, length) and checksum check out.
     static func blob(inRecord record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32) -> [UInt8]? {
+        guard isIntact(record, uid: uid, length: length) else { return nil }
+        return Array(record[MessageCache.headerSize..<MessageCache.headerSize + Int(length)])
+    }
+
+    /// Whether the record starting at `record`'s first byte is whole and its header (magic, UID,
+    /// length) and checksum check out.
+    static func isIntact(_ record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32) -> Bool {
         let recordSize = MessageCache.headerSize + Int(length)
         guard record.count >= recordSize,
             record.loadLittleEndian(at: 0, as: UInt32.self) == MessageCache.magic,
             record.loadLittleEndian(at: 4, as: UInt32.self) == uid,
             record.loadLittleEndian(at: 8, as: UInt32.self) == length
-        else { return nil }
+        else { return false }
         let blob = UnsafeRawBufferPointer(rebasing: record[MessageCache.headerSize..<recordSize])
-        guard record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(blob) else { return nil }
-        return Array(blob)
+        return record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(blob)
     }
 }
 
