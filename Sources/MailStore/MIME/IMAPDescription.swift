@@ -23,12 +23,42 @@ extension MessageStructure {
     }
 
     /// Writes envelope `index` (RFC 3501 `envelope`).
+    public func writeIMAPEnvelope(_ index: Int, into output: inout [UInt8]) {
+        output.reserveRoom(for: describedSizeEstimate)
+        pool.withUnsafeBufferPointer { pool in
+            IMAPDescriptionWriter(structure: self, pool: pool).writeEnvelope(index, into: &output)
+        }
+    }
+
+    /// Writes part `index` as `body` (BODYSTRUCTURE with `extensions`, BODY without).
+    public func writeIMAPBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
+        output.reserveRoom(for: describedSizeEstimate)
+        pool.withUnsafeBufferPointer { pool in
+            IMAPDescriptionWriter(structure: self, pool: pool).writeBody(index, extensions: extensions, into: &output)
+        }
+    }
+
+    /// About the most bytes the ENVELOPE and BODYSTRUCTURE of this structure take: its strings
+    /// (not the cached header copy) and the punctuation and NILs around them. Reserved up front so
+    /// an output buffer grows at most once for a message rather than in steps.
+    private var describedSizeEstimate: Int {
+        pool.count - Int(cachedHeader?.count ?? 0) + parts.count * 96 + envelopes.count * 64 + addresses.count * 24
+    }
+}
+
+/// Writes a structure's ENVELOPE and BODYSTRUCTURE with its string pool's memory at hand, so each
+/// string is read and copied without a slice of the pool (a retain and release each) or bounds
+/// checks per byte.
+private struct IMAPDescriptionWriter {
+    let structure: MessageStructure
+    let pool: UnsafeBufferPointer<UInt8>
+
+    /// Envelope `index`.
     ///
     ///     envelope = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP env-to SP
     ///                env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"
-    public func writeIMAPEnvelope(_ index: Int, into output: inout [UInt8]) {
-        output.reserveRoom(for: describedSizeEstimate)
-        let envelope = envelopes[index]
+    func writeEnvelope(_ index: Int, into output: inout [UInt8]) {
+        let envelope = structure.envelopes[index]
         output.append(UInt8(ascii: "("))
         writeIMAPString(envelope.date, into: &output)
         output.append(MIMEBytes.space)
@@ -48,25 +78,24 @@ extension MessageStructure {
         output.append(UInt8(ascii: ")"))
     }
 
-    /// Writes part `index` as `body` (BODYSTRUCTURE with `extensions`, BODY without).
+    /// Part `index` as `body` (BODYSTRUCTURE with `extensions`, BODY without).
     ///
     /// A multipart with no parts (no boundary, or a boundary never found) gets one empty text/plain
     /// part, since the grammar needs at least one (`body-type-mpart = 1*body SP media-subtype`);
     /// a message/rfc822 part whose inside was not parsed (encoded, too deep) gets an all-NIL
     /// envelope and that same empty body. Both as Dovecot does.
-    public func writeIMAPBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
-        output.reserveRoom(for: describedSizeEstimate)
-        let part = parts[index]
+    func writeBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
+        let part = structure.parts[index]
         output.append(UInt8(ascii: "("))
-        if isType(index, "multipart") {
+        if structure.isType(index, "multipart") {
             // Children walked in place (``children(of:)`` would build an array per multipart).
             var child = index + 1
             if child >= part.subtreeEnd {
                 writeEmptyIMAPBody(extensions: extensions, into: &output)
             }
             while child < part.subtreeEnd {
-                writeIMAPBody(child, extensions: extensions, into: &output)
-                child = parts[child].subtreeEnd
+                writeBody(child, extensions: extensions, into: &output)
+                child = structure.parts[child].subtreeEnd
             }
             output.append(MIMEBytes.space)
             writeIMAPString(part.subtype, into: &output)
@@ -91,19 +120,19 @@ extension MessageStructure {
         writeIMAPString(part.encoding ?? .sevenBit, into: &output)
         output.append(MIMEBytes.space)
         output.appendDecimal(part.bodySize)
-        if isType(index, "message") && isSubtype(index, "rfc822") {
+        if structure.isType(index, "message") && structure.isSubtype(index, "rfc822") {
             output.append(MIMEBytes.space)
             if part.kind == .message, part.envelope >= 0, index + 1 < part.subtreeEnd {
-                writeIMAPEnvelope(part.envelope, into: &output)
+                writeEnvelope(part.envelope, into: &output)
                 output.append(MIMEBytes.space)
-                writeIMAPBody(index + 1, extensions: extensions, into: &output)
+                writeBody(index + 1, extensions: extensions, into: &output)
             } else {
-                output.append(contentsOf: "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ".utf8)
+                Self.append("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ", to: &output)
                 writeEmptyIMAPBody(extensions: extensions, into: &output)
             }
             output.append(MIMEBytes.space)
             output.appendDecimal(part.bodyLines)
-        } else if isText(part) {
+        } else if structure.isText(part) {
             output.append(MIMEBytes.space)
             output.appendDecimal(part.bodyLines)
         }
@@ -113,13 +142,6 @@ extension MessageStructure {
             writeIMAPExtensionTail(part, into: &output)
         }
         output.append(UInt8(ascii: ")"))
-    }
-
-    /// About the most bytes the ENVELOPE and BODYSTRUCTURE of this structure take: its strings
-    /// (not the cached header copy) and the punctuation and NILs around them. Reserved up front so
-    /// an output buffer grows at most once for a message rather than in steps.
-    private var describedSizeEstimate: Int {
-        pool.count - Int(cachedHeader?.count ?? 0) + parts.count * 96 + envelopes.count * 64 + addresses.count * 24
     }
 
     /// ` body-fld-dsp SP body-fld-lang SP body-fld-loc`.
@@ -132,14 +154,14 @@ extension MessageStructure {
             writeIMAPParameters(part.dispositionParameters, into: &output)
             output.append(UInt8(ascii: ")"))
         } else {
-            output.append(contentsOf: "NIL".utf8)
+            Self.append("NIL", to: &output)
         }
         output.append(MIMEBytes.space)
         if part.languages.isEmpty {
-            output.append(contentsOf: "NIL".utf8)
+            Self.append("NIL", to: &output)
         } else {
             output.append(UInt8(ascii: "("))
-            for (position, tag) in languageTags[part.languages].enumerated() {
+            for (position, tag) in structure.languageTags[part.languages].enumerated() {
                 if position > 0 { output.append(MIMEBytes.space) }
                 writeIMAPString(tag, into: &output)
             }
@@ -150,8 +172,8 @@ extension MessageStructure {
     }
 
     private func writeEmptyIMAPBody(extensions: Bool, into output: inout [UInt8]) {
-        output.append(contentsOf: "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0".utf8)
-        if extensions { output.append(contentsOf: " NIL NIL NIL NIL".utf8) }
+        Self.append("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0", to: &output)
+        if extensions { Self.append(" NIL NIL NIL NIL", to: &output) }
         output.append(UInt8(ascii: ")"))
     }
 
@@ -159,11 +181,11 @@ extension MessageStructure {
     /// joined ASCII wire form.
     private func writeIMAPParameters(_ range: Range<Int>, into output: inout [UInt8]) {
         guard !range.isEmpty else {
-            output.append(contentsOf: "NIL".utf8)
+            Self.append("NIL", to: &output)
             return
         }
         output.append(UInt8(ascii: "("))
-        for (position, parameter) in parameters[range].enumerated() {
+        for (position, parameter) in structure.parameters[range].enumerated() {
             if position > 0 { output.append(MIMEBytes.space) }
             if let extended = parameter.extendedValue {
                 Self.writeIMAPString(bytes(parameter.name), suffix: UInt8(ascii: "*"), into: &output)
@@ -184,11 +206,11 @@ extension MessageStructure {
     private func writeIMAPAddresses(_ range: Range<Int>, into output: inout [UInt8]) {
         output.append(MIMEBytes.space)
         guard !range.isEmpty else {
-            output.append(contentsOf: "NIL".utf8)
+            Self.append("NIL", to: &output)
             return
         }
         output.append(UInt8(ascii: "("))
-        for address in addresses[range] {
+        for address in structure.addresses[range] {
             output.append(UInt8(ascii: "("))
             writeIMAPString(address.name, into: &output)
             output.append(MIMEBytes.space)
@@ -204,17 +226,29 @@ extension MessageStructure {
 
     private func writeIMAPString(_ text: MIMEText?, into output: inout [UInt8]) {
         guard let text else {
-            output.append(contentsOf: "NIL".utf8)
+            Self.append("NIL", to: &output)
             return
         }
         Self.writeIMAPString(bytes(text), into: &output)
+    }
+
+    /// Appends fixed text (NIL, punctuation) from its static bytes, with none of a String's checks.
+    @inline(__always)
+    private static func append(_ text: StaticString, to output: inout [UInt8]) {
+        output.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// The bytes of a pooled string, in place.
+    @inline(__always)
+    private func bytes(_ text: MIMEText) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: pool[Int(text.offset)..<Int(text.offset) + Int(text.count)])
     }
 
     /// `nstring`: a quoted string when every byte may be quoted, else a literal; `suffix`, when
     /// given, is one more (ASCII, unquoted-safe) byte at the end of the string.
     ///
     ///     quoted = DQUOTE *QUOTED-CHAR DQUOTE ; literal = "{" number "}" CRLF *CHAR8
-    static func writeIMAPString(_ bytes: ArraySlice<UInt8>, suffix: UInt8? = nil, into output: inout [UInt8]) {
+    static func writeIMAPString(_ bytes: UnsafeBufferPointer<UInt8>, suffix: UInt8? = nil, into output: inout [UInt8]) {
         // One scan decides the form and whether any byte needs a backslash before it.
         var needsEscapes = false
         var quotable = true
@@ -229,7 +263,7 @@ extension MessageStructure {
         guard quotable else {
             output.append(UInt8(ascii: "{"))
             output.appendDecimal(bytes.count + suffixCount)
-            output.append(contentsOf: "}\r\n".utf8)
+            Self.append("}\r\n", to: &output)
             output.append(contentsOf: bytes)
             if let suffix { output.append(suffix) }
             return
@@ -239,13 +273,13 @@ extension MessageStructure {
             output.append(contentsOf: bytes)
         } else {
             // Each run between bytes that need a backslash goes in with one append.
-            var runStart = bytes.startIndex
+            var runStart = 0
             for position in bytes.indices where isQuotedSpecial(bytes[position]) {
-                output.append(contentsOf: bytes[runStart..<position])
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<position]))
                 output.append(UInt8(ascii: "\\"))
                 runStart = position
             }
-            output.append(contentsOf: bytes[runStart...])
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
         if let suffix { output.append(suffix) }
         output.append(UInt8(ascii: "\""))
