@@ -49,7 +49,7 @@ extension MessageStructure {
 /// Writes a structure's ENVELOPE and BODYSTRUCTURE with its string pool's memory at hand, so each
 /// string is read and copied without a slice of the pool (a retain and release each) or bounds
 /// checks per byte.
-private struct IMAPDescriptionWriter {
+struct IMAPDescriptionWriter {
     let structure: MessageStructure
     let pool: UnsafeBufferPointer<UInt8>
 
@@ -249,18 +249,9 @@ private struct IMAPDescriptionWriter {
     ///
     ///     quoted = DQUOTE *QUOTED-CHAR DQUOTE ; literal = "{" number "}" CRLF *CHAR8
     static func writeIMAPString(_ bytes: UnsafeBufferPointer<UInt8>, suffix: UInt8? = nil, into output: inout [UInt8]) {
-        // One scan decides the form and whether any byte needs a backslash before it.
-        var needsEscapes = false
-        var quotable = true
-        for byte in bytes {
-            if byte < 0x20 && byte != MIMEBytes.tab || byte >= 0x7F {
-                quotable = false
-                break
-            }
-            if isQuotedSpecial(byte) { needsEscapes = true }
-        }
+        let form = IMAPStringForm.of(bytes)
         let suffixCount = suffix == nil ? 0 : 1
-        guard quotable else {
+        guard form != .literal else {
             output.append(UInt8(ascii: "{"))
             output.appendDecimal(bytes.count + suffixCount)
             Self.append("}\r\n", to: &output)
@@ -269,7 +260,7 @@ private struct IMAPDescriptionWriter {
             return
         }
         output.append(UInt8(ascii: "\""))
-        if !needsEscapes {
+        if form == .quoted {
             output.append(contentsOf: bytes)
         } else {
             // Each run between bytes that need a backslash goes in with one append.
@@ -287,7 +278,70 @@ private struct IMAPDescriptionWriter {
 
     /// The bytes a quoted string escapes (`quoted-specials = DQUOTE / "\\"`).
     @inline(__always)
-    private static func isQuotedSpecial(_ byte: UInt8) -> Bool {
+    static func isQuotedSpecial(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+}
+
+/// How a pooled string goes on the wire: quoted as it is, quoted with backslashes before its
+/// quotes and backslashes, or (for controls other than tab, DEL and 8-bit bytes, which a quoted
+/// string cannot carry) a literal.
+enum IMAPStringForm: Equatable {
+    case quoted
+    case quotedWithEscapes
+    case literal
+
+    /// The form of `bytes`, found in one pass eight bytes at a time: a word holding none of the
+    /// bytes that matter (nearly every word of a header) costs a few instructions, and only a
+    /// word holding one is looked at byte by byte. ENVELOPE writes some thirty strings a message.
+    static func of(_ bytes: UnsafeBufferPointer<UInt8>) -> IMAPStringForm {
+        var form = IMAPStringForm.quoted
+        var position = 0
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while position + 8 <= bytes.count {
+                if mayHoldSpecialByte(raw.loadUnaligned(fromByteOffset: position, as: UInt64.self)) {
+                    for byte in UnsafeBufferPointer(rebasing: bytes[position..<position + 8]) {
+                        if !note(byte, in: &form) { return .literal }
+                    }
+                }
+                position += 8
+            }
+        }
+        while position < bytes.count {
+            if !note(bytes[position], in: &form) { return .literal }
+            position += 1
+        }
+        return form
+    }
+
+    /// Notes a byte that needs escaping in `form`; false for a byte only a literal can carry.
+    @inline(__always)
+    private static func note(_ byte: UInt8, in form: inout IMAPStringForm) -> Bool {
+        if byte < 0x20 && byte != MIMEBytes.tab || byte >= 0x7F { return false }
+        if IMAPDescriptionWriter.isQuotedSpecial(byte) { form = .quotedWithEscapes }
+        return true
+    }
+
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highBits: UInt64 = 0x8080_8080_8080_8080
+
+    /// Whether any of the eight bytes of `word` may be below 0x20, 0x7F or above, a quote or a
+    /// backslash. Never false when one is; sometimes true when none is (the bytes are then looked
+    /// at one by one). The lowest byte below `n` always sets its high bit in `(x - n*ones) & ~x`,
+    /// whatever the bytes above it do: a borrow only comes from a lower byte that is itself below.
+    @inline(__always)
+    private static func mayHoldSpecialByte(_ word: UInt64) -> Bool {
+        let below0x20 = (word &- 0x20 &* ones) & ~word
+        let isDelete = hasZeroByte(word ^ (0x7F &* ones))
+        let isQuote = hasZeroByte(word ^ (UInt64(UInt8(ascii: "\"")) &* ones))
+        let isBackslash = hasZeroByte(word ^ (UInt64(UInt8(ascii: "\\")) &* ones))
+        return (word | below0x20 | isDelete | isQuote | isBackslash) & highBits != 0
+    }
+
+    /// High bits set at (at least) the lowest zero byte of `word`; none when it has none.
+    @inline(__always)
+    private static func hasZeroByte(_ word: UInt64) -> UInt64 {
+        (word &- ones) & ~word
     }
 }

@@ -58,6 +58,29 @@ struct IMAPDescriptionTests {
         }
     }
 
+    @Test("every byte value, at every position of strings up to 20 bytes, takes the reference's form")
+    func everyByteAtEveryPosition() {
+        // The form is found eight bytes at a time: positions inside a word, across two words and in
+        // the tail after the last whole word all count.
+        for length in 1...20 {
+            for position in 0..<length {
+                for value in 0...255 {
+                    var string = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    string[position] = UInt8(value)
+                    var ours: [UInt8] = []
+                    string.withUnsafeBufferPointer { IMAPDescriptionWriter.writeIMAPString($0, into: &ours) }
+                    if ours != ReferenceIMAPWriter.quoted(string) {
+                        Issue.record("byte \(value) at \(position) of \(length): \(ours)")
+                        return
+                    }
+                }
+            }
+        }
+        var empty: [UInt8] = []
+        IMAPDescriptionWriter.writeIMAPString(UnsafeBufferPointer(start: nil, count: 0), into: &empty)
+        #expect(empty == Array("\"\"".utf8))
+    }
+
     @Test("the writers append after what the output already holds, whatever its capacity")
     func appendsToExistingOutput() {
         let structure = MessageStructure(parsing: Corpus.message("02-nested-mixed-alternative-related"))
@@ -186,7 +209,7 @@ private struct ReferenceIMAPWriter {
         if part.languages.isEmpty {
             output += Array("NIL".utf8)
         } else {
-            let tags = structure.languageTags[part.languages].map { quoted(Array(structure.bytes($0))) }
+            let tags = structure.languageTags[part.languages].map { Self.quoted(Array(structure.bytes($0))) }
             output += Array("(".utf8) + tags.joined(separator: Array(" ".utf8)) + Array(")".utf8)
         }
         output += Array(" ".utf8)
@@ -206,11 +229,11 @@ private struct ReferenceIMAPWriter {
         }
         let pairs = structure.parameters[range].map { parameter -> [UInt8] in
             if let extended = parameter.extendedValue {
-                return quoted(Array(structure.bytes(parameter.name)) + Array("*".utf8)) + Array(" ".utf8)
-                    + quoted(Array(structure.bytes(extended)))
+                return Self.quoted(Array(structure.bytes(parameter.name)) + Array("*".utf8)) + Array(" ".utf8)
+                    + Self.quoted(Array(structure.bytes(extended)))
             }
-            return quoted(Array(structure.bytes(parameter.name))) + Array(" ".utf8)
-                + quoted(Array(structure.bytes(parameter.value)))
+            return Self.quoted(Array(structure.bytes(parameter.name))) + Array(" ".utf8)
+                + Self.quoted(Array(structure.bytes(parameter.value)))
         }
         output += Array("(".utf8) + pairs.joined(separator: Array(" ".utf8)) + Array(")".utf8)
     }
@@ -228,11 +251,11 @@ private struct ReferenceIMAPWriter {
             output += Array("NIL".utf8)
             return
         }
-        output += quoted(Array(structure.bytes(text)))
+        output += Self.quoted(Array(structure.bytes(text)))
     }
 
     /// A quoted string when every byte is printable ASCII or a tab, else a literal.
-    private func quoted(_ bytes: [UInt8]) -> [UInt8] {
+    static func quoted(_ bytes: [UInt8]) -> [UInt8] {
         let printable = bytes.allSatisfy { (0x20..<0x7F).contains($0) || $0 == 0x09 }
         guard printable else { return Array("{\(bytes.count)}\r\n".utf8) + bytes }
         var result = Array("\"".utf8)
