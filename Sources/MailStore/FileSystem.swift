@@ -343,15 +343,16 @@ func currentTimeNanoseconds() -> Int64 {
     return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
 }
 
-// MARK: - Little-endian byte helpers for the binary index
+// MARK: - Byte helpers for the binary index and text files
 
-extension Array where Element == UInt8 {
-    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
+/// Something bytes are appended to one at a time (an array, or the IMAP description's sink),
+/// which then writes numbers in decimal without building a String.
+protocol ByteAppending {
+    mutating func append(_ byte: UInt8)
+}
 
-    /// Appends the decimal digits of `value` (a `-` first when negative), most significant
-    /// first, without building a String (FETCH writes sizes and line counts with it).
+extension ByteAppending {
+    /// Appends the decimal digits of `value` (a `-` first when negative), most significant first.
     mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
         if value < 0 { append(UInt8(ascii: "-")) }
         let magnitude = UInt64(value.magnitude)
@@ -362,14 +363,13 @@ extension Array where Element == UInt8 {
             divisor /= 10
         } while divisor > 0
     }
+}
 
-    /// Makes room for `count` more bytes, at least doubling the capacity when it grows, so calls
-    /// for many small additions still grow the array geometrically (reserveCapacity alone grows
-    /// to exactly what is asked).
-    mutating func reserveRoom(for count: Int) {
-        let needed = self.count + count
-        guard capacity < needed else { return }
-        reserveCapacity(Swift.max(needed, capacity * 2))
+extension Array: ByteAppending where Element == UInt8 {}
+
+extension Array where Element == UInt8 {
+    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 }
 

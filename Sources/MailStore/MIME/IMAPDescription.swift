@@ -1,7 +1,7 @@
 // IMAPDescription: ENVELOPE and BODYSTRUCTURE of a MessageStructure in IMAP syntax (RFC 3501
 // section 7.4.2), written straight into FETCH's output buffer (and for logs and tests). FETCH of
-// a message list calls these for every message, so they allocate nothing and append each string
-// in as few appends as its escapes allow.
+// a message list calls these for every message, so they allocate nothing, read the pool in place
+// and write through a scratch buffer (IMAPDescriptionSink).
 
 extension MessageStructure {
     /// `(ENVELOPE (...) BODYSTRUCTURE (...))` as a server would send it; strings that cannot be
@@ -24,25 +24,28 @@ extension MessageStructure {
 
     /// Writes envelope `index` (RFC 3501 `envelope`).
     public func writeIMAPEnvelope(_ index: Int, into output: inout [UInt8]) {
-        output.reserveRoom(for: describedSizeEstimate)
-        pool.withUnsafeBufferPointer { pool in
-            IMAPDescriptionWriter(structure: self, pool: pool).writeEnvelope(index, into: &output)
-        }
+        withIMAPDescriptionWriter(appendingTo: &output) { $0.writeEnvelope(index, into: &$1) }
     }
 
     /// Writes part `index` as `body` (BODYSTRUCTURE with `extensions`, BODY without).
     public func writeIMAPBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
-        output.reserveRoom(for: describedSizeEstimate)
-        pool.withUnsafeBufferPointer { pool in
-            IMAPDescriptionWriter(structure: self, pool: pool).writeBody(index, extensions: extensions, into: &output)
-        }
+        withIMAPDescriptionWriter(appendingTo: &output) { $0.writeBody(index, extensions: extensions, into: &$1) }
     }
 
-    /// About the most bytes the ENVELOPE and BODYSTRUCTURE of this structure take: its strings
-    /// (not the cached header copy) and the punctuation and NILs around them. Reserved up front so
-    /// an output buffer grows at most once for a message rather than in steps.
-    private var describedSizeEstimate: Int {
-        pool.count - Int(cachedHeader?.count ?? 0) + parts.count * 96 + envelopes.count * 64 + addresses.count * 24
+    /// Runs `body` with a writer over this structure's pool and a sink (scratch on the stack) that
+    /// appends to `output`.
+    private func withIMAPDescriptionWriter(appendingTo output: inout [UInt8],
+                                           _ body: (IMAPDescriptionWriter, inout IMAPDescriptionSink) -> Void)
+    {
+        pool.withUnsafeBufferPointer { pool in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: IMAPDescriptionSink.scratchSize) { scratch in
+                // The array moves into the sink and back, so it stays uniquely held and grows in place.
+                var sink = IMAPDescriptionSink(appendingTo: output, scratch: scratch)
+                output = []
+                body(IMAPDescriptionWriter(structure: self, pool: pool), &sink)
+                output = sink.finish()
+            }
+        }
     }
 }
 
@@ -57,7 +60,7 @@ struct IMAPDescriptionWriter {
     ///
     ///     envelope = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP env-to SP
     ///                env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"
-    func writeEnvelope(_ index: Int, into output: inout [UInt8]) {
+    func writeEnvelope(_ index: Int, into output: inout IMAPDescriptionSink) {
         let envelope = structure.envelopes[index]
         output.append(UInt8(ascii: "("))
         writeIMAPString(envelope.date, into: &output)
@@ -84,7 +87,7 @@ struct IMAPDescriptionWriter {
     /// part, since the grammar needs at least one (`body-type-mpart = 1*body SP media-subtype`);
     /// a message/rfc822 part whose inside was not parsed (encoded, too deep) gets an all-NIL
     /// envelope and that same empty body. Both as Dovecot does.
-    func writeBody(_ index: Int, extensions: Bool, into output: inout [UInt8]) {
+    func writeBody(_ index: Int, extensions: Bool, into output: inout IMAPDescriptionSink) {
         let part = structure.parts[index]
         output.append(UInt8(ascii: "("))
         if structure.isType(index, "multipart") {
@@ -127,7 +130,7 @@ struct IMAPDescriptionWriter {
                 output.append(MIMEBytes.space)
                 writeBody(index + 1, extensions: extensions, into: &output)
             } else {
-                Self.append("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ", to: &output)
+                output.append("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ")
                 writeEmptyIMAPBody(extensions: extensions, into: &output)
             }
             output.append(MIMEBytes.space)
@@ -145,7 +148,7 @@ struct IMAPDescriptionWriter {
     }
 
     /// ` body-fld-dsp SP body-fld-lang SP body-fld-loc`.
-    private func writeIMAPExtensionTail(_ part: MIMEPart, into output: inout [UInt8]) {
+    private func writeIMAPExtensionTail(_ part: MIMEPart, into output: inout IMAPDescriptionSink) {
         output.append(MIMEBytes.space)
         if let disposition = part.disposition {
             output.append(UInt8(ascii: "("))
@@ -154,11 +157,11 @@ struct IMAPDescriptionWriter {
             writeIMAPParameters(part.dispositionParameters, into: &output)
             output.append(UInt8(ascii: ")"))
         } else {
-            Self.append("NIL", to: &output)
+            output.append("NIL")
         }
         output.append(MIMEBytes.space)
         if part.languages.isEmpty {
-            Self.append("NIL", to: &output)
+            output.append("NIL")
         } else {
             output.append(UInt8(ascii: "("))
             for (position, tag) in structure.languageTags[part.languages].enumerated() {
@@ -171,17 +174,17 @@ struct IMAPDescriptionWriter {
         writeIMAPString(part.location, into: &output)
     }
 
-    private func writeEmptyIMAPBody(extensions: Bool, into output: inout [UInt8]) {
-        Self.append("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0", to: &output)
-        if extensions { Self.append(" NIL NIL NIL NIL", to: &output) }
+    private func writeEmptyIMAPBody(extensions: Bool, into output: inout IMAPDescriptionSink) {
+        output.append("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0")
+        if extensions { output.append(" NIL NIL NIL NIL") }
         output.append(UInt8(ascii: ")"))
     }
 
     /// `body-fld-param`: NIL or a list of name/value pairs; RFC 2231 values as `name*` and their
     /// joined ASCII wire form.
-    private func writeIMAPParameters(_ range: Range<Int>, into output: inout [UInt8]) {
+    private func writeIMAPParameters(_ range: Range<Int>, into output: inout IMAPDescriptionSink) {
         guard !range.isEmpty else {
-            Self.append("NIL", to: &output)
+            output.append("NIL")
             return
         }
         output.append(UInt8(ascii: "("))
@@ -203,10 +206,10 @@ struct IMAPDescriptionWriter {
     /// ` env-from` and the other lists: a space, then NIL or a list of `address`es.
     ///
     ///     address = "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"
-    private func writeIMAPAddresses(_ range: Range<Int>, into output: inout [UInt8]) {
+    private func writeIMAPAddresses(_ range: Range<Int>, into output: inout IMAPDescriptionSink) {
         output.append(MIMEBytes.space)
         guard !range.isEmpty else {
-            Self.append("NIL", to: &output)
+            output.append("NIL")
             return
         }
         output.append(UInt8(ascii: "("))
@@ -224,18 +227,12 @@ struct IMAPDescriptionWriter {
         output.append(UInt8(ascii: ")"))
     }
 
-    private func writeIMAPString(_ text: MIMEText?, into output: inout [UInt8]) {
+    private func writeIMAPString(_ text: MIMEText?, into output: inout IMAPDescriptionSink) {
         guard let text else {
-            Self.append("NIL", to: &output)
+            output.append("NIL")
             return
         }
         Self.writeIMAPString(bytes(text), into: &output)
-    }
-
-    /// Appends fixed text (NIL, punctuation) from its static bytes, with none of a String's checks.
-    @inline(__always)
-    private static func append(_ text: StaticString, to output: inout [UInt8]) {
-        output.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// The bytes of a pooled string, in place.
@@ -248,29 +245,29 @@ struct IMAPDescriptionWriter {
     /// given, is one more (ASCII, unquoted-safe) byte at the end of the string.
     ///
     ///     quoted = DQUOTE *QUOTED-CHAR DQUOTE ; literal = "{" number "}" CRLF *CHAR8
-    static func writeIMAPString(_ bytes: UnsafeBufferPointer<UInt8>, suffix: UInt8? = nil, into output: inout [UInt8]) {
+    static func writeIMAPString(_ bytes: UnsafeBufferPointer<UInt8>, suffix: UInt8? = nil, into output: inout IMAPDescriptionSink) {
         let form = IMAPStringForm.of(bytes)
         let suffixCount = suffix == nil ? 0 : 1
         guard form != .literal else {
             output.append(UInt8(ascii: "{"))
             output.appendDecimal(bytes.count + suffixCount)
-            Self.append("}\r\n", to: &output)
-            output.append(contentsOf: bytes)
+            output.append("}\r\n")
+            output.append(bytes)
             if let suffix { output.append(suffix) }
             return
         }
         output.append(UInt8(ascii: "\""))
         if form == .quoted {
-            output.append(contentsOf: bytes)
+            output.append(bytes)
         } else {
             // Each run between bytes that need a backslash goes in with one append.
             var runStart = 0
             for position in bytes.indices where isQuotedSpecial(bytes[position]) {
-                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<position]))
+                output.append(UnsafeBufferPointer(rebasing: bytes[runStart..<position]))
                 output.append(UInt8(ascii: "\\"))
                 runStart = position
             }
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
+            output.append(UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
         if let suffix { output.append(suffix) }
         output.append(UInt8(ascii: "\""))
@@ -291,28 +288,39 @@ enum IMAPStringForm: Equatable {
     case quotedWithEscapes
     case literal
 
-    /// The form of `bytes`, found in one pass eight bytes at a time: a word holding none of the
-    /// bytes that matter (nearly every word of a header) costs a few instructions, and only a
-    /// word holding one is looked at byte by byte. ENVELOPE writes some thirty strings a message.
+    /// The form of `bytes`, found a word (eight or four bytes) at a time: a word holding none of
+    /// the bytes that matter (nearly every word of a header) costs a few instructions, and only a
+    /// word holding one is looked at byte by byte. The last word is the string's last eight (or
+    /// four) bytes, overlapping the one before rather than leaving a tail to go through bytewise.
+    /// ENVELOPE writes some thirty strings a message.
     static func of(_ bytes: UnsafeBufferPointer<UInt8>) -> IMAPStringForm {
         var form = IMAPStringForm.quoted
-        var position = 0
-        if let base = bytes.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while position + 8 <= bytes.count {
-                if mayHoldSpecialByte(raw.loadUnaligned(fromByteOffset: position, as: UInt64.self)) {
-                    for byte in UnsafeBufferPointer(rebasing: bytes[position..<position + 8]) {
-                        if !note(byte, in: &form) { return .literal }
-                    }
-                }
-                position += 8
+        let count = bytes.count
+        guard let base = bytes.baseAddress else { return form }
+        let raw = UnsafeRawPointer(base)
+        if count >= 8 {
+            var start = 0
+            while true {
+                let word = raw.loadUnaligned(fromByteOffset: start, as: UInt64.self)
+                if mayHoldSpecialByte(word) && !note(bytes, start..<start + 8, in: &form) { return .literal }
+                if start == count - 8 { break }
+                start = Swift.min(start + 8, count - 8)
             }
-        }
-        while position < bytes.count {
-            if !note(bytes[position], in: &form) { return .literal }
-            position += 1
+        } else {
+            // Four to seven bytes: the first four and the last four; fewer: byte by byte.
+            let mayHold = count < 4 || mayHoldSpecialByte(raw.loadUnaligned(as: UInt32.self))
+                || mayHoldSpecialByte(raw.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self))
+            if mayHold && !note(bytes, 0..<count, in: &form) { return .literal }
         }
         return form
+    }
+
+    /// Notes the bytes of `range`: false when one can only go in a literal.
+    private static func note(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+                             in form: inout IMAPStringForm) -> Bool
+    {
+        for byte in UnsafeBufferPointer(rebasing: bytes[range]) where !note(byte, in: &form) { return false }
+        return true
     }
 
     /// Notes a byte that needs escaping in `form`; false for a byte only a literal can carry.
@@ -323,25 +331,24 @@ enum IMAPStringForm: Equatable {
         return true
     }
 
-    private static let ones: UInt64 = 0x0101_0101_0101_0101
-    private static let highBits: UInt64 = 0x8080_8080_8080_8080
-
-    /// Whether any of the eight bytes of `word` may be below 0x20, 0x7F or above, a quote or a
-    /// backslash. Never false when one is; sometimes true when none is (the bytes are then looked
-    /// at one by one). The lowest byte below `n` always sets its high bit in `(x - n*ones) & ~x`,
-    /// whatever the bytes above it do: a borrow only comes from a lower byte that is itself below.
+    /// Whether any byte of `word` may be below 0x20, 0x7F or above, a quote or a backslash. Never
+    /// false when one is; sometimes true when none is (the bytes are then looked at one by one).
+    /// The lowest byte below `n` always sets its high bit in `(x - n*ones) & ~x`, whatever the
+    /// bytes above it do: a borrow only comes from a lower byte that is itself below.
     @inline(__always)
-    private static func mayHoldSpecialByte(_ word: UInt64) -> Bool {
-        let below0x20 = (word &- 0x20 &* ones) & ~word
-        let isDelete = hasZeroByte(word ^ (0x7F &* ones))
-        let isQuote = hasZeroByte(word ^ (UInt64(UInt8(ascii: "\"")) &* ones))
-        let isBackslash = hasZeroByte(word ^ (UInt64(UInt8(ascii: "\\")) &* ones))
+    private static func mayHoldSpecialByte<Word: FixedWidthInteger & UnsignedInteger>(_ word: Word) -> Bool {
+        let ones = Word.max / 0xFF
+        let highBits = ones &* 0x80
+        let below0x20 = (word &- ones &* 0x20) & ~word
+        let isDelete = hasZeroByte(word ^ (ones &* 0x7F), ones)
+        let isQuote = hasZeroByte(word ^ (ones &* Word(UInt8(ascii: "\""))), ones)
+        let isBackslash = hasZeroByte(word ^ (ones &* Word(UInt8(ascii: "\\"))), ones)
         return (word | below0x20 | isDelete | isQuote | isBackslash) & highBits != 0
     }
 
     /// High bits set at (at least) the lowest zero byte of `word`; none when it has none.
     @inline(__always)
-    private static func hasZeroByte(_ word: UInt64) -> UInt64 {
+    private static func hasZeroByte<Word: FixedWidthInteger & UnsignedInteger>(_ word: Word, _ ones: Word) -> Word {
         (word &- ones) & ~word
     }
 }

@@ -61,24 +61,32 @@ struct IMAPDescriptionTests {
     @Test("every byte value, at every position of strings up to 20 bytes, takes the reference's form")
     func everyByteAtEveryPosition() {
         // The form is found eight bytes at a time: positions inside a word, across two words and in
-        // the tail after the last whole word all count.
+        // the tail after the last whole word all count. An 8-byte scratch makes pieces straddle
+        // its end and strings overflow it.
         for length in 1...20 {
             for position in 0..<length {
                 for value in 0...255 {
                     var string = [UInt8](repeating: UInt8(ascii: "a"), count: length)
                     string[position] = UInt8(value)
-                    var ours: [UInt8] = []
-                    string.withUnsafeBufferPointer { IMAPDescriptionWriter.writeIMAPString($0, into: &ours) }
-                    if ours != ReferenceIMAPWriter.quoted(string) {
+                    let ours = written(string, scratchSize: 8)
+                    if ours != Array("x".utf8) + ReferenceIMAPWriter.quoted(string) {
                         Issue.record("byte \(value) at \(position) of \(length): \(ours)")
                         return
                     }
                 }
             }
         }
-        var empty: [UInt8] = []
-        IMAPDescriptionWriter.writeIMAPString(UnsafeBufferPointer(start: nil, count: 0), into: &empty)
-        #expect(empty == Array("\"\"".utf8))
+        #expect(written([], scratchSize: 8) == Array("x\"\"".utf8))
+    }
+
+    /// `string` as the writer writes it after an `x`, through a sink with `scratchSize` bytes of
+    /// scratch.
+    private func written(_ string: [UInt8], scratchSize: Int) -> [UInt8] {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: scratchSize) { scratch in
+            var sink = IMAPDescriptionSink(appendingTo: Array("x".utf8), scratch: scratch)
+            string.withUnsafeBufferPointer { IMAPDescriptionWriter.writeIMAPString($0, into: &sink) }
+            return sink.finish()
+        }
     }
 
     @Test("the writers append after what the output already holds, whatever its capacity")
