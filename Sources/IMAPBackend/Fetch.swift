@@ -168,10 +168,12 @@ extension IMAPSession {
         }
         guard !job.analysing else { return }
         while true {
-            if var message = job.current {
-                let done = writeMessage(&message, job, selected)
-                job.current = done ? nil : message
-                if !done { return }  // writable() calls back when the client has read enough
+            // Taken out rather than copied: a copy would retain every array of its structure.
+            if var message = job.current.take() {
+                guard writeMessage(&message, job, selected) else {
+                    job.current = message
+                    return  // writable() calls back when the client has read enough
+                }
             }
             guard job.next < job.targets.count else { break }
             let target = job.targets[job.next]
