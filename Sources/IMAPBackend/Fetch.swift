@@ -50,6 +50,10 @@ final class FetchJob {
     /// Targets before this index had their analysis tried: a message the worker could not analyse is
     /// not handed over again (FETCH parses it itself).
     var analysedThrough = 0
+    /// A header section answered from the cached structure (HEADER.FIELDS of a message list), put
+    /// together here before its literal is written: one array for the whole FETCH, not one per
+    /// message.
+    var sectionBytes: [UInt8] = []
 
     /// Empties the job for the next FETCH, keeping the arrays' capacity.
     func reset(tag newTag: IMAPBytes) {
@@ -73,6 +77,7 @@ final class FetchJob {
     func finished() {
         current = nil
         if targets.capacity > FetchJob.retainedTargetCapacity { targets = [] }
+        if sectionBytes.capacity > MessageStructure.cachedHeaderLimit { sectionBytes = [] }
     }
 
     /// Notes what the items need, once they are all in.
@@ -163,10 +168,12 @@ extension IMAPSession {
         }
         guard !job.analysing else { return }
         while true {
-            if var message = job.current {
-                let done = writeMessage(&message, job, selected)
-                job.current = done ? nil : message
-                if !done { return }  // writable() calls back when the client has read enough
+            // Taken out rather than copied: a copy would retain every array of its structure.
+            if var message = job.current.take() {
+                guard writeMessage(&message, job, selected) else {
+                    job.current = message
+                    return  // writable() calls back when the client has read enough
+                }
             }
             guard job.next < job.targets.count else { break }
             let target = job.targets[job.next]
@@ -262,23 +269,23 @@ extension IMAPSession {
                 out.write(byte: UInt8(ascii: ")"))
             case .envelope, .body, .bodyStructure:
                 if message.structure == nil { message.structure = loadStructure(uid, mailbox) }
-                var bytes: [UInt8] = []
+                let structure = message.structure
+                // Written straight into the output buffer: no array per item to copy from.
                 switch item {
                 case .envelope:
                     out.write("ENVELOPE ")
-                    message.structure?.writeIMAPEnvelope(0, into: &bytes)
+                    structure?.writeIMAPEnvelope(0, into: &out.bytes)
                 case .body:
                     out.write("BODY ")
-                    message.structure?.writeIMAPBody(0, extensions: false, into: &bytes)
+                    structure?.writeIMAPBody(0, extensions: false, into: &out.bytes)
                 default:
                     out.write("BODYSTRUCTURE ")
-                    message.structure?.writeIMAPBody(0, extensions: true, into: &bytes)
+                    structure?.writeIMAPBody(0, extensions: true, into: &out.bytes)
                 }
-                if bytes.isEmpty { bytes = Array("NIL".utf8) }
-                out.write(contentsOf: bytes)
+                if structure == nil { out.write("NIL") }
             case .section(let label, let section, let partial, _):
                 writeItemName(label, partial: partial)
-                writeSection(section, partial: partial, mailbox: mailbox, message: &message)
+                writeSection(section, partial: partial, mailbox: mailbox, message: &message, job: job)
             case .binary(let label, let part, let partial, _):
                 writeItemName(label, partial: partial)
                 writeBinary(part: part, partial: partial, mailbox: mailbox, message: &message)
@@ -341,7 +348,7 @@ extension IMAPSession {
     /// ends, converted while streaming (the whole message's converted size is RFC822.SIZE from the
     /// index; a part's is measured first). HEADER.FIELDS reads only the header.
     private func writeSection(_ section: MIMESection, partial: IMAPPartial?, mailbox: Mailbox,
-                              message: inout MessageInProgress)
+                              message: inout MessageInProgress, job: FetchJob)
     {
         let mimePartial = partial.map { MIMEPartial(origin: Int(clamping: $0.offset), length: Int(clamping: $0.length)) }
         let isWhole = section.part.isEmpty && section.text == .all
@@ -354,8 +361,9 @@ extension IMAPSession {
             }
             // The message's own header is in the cached structure (what a message list fetches):
             // answered without opening the file.
-            if let cached = Self.cachedHeaderSection(located, structure) {
-                writeLiteral(Array(cached[mimePartial?.clip(cached.indices) ?? cached.indices]))
+            if Self.cachedHeaderSection(located, structure, into: &job.sectionBytes) {
+                let cached = job.sectionBytes
+                writeLiteral(cached[mimePartial?.clip(cached.indices) ?? cached.indices])
                 return
             }
             location = located
@@ -375,7 +383,7 @@ extension IMAPSession {
                                                excluding: excluding)
             }) ?? []
             if !isCanonical { filtered = IMAPSession.canonicalLineEnds(filtered) }
-            writeLiteral(Array(filtered[mimePartial?.clip(filtered.indices) ?? filtered.indices]))
+            writeLiteral(filtered[mimePartial?.clip(filtered.indices) ?? filtered.indices])
         case .bytes(let range):
             guard range.upperBound <= fileSize else {
                 out.write("\"\"")
@@ -394,20 +402,26 @@ extension IMAPSession {
         }
     }
 
-    /// The bytes of a header section (BODY[HEADER], BODY[HEADER.FIELDS (...)], their NOT forms) of
-    /// the message's own header, from the copy the cached structure keeps, with CRLF line ends; nil
-    /// when the section is elsewhere or no copy is kept.
-    static func cachedHeaderSection(_ location: MIMESectionLocation, _ structure: MessageStructure) -> [UInt8]? {
-        let bytes: [UInt8]
+    /// Puts in `output` (emptied first) the bytes of a header section (BODY[HEADER],
+    /// BODY[HEADER.FIELDS (...)], their NOT forms) of the message's own header, from the copy the
+    /// cached structure keeps, with CRLF line ends; false when the section is elsewhere or no copy
+    /// is kept.
+    static func cachedHeaderSection(_ location: MIMESectionLocation, _ structure: MessageStructure,
+                                    into output: inout [UInt8]) -> Bool
+    {
+        output.removeAll(keepingCapacity: true)
         switch location {
         case .filteredHeader(let header, let fields, let excluding):
-            guard let cached = structure.cachedBytes(of: header) else { return nil }
-            bytes = cached.withUnsafeBytes { MIMEHeaderFilter.filter($0, fields: fields, excluding: excluding) }
+            guard let cached = structure.cachedBytes(of: header) else { return false }
+            cached.withUnsafeBytes {
+                MIMEHeaderFilter.filter($0, fields: fields, excluding: excluding, appendingTo: &output)
+            }
         case .bytes(let range):
-            guard let cached = structure.cachedBytes(of: range) else { return nil }
-            bytes = Array(cached)
+            guard let cached = structure.cachedBytes(of: range) else { return false }
+            output.append(contentsOf: cached)
         }
-        return structure.messageBareLineFeeds == 0 ? bytes : IMAPSession.canonicalLineEnds(bytes)
+        if structure.messageBareLineFeeds != 0 { output = IMAPSession.canonicalLineEnds(output) }
+        return true
     }
 
     /// `{N}` CRLF and the file's bytes in `range`, with sendfile where the connection allows.
@@ -456,7 +470,7 @@ extension IMAPSession {
         return (opened.file, structure.parts[node].bodyRange, encoding)
     }
 
-    private func writeLiteral(_ bytes: [UInt8]) {
+    private func writeLiteral(_ bytes: ArraySlice<UInt8>) {
         out.write(byte: UInt8(ascii: "{"))
         out.write(number: bytes.count)
         out.write("}\r\n")
@@ -465,9 +479,11 @@ extension IMAPSession {
 
     /// The message's structure, from the index cache when possible, else parsed from the mapped file.
     func loadStructure(_ uid: UInt32, _ mailbox: Mailbox) -> MessageStructure? {
-        if let blob = try? mailbox.cachedAnalysis(of: uid), !blob.isEmpty, let structure = MessageStructure(serialized: blob) {
-            return structure
+        // Decoded from the cache record where it was read, with no array copy of the blob.
+        let cached = try? mailbox.withCachedAnalysis(of: uid) { blob in
+            blob.isEmpty ? nil : MessageStructure(serialized: blob)
         }
+        if let cached { return cached }
         return try? mailbox.withMessageBytes(of: uid) { MessageStructure(parsing: $0) }
     }
 

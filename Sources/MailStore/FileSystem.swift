@@ -187,21 +187,30 @@ public final class FileHandle: Sendable {
         if count == 0 { return [] }
         var failure: StoreError?
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = .system(call: "pread", errno: errno)
-                    break
-                }
-                if n == 0 { break }
-                done += n
+            do throws(StoreError) {
+                initialized = try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+            } catch {
+                failure = error
+                initialized = 0
             }
-            initialized = done
         }
         if let failure { throw failure }
         return bytes
+    }
+
+    /// Fills `buffer` from `offset`; returns how many bytes it read, fewer only at end of file.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StoreError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(call: "pread", errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
     }
 
     /// Size and modification time of the open file.
@@ -334,15 +343,33 @@ func currentTimeNanoseconds() -> Int64 {
     return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
 }
 
-// MARK: - Little-endian byte helpers for the binary index
+// MARK: - Byte helpers for the binary index and text files
+
+/// Something bytes are appended to one at a time (an array, or the IMAP description's sink),
+/// which then writes numbers in decimal without building a String.
+protocol ByteAppending {
+    mutating func append(_ byte: UInt8)
+}
+
+extension ByteAppending {
+    /// Appends the decimal digits of `value` (a `-` first when negative), most significant first.
+    mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
+        if value < 0 { append(UInt8(ascii: "-")) }
+        let magnitude = UInt64(value.magnitude)
+        var divisor: UInt64 = 1
+        while magnitude / divisor >= 10 { divisor &*= 10 }
+        repeat {
+            append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
+    }
+}
+
+extension Array: ByteAppending where Element == UInt8 {}
 
 extension Array where Element == UInt8 {
     mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
-
-    mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
-        append(contentsOf: String(value).utf8)
     }
 }
 

@@ -238,6 +238,23 @@ public final class Mailbox {
         guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
         let record = index.records[position]
         if let blob = cache.read(offset: record.cacheOffset, length: record.cacheLength, uid: uid) { return blob }
+        return try analyseAgain(uid, at: position)
+    }
+
+    /// Runs `body` over the cached analyzer blob of a message as ``cachedAnalysis(of:)`` finds it,
+    /// without copying it into an array when the cache has it (FETCH decodes one per message).
+    public func withCachedAnalysis<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
+        guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
+        let record = index.records[position]
+        if let result = cache.withBlob(offset: record.cacheOffset, length: record.cacheLength, uid: uid, body) {
+            return result
+        }
+        return try analyseAgain(uid, at: position).withUnsafeBytes(body)
+    }
+
+    /// The blob of a message whose cache record is missing or damaged, made from the message file
+    /// and cached; empty when there is no analyzer.
+    private func analyseAgain(_ uid: UInt32, at position: Int) throws(StoreError) -> [UInt8] {
         guard let analyzer = configuration.analyzer else { return [] }
         let blob = try withMessageBytes(of: uid) { analyzer.analyze($0) }
         let (offset, length) = try cache.append(blob, uid: uid)

@@ -44,11 +44,21 @@ struct MessageCache {
 
     /// The blob at `offset`, or nil when there is none or it does not check out.
     func read(offset: Int64, length: UInt32, uid: UInt32) -> [UInt8]? {
-        guard offset >= 0, offset + Int64(MessageCache.headerSize) + Int64(length) <= end,
-            let bytes = try? file.read(count: MessageCache.headerSize + Int(length), at: offset)
-        else { return nil }
-        let blob = bytes.withUnsafeBytes { MessageCache.blobRange(inRecord: $0, uid: uid, length: length) }
-        return blob.map { Array(bytes[$0]) }
+        withBlob(offset: offset, length: length, uid: uid) { Array($0) }
+    }
+
+    /// Runs `body` over the blob at `offset`, read into temporary memory (on the stack when it
+    /// fits) rather than an array: FETCH reads one per message only to decode it. Nil when there
+    /// is none or it does not check out.
+    func withBlob<T>(offset: Int64, length: UInt32, uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        let recordSize = MessageCache.headerSize + Int(length)
+        guard offset >= 0, offset + Int64(recordSize) <= end else { return nil }
+        return withUnsafeTemporaryAllocation(byteCount: recordSize, alignment: 8) { buffer -> T? in
+            guard let count = try? file.read(into: buffer, at: offset), count == recordSize,
+                  let blob = MessageCache.blobRange(inRecord: UnsafeRawBufferPointer(buffer), uid: uid, length: length)
+            else { return nil }
+            return body(UnsafeRawBufferPointer(rebasing: buffer[blob]))
+        }
     }
 
     /// Up to `count` bytes from `offset` (several records in one read); nil when there are none.

@@ -152,22 +152,40 @@ final class SubstringSearcher: MessageContentSearcher {
         }
     }
 
-    @Test(arguments: [1, 150, 600, 1 << 20])
-    func readAheadServesEachMessagesOwnBlobAndRebuildsADamagedOne(_ windowLimit: Int) throws {
-        let temporary = TemporaryDirectory()
+    /// The subject mailbox, reopened after one byte of the blob of cache record `record` was
+    /// flipped, and every message's blob as cached before the damage.
+    private func mailboxWithDamagedBlob(_ temporary: TemporaryDirectory, record: Int) throws
+        -> (inbox: Mailbox, expected: [[UInt8]])
+    {
         var expected: [[UInt8]] = []
         do {
             let inbox = try subjectMailbox(temporary, analyzer: MIMEMessageAnalyzer())
             expected = try inbox.uids.map { try inbox.cachedAnalysis(of: $0) }
         }
-        // The fourth record damaged: it alone is analysed again from its message.
         let cacheFile = temporary.path + "/data/users/u/" + MessageCache.fileName
         var cache = try #require(readFile(cacheFile))
-        let fourthRecord = expected[0..<3].reduce(0) { $0 + MessageCache.headerSize + $1.count }
-        cache[fourthRecord + MessageCache.headerSize] ^= 0xFF
+        let recordStart = expected[0..<record].reduce(0) { $0 + MessageCache.headerSize + $1.count }
+        cache[recordStart + MessageCache.headerSize] ^= 0xFF
         writeFile(cacheFile, cache)
         let configuration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher())
-        let inbox = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        return (try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox), expected)
+    }
+
+    @Test("withCachedAnalysis hands over each message's own blob, and rebuilds a damaged one")
+    func cachedAnalysisInPlaceMatchesTheCopy() throws {
+        let temporary = TemporaryDirectory()
+        let (inbox, expected) = try mailboxWithDamagedBlob(temporary, record: 0)
+        for (position, uid) in inbox.uids.enumerated() {
+            #expect(try inbox.withCachedAnalysis(of: uid) { Array($0) } == expected[position], "\(position)")
+        }
+        #expect(throws: StoreError.self) { try inbox.withCachedAnalysis(of: 999_999) { $0.count } }
+    }
+
+    @Test(arguments: [1, 150, 600, 1 << 20])
+    func readAheadServesEachMessagesOwnBlobAndRebuildsADamagedOne(_ windowLimit: Int) throws {
+        let temporary = TemporaryDirectory()
+        // The fourth record damaged: it alone is analysed again from its message.
+        let (inbox, expected) = try mailboxWithDamagedBlob(temporary, record: 3)
         let damaged = inbox.index.records[3]
         #expect(inbox.cache.read(offset: damaged.cacheOffset, length: damaged.cacheLength, uid: damaged.uid) == nil)
         // Whole records are read in place in the window; only the damaged one is analysed

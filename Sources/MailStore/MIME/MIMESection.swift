@@ -152,16 +152,29 @@ public enum MIMEHeaderFilter {
     /// A last field without a line break gets CRLF.
     public static func filter(_ header: UnsafeRawBufferPointer, fields: [[UInt8]], excluding: Bool) -> [UInt8] {
         var output: [UInt8] = []
+        filter(header, fields: fields, excluding: excluding, appendingTo: &output)
+        return output
+    }
+
+    /// ``filter(_:fields:excluding:)`` appended to `output`, so a caller that filters a header per
+    /// message (FETCH of a message list) can reuse one array.
+    public static func filter(_ header: UnsafeRawBufferPointer, fields: [[UInt8]], excluding: Bool,
+                              appendingTo output: inout [UInt8])
+    {
         var iterator = HeaderFieldIterator(header, range: 0..<header.count)
         while let field = iterator.next() {
             let name = header[field.name]
             let listed = fields.contains { MIMEBytes.equalsIgnoringCase($0, name) }
             guard listed != excluding else { continue }
             output.append(contentsOf: header[field.field])
-            if output.last != MIMEBytes.lf { output.append(contentsOf: [MIMEBytes.cr, MIMEBytes.lf]) }
+            if output.last != MIMEBytes.lf { appendLineBreak(to: &output) }
         }
-        if Self.endsWithEmptyLine(header) { output.append(contentsOf: [MIMEBytes.cr, MIMEBytes.lf]) }
-        return output
+        if Self.endsWithEmptyLine(header) { appendLineBreak(to: &output) }
+    }
+
+    private static func appendLineBreak(to output: inout [UInt8]) {
+        output.append(MIMEBytes.cr)
+        output.append(MIMEBytes.lf)
     }
 
     private static func endsWithEmptyLine(_ header: UnsafeRawBufferPointer) -> Bool {
