@@ -235,10 +235,7 @@ public final class Mailbox {
     /// The cached analyzer blob (ENVELOPE/BODYSTRUCTURE) of a message. Reads the cache file; reads
     /// the message file only when the blob is missing or damaged, and caches it then.
     public func cachedAnalysis(of uid: UInt32) throws(StoreError) -> [UInt8] {
-        guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
-        let record = index.records[position]
-        if let blob = cache.read(offset: record.cacheOffset, length: record.cacheLength, uid: uid) { return blob }
-        return try analyseAgain(uid, at: position)
+        try withCachedAnalysis(of: uid) { Array($0) }
     }
 
     /// Runs `body` over the cached analyzer blob of a message as ``cachedAnalysis(of:)`` finds it,

@@ -134,13 +134,6 @@ struct MessageCacheReadAhead {
         }
     }
 
-    /// The cached blob of the message at `position` in an array of its own (see ``locateBlob(at:of:)``).
-    mutating func blob(at position: Int, of mailbox: Mailbox) -> [UInt8] {
-        let blob = locateBlob(at: position, of: mailbox)
-        if case .analysed(let bytes) = blob { return bytes }
-        return withBytes(of: blob) { Array($0) }
-    }
-
     private func covers(_ offset: Int64, _ size: Int64) -> Bool {
         offset >= windowStart && offset + size <= windowStart + Int64(window.count)
     }

@@ -186,8 +186,9 @@ struct MessageContent {
         let blob = blob!
         // Most keys are answered here, from the blob where it lies in the read-ahead window.
         if let answer = readAhead.withBytes(of: blob, { searcher.answer(key, cached: $0) }) { return answer }
-        let cached = readAhead.withBytes(of: blob) { Array($0) }
         let uid = mailbox.index.records[position].uid
-        return (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: cached) }) ?? false
+        return readAhead.withBytes(of: blob) { cached in
+            (try? mailbox.withMessageBytes(of: uid) { searcher.matches(key, message: $0, cached: cached) }) ?? false
+        }
     }
 }

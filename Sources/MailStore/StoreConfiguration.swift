@@ -35,13 +35,18 @@ public protocol MessageContentSearcher: Sendable {
     /// `cached` is read in place (SEARCH passes each message's blob where it lies in the cache it
     /// read), so it is valid only during the call.
     func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool?
-    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool
+    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool
 }
 
 extension MessageContentSearcher {
     /// ``answer(_:cached:)`` over a blob held in an array.
     public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
         cached.withUnsafeBytes { answer(key, cached: $0) }
+    }
+
+    /// ``matches(_:message:cached:)`` over a blob held in an array.
+    public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool {
+        cached.withUnsafeBytes { matches(key, message: message, cached: $0) }
     }
 }
 

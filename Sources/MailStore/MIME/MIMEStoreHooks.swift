@@ -36,16 +36,15 @@ public struct MIMEContentSearcher: MessageContentSearcher {
         }
     }
 
-    public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool {
+    public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool {
         let structure = Self.structure(of: message, cached: cached)
         switch key {
         case .header(let field, let value):
-            return structure.headerField(Array(field.utf8), contains: MIMETextMatcher(needle: Array(value.utf8)),
-                                         in: message)
+            return structure.headerField(Array(field.utf8), contains: MIMETextMatcher(needle: value.utf8), in: message)
         case .body(let value):
-            return structure.bodyContains(MIMETextMatcher(needle: Array(value.utf8)), in: message)
+            return structure.bodyContains(MIMETextMatcher(needle: value.utf8), in: message)
         case .text(let value):
-            return structure.textContains(MIMETextMatcher(needle: Array(value.utf8)), in: message)
+            return structure.textContains(MIMETextMatcher(needle: value.utf8), in: message)
         case .subject, .sentDate:
             return Self.envelopeAnswer(key, structure)
         }
@@ -56,7 +55,7 @@ public struct MIMEContentSearcher: MessageContentSearcher {
     static func envelopeAnswer(_ key: ContentSearchKey, _ structure: MessageStructure) -> Bool {
         switch key {
         case .subject(let value):
-            return structure.subjectContains(MIMETextMatcher(needle: Array(value.utf8)))
+            return structure.subjectContains(MIMETextMatcher(needle: value.utf8))
         case .sentDate(let comparison, let day):
             guard let date = structure.envelope.date,
                   let sentDay = MIMEDateParser.day(of: Array(structure.bytes(date)))
@@ -76,7 +75,7 @@ extension MIMEContentSearcher {
     /// The message's structure from its cached blob when that describes this very message (reading a
     /// blob costs a fraction of parsing: SEARCH SUBJECT over a mailbox was mostly re-parsing), else
     /// parsed afresh.
-    static func structure(of message: UnsafeRawBufferPointer, cached: [UInt8]) -> MessageStructure {
+    static func structure(of message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> MessageStructure {
         if !cached.isEmpty, let structure = MessageStructure(serialized: cached), structure.messageSize == message.count {
             return structure
         }
