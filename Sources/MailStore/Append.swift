@@ -188,8 +188,7 @@ extension Mailbox {
                 size: staged.size, fileSize: staged.fileSize, internalDate: staged.internalDate,
                 saveDate: staged.saveDate)
             if !staged.analysis.isEmpty, let (offset, length) = try? cache.append(staged.analysis, uid: uid) {
-                record.cacheOffset = offset
-                record.cacheLength = length
+                record.cold.setCache(offset: offset, length: length)
             }
             index.records.append(record)
             index.setName(name, ofRecordAt: index.records.count - 1)

@@ -70,8 +70,7 @@ extension Mailbox {
             if let blob = cache.read(offset: source.cacheOffset, length: source.cacheLength, uid: sourceUID),
                 let (cacheOffset, length) = try? destination.cache.append(blob, uid: uid)
             {
-                record.cacheOffset = cacheOffset
-                record.cacheLength = length
+                record.cold.setCache(offset: cacheOffset, length: length)
             }
             destination.index.records.append(record)
             destination.index.setName(name, ofRecordAt: destination.index.records.count - 1)

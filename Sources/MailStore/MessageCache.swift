@@ -3,7 +3,8 @@
 //     magic u32 "APC1" | uid u32 | length u32 | reserved u32 | checksum u64 | blob (length bytes)
 //
 // The index keeps each message's record offset. A record whose header or checksum does not match is
-// treated as missing, and the blob is made again from the message file. The file is a cache: it is
+// treated as missing, and the blob is made again from the message file. The checksum is summed on a
+// record's first read in an open mailbox only (`ColdRecord.cacheVerified`). The file is a cache: it is
 // never fsynced, and it is emptied when the index is rebuilt.
 
 import Glibc
@@ -55,7 +56,8 @@ struct MessageCache {
         guard offset >= 0, offset + Int64(recordSize) <= end else { return nil }
         return withUnsafeTemporaryAllocation(byteCount: recordSize, alignment: 8) { buffer -> T? in
             guard let count = try? file.read(into: buffer, at: offset), count == recordSize,
-                  let blob = MessageCache.blobRange(inRecord: UnsafeRawBufferPointer(buffer), uid: uid, length: length)
+                  let blob = MessageCache.blobRange(inRecord: UnsafeRawBufferPointer(buffer), uid: uid, length: length,
+                                                    verified: false)
             else { return nil }
             return body(UnsafeRawBufferPointer(rebasing: buffer[blob]))
         }
@@ -70,9 +72,12 @@ struct MessageCache {
     }
 
     /// Where the blob lies in the record starting at `record`'s first byte, when the record is whole
-    /// and its header (magic, UID, length) and checksum check out. A range, not a copy: SEARCH reads
+    /// and its header (magic, UID, length) and checksum check out; the checksum is skipped when the
+    /// record is `verified` already (``ColdRecord/cacheVerified``). A range, not a copy: SEARCH reads
     /// each blob in place in its read-ahead window.
-    static func blobRange(inRecord record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32) -> Range<Int>? {
+    static func blobRange(inRecord record: UnsafeRawBufferPointer, uid: UInt32, length: UInt32,
+                          verified: Bool) -> Range<Int>?
+    {
         let recordSize = MessageCache.headerSize + Int(length)
         guard record.count >= recordSize,
             record.loadLittleEndian(at: 0, as: UInt32.self) == MessageCache.magic,
@@ -80,7 +85,7 @@ struct MessageCache {
             record.loadLittleEndian(at: 8, as: UInt32.self) == length
         else { return nil }
         let blob = MessageCache.headerSize..<recordSize
-        guard record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(UnsafeRawBufferPointer(rebasing: record[blob]))
+        guard verified || record.loadLittleEndian(at: 16, as: UInt64.self) == checksum64(UnsafeRawBufferPointer(rebasing: record[blob]))
         else { return nil }
         return blob
     }
@@ -108,7 +113,7 @@ struct MessageCacheReadAhead {
 
     /// The cached blob of the message at `position`: from the current window, or from a new one
     /// read from there on; a record that is missing or does not check out is analysed again
-    /// (``Mailbox/cachedAnalysis(of:)``). Empty when there is no analyzer or no message file.
+    /// (``Mailbox/cachedAnalysis(of:)``), and one that checks out is remembered as whole. Empty when there is no analyzer or no message file.
     mutating func locateBlob(at position: Int, of mailbox: Mailbox) -> Blob {
         let record = mailbox.index.records[position]
         let recordSize = Int64(MessageCache.headerSize) + Int64(record.cacheLength)
@@ -118,9 +123,13 @@ struct MessageCacheReadAhead {
                 let start = Int(record.cacheOffset - windowStart)
                 let blob = window.withUnsafeBytes {
                     MessageCache.blobRange(inRecord: UnsafeRawBufferPointer(rebasing: $0[start...]), uid: record.uid,
-                                           length: record.cacheLength)
+                                           length: record.cacheLength, verified: record.cacheVerified)
                 }
-                if let blob { return .inWindow(blob.lowerBound + start..<blob.upperBound + start) }
+                if let blob {
+                    // Every SEARCH reads every record: its checksum is summed once per open mailbox.
+                    if !record.cacheVerified { mailbox.index.records.markCacheVerified(at: position) }
+                    return .inWindow(blob.lowerBound + start..<blob.upperBound + start)
+                }
             }
         }
         return .analysed((try? mailbox.cachedAnalysis(of: record.uid)) ?? [])

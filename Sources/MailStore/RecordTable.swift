@@ -29,6 +29,19 @@ struct ColdRecord: Equatable {
     /// Where the analyzer's blob (cached ENVELOPE/BODYSTRUCTURE) is in `apus-cache`; -1 when none.
     var cacheOffset: Int64
     var cacheLength: UInt32
+    /// Whether the cache record at `cacheOffset` is known whole: this process wrote it, or its
+    /// checksum passed once. A record never changes once written (apus-cache is this process's own
+    /// and only ever appended to, or truncated with every record re-analysed), so later reads check
+    /// only its header. Kept in memory only, not in the snapshot: each open checks every record
+    /// again, since a crash may have torn one before it reached the disk.
+    var cacheVerified = false
+
+    /// Points at a cache record this process just appended, so known whole.
+    mutating func setCache(offset: Int64, length: UInt32) {
+        cacheOffset = offset
+        cacheLength = length
+        cacheVerified = true
+    }
 }
 
 /// `MessageRecord`s in UID order, stored as two parallel arrays.
@@ -83,8 +96,11 @@ struct RecordTable: RandomAccessCollection, MutableCollection {
         cold[position].nameLength = length
     }
 
+    /// Points a record at a cache record this process just appended.
     mutating func setCache(offset: Int64, length: UInt32, at position: Int) {
-        cold[position].cacheOffset = offset
-        cold[position].cacheLength = length
+        cold[position].setCache(offset: offset, length: length)
     }
+
+    /// Remembers that the record's cache record passed its checksum.
+    mutating func markCacheVerified(at position: Int) { cold[position].cacheVerified = true }
 }

@@ -222,3 +222,95 @@ final class SubstringSearcher: MessageContentSearcher {
         #expect(inbox.search(.not(.content(.text("a")))).uids == [1])
     }
 }
+
+/// A cache record's checksum is summed on its first read in an open mailbox; later SEARCHes check
+/// only its header.
+@Suite struct CacheRecordCheckedOnceTests {
+    let configuration = StoreConfiguration(analyzer: MIMEMessageAnalyzer(), contentSearcher: MIMEContentSearcher())
+
+    /// The subject mailbox of ``SearchTests``, closed and opened again: no cache record checked yet.
+    func reopenedSubjectMailbox(_ temporary: TemporaryDirectory) throws -> Mailbox {
+        do { _ = try SearchTests().subjectMailbox(temporary, analyzer: MIMEMessageAnalyzer()) }
+        return try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+    }
+
+    /// Rewrites `old` as `new` (of the same length) in apus-cache from byte `start` on, behind the
+    /// store's back, so that the record holding it no longer matches its checksum.
+    func rewriteCache(_ temporary: TemporaryDirectory, _ old: String, to new: String, from start: Int = 0) throws {
+        let cacheFile = temporary.path + "/data/users/u/" + MessageCache.fileName
+        var cache = try #require(readFile(cacheFile))
+        let (old, new) = (Array(old.utf8), Array(new.utf8))
+        var rewritten = 0
+        for offset in start..<(cache.count - old.count + 1) where cache[offset..<offset + old.count].elementsEqual(old) {
+            cache.replaceSubrange(offset..<offset + old.count, with: new)
+            rewritten += 1
+        }
+        #expect(rewritten > 0)
+        writeFile(cacheFile, cache)
+    }
+
+    func cacheSize(_ temporary: TemporaryDirectory) throws -> Int {
+        try #require(readFile(temporary.path + "/data/users/u/" + MessageCache.fileName)).count
+    }
+
+    func expectSubjectAnswers(_ inbox: Mailbox, without gone: Set<UInt32> = []) {
+        for (needle, expected) in SearchTests.subjectCases {
+            #expect(inbox.search(.content(.subject(needle))).uids == expected.filter { !gone.contains($0) }, "\(needle)")
+        }
+    }
+
+    @Test func answersStayRightAcrossSearchesAndTheFirstCheckIsTrusted() throws {
+        let temporary = TemporaryDirectory()
+        do {
+            let inbox = try reopenedSubjectMailbox(temporary)
+            expectSubjectAnswers(inbox)
+            expectSubjectAnswers(inbox)
+            // apus-cache is this process's own and only ever appended to, so a record that checked
+            // out once stays whole; only a test changes one behind the store's back, and doing so
+            // shows that later SEARCHes trust the first check rather than sum the record again.
+            try rewriteCache(temporary, "weekly", to: "yearly")
+            #expect(inbox.search(.content(.subject("yearly"))).uids == [3])
+        }
+        // Opened again, the changed record is checked on its first read, refused, and analysed anew.
+        let reopened = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        #expect(reopened.search(.content(.subject("yearly"))).uids == [])
+        expectSubjectAnswers(reopened)
+    }
+
+    @Test func aDamagedRecordIsReplacedByOneKnownWhole() throws {
+        let temporary = TemporaryDirectory()
+        let inbox = try reopenedSubjectMailbox(temporary)
+        try rewriteCache(temporary, "weekly", to: "yearly")
+        let end = try cacheSize(temporary)
+        expectSubjectAnswers(inbox)
+        #expect(inbox.search(.content(.subject("yearly"))).uids == [])
+        // The replacement (appended by this process, after `end`) is the record now trusted unchecked.
+        try rewriteCache(temporary, "weekly", to: "yearly", from: end)
+        #expect(inbox.search(.content(.subject("yearly"))).uids == [3])
+    }
+
+    @Test func anExpungeMovesWhatIsKnownWithTheRecords() throws {
+        let temporary = TemporaryDirectory()
+        let inbox = try reopenedSubjectMailbox(temporary)
+        try rewriteCache(temporary, "weekly", to: "yearly")
+        // Only UIDs 1 and 2 have their content looked at: their records are checked, UID 3's not.
+        #expect(inbox.search(.and([.uids([1...2]), .content(.subject("report"))])).uids == [1])
+        let stored = try inbox.prepareStore(uids: [1], change: .add, flags: [.deleted])
+        try inbox.commitNow(try #require(stored.commit))
+        try inbox.commitNow(try #require(inbox.prepareExpunge()))
+        // UID 3's record now sits where UID 2's did, and is still checked on its first read.
+        #expect(inbox.search(.content(.subject("yearly"))).uids == [])
+        expectSubjectAnswers(inbox, without: [1])
+    }
+
+    @Test func answersStayRightAfterTheCacheIsReset() throws {
+        let temporary = TemporaryDirectory()
+        do { expectSubjectAnswers(try reopenedSubjectMailbox(temporary)) }
+        // Without its index the mailbox is rebuilt from the files and apus-cache emptied.
+        Directory.removeFileForTest(temporary.path + "/data/users/u/" + MessageIndex.fileName)
+        let rebuilt = try temporary.openStore(configuration).openUser(UserName("u")).mailbox(.inbox)
+        expectSubjectAnswers(rebuilt)
+        expectSubjectAnswers(rebuilt)
+        #expect(rebuilt.index.records.allSatisfy { $0.cacheVerified })
+    }
+}
