@@ -78,10 +78,18 @@ extension Mailbox {
     /// Searches the mailbox. `recent` holds the UIDs that are \Recent for the asking session.
     /// Reads message files only for content keys the cached blobs cannot decide.
     public func search(_ key: SearchKey, recent: Set<UInt32> = []) -> SearchResult {
-        let prepared = Self.indexKeysFirst(key)
+        // The searcher's type is opened here, once, so its prepared keys are of that type.
+        if let searcher = configuration.contentSearcher { return search(key, recent: recent, searcher: searcher) }
+        return search(key, recent: recent, searcher: Optional<UnpreparedContentSearcher>.none)
+    }
+
+    private func search<Searcher: MessageContentSearcher>(_ key: SearchKey, recent: Set<UInt32>,
+                                                          searcher: Searcher?) -> SearchResult
+    {
+        let prepared = PreparedSearchKey(key, searcher: searcher)
         let now = currentTimeNanoseconds() / 1_000_000_000
         var result = SearchResult(uids: [], highestModseq: 0)
-        var content = MessageContent(mailbox: self)
+        var content = MessageContent(mailbox: self, searcher: searcher)
         for position in index.records.indices {
             content.move(to: position)
             if matches(prepared, position: position, recent: recent, now: now, content: &content) {
@@ -93,25 +101,27 @@ extension Mailbox {
         return result
     }
 
-    /// Reorders AND and OR operands so the index-only ones run first.
-    static func indexKeysFirst(_ key: SearchKey) -> SearchKey {
+    private func matches<Searcher>(_ key: PreparedSearchKey<Searcher.PreparedKey>, position: Int,
+                                   recent: Set<UInt32>, now: Int64, content: inout MessageContent<Searcher>) -> Bool
+    {
         switch key {
-        case .and(let keys):
-            let sorted = keys.map(indexKeysFirst)
-            return .and(sorted.filter { !$0.needsContent } + sorted.filter(\.needsContent))
-        case .or(let left, let right):
-            let (a, b) = (indexKeysFirst(left), indexKeysFirst(right))
-            return a.needsContent && !b.needsContent ? .or(b, a) : .or(a, b)
+        case .index(let indexKey): return matches(indexKey, position: position, recent: recent, now: now)
+        case .content(let contentKey): return content.matches(contentKey)
         case .not(let inner):
-            return .not(indexKeysFirst(inner))
-        default:
-            return key
+            return !matches(inner, position: position, recent: recent, now: now, content: &content)
+        case .or(let left, let right):
+            return matches(left, position: position, recent: recent, now: now, content: &content)
+                || matches(right, position: position, recent: recent, now: now, content: &content)
+        case .and(let keys):
+            for inner in keys where !matches(inner, position: position, recent: recent, now: now, content: &content) {
+                return false
+            }
+            return true
         }
     }
 
-    private func matches(_ key: SearchKey, position: Int, recent: Set<UInt32>, now: Int64,
-                         content: inout MessageContent) -> Bool
-    {
+    /// Whether the message at `position` matches a key without content keys.
+    private func matches(_ key: SearchKey, position: Int, recent: Set<UInt32>, now: Int64) -> Bool {
         let record = index.records[position]
         let day = { (seconds: Int64) -> Int64 in seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400 }
         switch key {
@@ -147,31 +157,75 @@ extension Mailbox {
         case .smaller(let size): return record.size < size
         case .uids(let ranges): return ranges.contains { $0.contains(record.uid) }
         case .modseq(let value): return record.modseq >= value
-        case .content(let contentKey): return content.matches(contentKey)
-        case .not(let inner):
-            return !matches(inner, position: position, recent: recent, now: now, content: &content)
+        case .content:
+            // PreparedSearchKey keeps content keys out of the keys it answers from the index.
+            assertionFailure("a content key among the index keys")
+            return false
+        case .not(let inner): return !matches(inner, position: position, recent: recent, now: now)
         case .or(let left, let right):
-            return matches(left, position: position, recent: recent, now: now, content: &content)
-                || matches(right, position: position, recent: recent, now: now, content: &content)
-        case .and(let keys):
-            for inner in keys where !matches(inner, position: position, recent: recent, now: now, content: &content) {
-                return false
-            }
-            return true
+            return matches(left, position: position, recent: recent, now: now)
+                || matches(right, position: position, recent: recent, now: now)
+        case .and(let keys): return keys.allSatisfy { matches($0, position: position, recent: recent, now: now) }
         }
+    }
+}
+
+/// A search key made ready for one pass over the mailbox: the operands of AND and OR that the index
+/// answers run first, so content is looked at only for messages the index could not rule out; and
+/// each content key is prepared by the searcher once, not again for every message.
+indirect enum PreparedSearchKey<PreparedContentKey> {
+    /// A key with no content key in it.
+    case index(SearchKey)
+    case content(PreparedContentKey)
+    case not(PreparedSearchKey)
+    case or(PreparedSearchKey, PreparedSearchKey)
+    case and([PreparedSearchKey])
+
+    /// Without a searcher, content keys match nothing.
+    init<Searcher: MessageContentSearcher>(_ key: SearchKey, searcher: Searcher?)
+    where Searcher.PreparedKey == PreparedContentKey {
+        let prepare = { (key: SearchKey) in PreparedSearchKey(key, searcher: searcher) }
+        switch key {
+        case _ where !key.needsContent:
+            self = .index(key)
+        case .content(let contentKey):
+            self = searcher.map { .content($0.prepare(contentKey)) } ?? .index(.not(.all))
+        case .not(let inner):
+            self = .not(prepare(inner))
+        case .or(let left, let right) where !right.needsContent:
+            self = .or(prepare(right), prepare(left))
+        case .or(let left, let right):
+            self = .or(prepare(left), prepare(right))
+        case .and(let keys):
+            self = .and(keys.filter { !$0.needsContent }.map(prepare) + keys.filter(\.needsContent).map(prepare))
+        default:
+            self = .index(key)
+        }
+    }
+}
+
+/// The type of the searcher a store is configured without: no key of it is ever prepared.
+struct UnpreparedContentSearcher: MessageContentSearcher {
+    func prepare(_ key: ContentSearchKey) -> ContentSearchKey { key }
+    func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool? { false }
+    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool {
+        false
     }
 }
 
 /// The text of the message a search is looking at, for content keys: its cached blob is fetched at
 /// most once and only when asked, through a read-ahead that serves the following messages too.
-struct MessageContent {
+struct MessageContent<Searcher: MessageContentSearcher> {
     let mailbox: Mailbox
+    /// Nil: content keys match nothing.
+    let searcher: Searcher?
     private var position = 0
     private var blob: MessageCacheReadAhead.Blob?
     private var readAhead = MessageCacheReadAhead()
 
-    init(mailbox: Mailbox) {
+    init(mailbox: Mailbox, searcher: Searcher?) {
         self.mailbox = mailbox
+        self.searcher = searcher
     }
 
     /// Looks at the message at `position` next.
@@ -180,8 +234,8 @@ struct MessageContent {
         blob = nil
     }
 
-    mutating func matches(_ key: ContentSearchKey) -> Bool {
-        guard let searcher = mailbox.configuration.contentSearcher else { return false }
+    mutating func matches(_ key: Searcher.PreparedKey) -> Bool {
+        guard let searcher else { return false }
         if blob == nil { blob = readAhead.locateBlob(at: position, of: mailbox) }
         let blob = blob!
         // Most keys are answered here, from the blob where it lies in the read-ahead window.

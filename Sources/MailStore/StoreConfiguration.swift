@@ -27,26 +27,31 @@ public enum ContentSearchKey: Equatable, Sendable {
 }
 
 /// Answers content keys of SEARCH (case-insensitive matching over decoded UTF-8 text is the MIME
-/// layer's job). The store asks `answer(_:cached:)` first, which may decide from the cached blob
-/// (the envelope's Subject and Date) without reading the file; only when it returns nil does the store read
-/// the message file and call `matches(_:message:cached:)`, passing the same blob so that the
-/// message's structure need not be analysed again (it may be empty or of an older format).
+/// layer's job). A SEARCH prepares each content key once (``prepare(_:)``), then asks about every
+/// message: `answer(_:cached:)` first, which may decide from the cached blob (the envelope's Subject
+/// and Date) without reading the file; only when it returns nil does the store read the message file
+/// and call `matches(_:message:cached:)`, passing the same blob so that the message's structure need
+/// not be analysed again (it may be empty or of an older format).
 public protocol MessageContentSearcher: Sendable {
+    /// A key made ready for a whole SEARCH: what would otherwise be built again for every message
+    /// (a case-folded needle and its match table).
+    associatedtype PreparedKey
+    func prepare(_ key: ContentSearchKey) -> PreparedKey
     /// `cached` is read in place (SEARCH passes each message's blob where it lies in the cache it
     /// read), so it is valid only during the call.
-    func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool?
-    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool
+    func answer(_ key: PreparedKey, cached: UnsafeRawBufferPointer) -> Bool?
+    func matches(_ key: PreparedKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool
 }
 
 extension MessageContentSearcher {
-    /// ``answer(_:cached:)`` over a blob held in an array.
+    /// ``answer(_:cached:)`` of a key asked once, over a blob held in an array.
     public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
-        cached.withUnsafeBytes { answer(key, cached: $0) }
+        cached.withUnsafeBytes { answer(prepare(key), cached: $0) }
     }
 
-    /// ``matches(_:message:cached:)`` over a blob held in an array.
+    /// ``matches(_:message:cached:)`` of a key asked once, over a blob held in an array.
     public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool {
-        cached.withUnsafeBytes { matches(key, message: message, cached: $0) }
+        cached.withUnsafeBytes { matches(prepare(key), message: message, cached: $0) }
     }
 }
 

@@ -9,6 +9,8 @@ import Testing
 final class SubstringSearcher: MessageContentSearcher {
     let fileReads = Atomic<Int>(0)
 
+    func prepare(_ key: ContentSearchKey) -> ContentSearchKey { key }
+
     func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool? {
         // The cached blob holds the first line (see FirstLineAnalyzer): enough for FROM.
         if case .header(let field, let value) = key, field == "From" {
@@ -132,6 +134,25 @@ final class SubstringSearcher: MessageContentSearcher {
             #expect(cached.search(.content(.subject(needle))).uids == expected, "\(needle)")
         }
         #expect(cached.search(.header("Subject", "replaced")).uids == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test func eachContentKeyOfOneSearchKeepsItsOwnNeedle() throws {
+        let cachedDirectory = TemporaryDirectory()
+        let fileDirectory = TemporaryDirectory()
+        let mailboxes = [try subjectMailbox(cachedDirectory, analyzer: MIMEMessageAnalyzer()),
+                         try subjectMailbox(fileDirectory, analyzer: nil)]
+        let cases: [(SearchKey, [UInt32])] = [
+            (.and([.content(.subject("report")), .not(.content(.subject("due")))]), [3]),
+            (.or(.content(.subject("ärger")), .content(.subject("zum re"))), [2, 6]),
+            (.or(.content(.subject("weekly")), .uids([5...5])), [3, 5]),
+            (.and([.content(.subject("report")), .header("To", "report@"), .uids([1...4])]), []),
+            (.or(.header("To", "report@"), .content(.subject("due"))), [1, 4]),
+        ]
+        for inbox in mailboxes {
+            for (key, expected) in cases {
+                #expect(inbox.search(key).uids == expected, "\(key)")
+            }
+        }
     }
 
     @Test(arguments: ["remove", "garbage"])

@@ -21,13 +21,33 @@ public struct MIMEMessageAnalyzer: MessageAnalyzer {
 public struct MIMEContentSearcher: MessageContentSearcher {
     public init() {}
 
-    public func answer(_ key: ContentSearchKey, cached: UnsafeRawBufferPointer) -> Bool? {
+    /// A content key with its needle case-folded into a matcher once per SEARCH, which each message
+    /// then copies (a copy shares the needle; it allocates nothing).
+    public enum PreparedKey: Sendable {
+        case header(field: [UInt8], MIMETextMatcher)
+        case subject(MIMETextMatcher)
+        case body(MIMETextMatcher)
+        case text(MIMETextMatcher)
+        case sentDate(comparison: Int, day: Int64)
+    }
+
+    public func prepare(_ key: ContentSearchKey) -> PreparedKey {
         switch key {
-        case .subject(let value):
+        case .header(let field, let value): return .header(field: Array(field.utf8), MIMETextMatcher(needle: value.utf8))
+        case .subject(let value): return .subject(MIMETextMatcher(needle: value.utf8))
+        case .body(let value): return .body(MIMETextMatcher(needle: value.utf8))
+        case .text(let value): return .text(MIMETextMatcher(needle: value.utf8))
+        case .sentDate(let comparison, let day): return .sentDate(comparison: comparison, day: day)
+        }
+    }
+
+    public func answer(_ key: PreparedKey, cached: UnsafeRawBufferPointer) -> Bool? {
+        switch key {
+        case .subject(let matcher):
             // Every message of the mailbox is asked: the subject is read from the blob in place,
             // without building the structure.
             guard let subject = MessageStructure.envelopeSubject(inSerialized: cached) else { return nil }
-            return MessageStructure.subject(subject, contains: MIMETextMatcher(needle: value.utf8))
+            return MessageStructure.subject(subject, contains: matcher)
         case .sentDate:
             guard let structure = MessageStructure(serialized: cached) else { return nil }
             return Self.envelopeAnswer(key, structure)
@@ -36,15 +56,15 @@ public struct MIMEContentSearcher: MessageContentSearcher {
         }
     }
 
-    public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool {
+    public func matches(_ key: PreparedKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool {
         let structure = Self.structure(of: message, cached: cached)
         switch key {
-        case .header(let field, let value):
-            return structure.headerField(Array(field.utf8), contains: MIMETextMatcher(needle: value.utf8), in: message)
-        case .body(let value):
-            return structure.bodyContains(MIMETextMatcher(needle: value.utf8), in: message)
-        case .text(let value):
-            return structure.textContains(MIMETextMatcher(needle: value.utf8), in: message)
+        case .header(let field, let matcher):
+            return structure.headerField(field, contains: matcher, in: message)
+        case .body(let matcher):
+            return structure.bodyContains(matcher, in: message)
+        case .text(let matcher):
+            return structure.textContains(matcher, in: message)
         case .subject, .sentDate:
             return Self.envelopeAnswer(key, structure)
         }
@@ -52,10 +72,10 @@ public struct MIMEContentSearcher: MessageContentSearcher {
 
     /// SUBJECT and SENT* from the message's envelope, the one place both the cached and the file
     /// path decide them (so a message answers the same whether or not its blob was cached).
-    static func envelopeAnswer(_ key: ContentSearchKey, _ structure: MessageStructure) -> Bool {
+    static func envelopeAnswer(_ key: PreparedKey, _ structure: MessageStructure) -> Bool {
         switch key {
-        case .subject(let value):
-            return structure.subjectContains(MIMETextMatcher(needle: value.utf8))
+        case .subject(let matcher):
+            return structure.subjectContains(matcher)
         case .sentDate(let comparison, let day):
             guard let date = structure.envelope.date,
                   let sentDay = MIMEDateParser.day(of: Array(structure.bytes(date)))

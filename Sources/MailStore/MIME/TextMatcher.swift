@@ -21,8 +21,8 @@ public struct MIMETextMatcher: Sendable {
 
     /// - Parameter needle: the search string in UTF-8. An empty needle matches any text.
     public init<C: Collection>(needle: C) where C.Element == UInt8 {
-        // SEARCH SUBJECT makes a matcher per message: the needle is folded in place when its bytes
-        // are contiguous (a String's are), into one allocation (folding never lengthens UTF-8).
+        // The needle is folded in place when its bytes are contiguous (a String's are), into one
+        // allocation (folding never lengthens UTF-8).
         var folded: [UInt8] = []
         folded.reserveCapacity(needle.count)
         var folder = CaseFolder()
