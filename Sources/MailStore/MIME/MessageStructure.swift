@@ -199,6 +199,14 @@ public struct MessageStructure: Hashable, Sendable {
         self.messageSize = messageSize
     }
 
+    /// An empty structure (no parts, not even the prelude in its pool) for
+    /// ``read(serialized:)`` to fill; no accessor may be used on it before.
+    public init() {
+        self.init(messageSize: 0)
+        // Not the shared prelude: the first read would copy it before emptying it.
+        pool = []
+    }
+
     /// The message's own envelope.
     @inlinable public var envelope: MIMEEnvelope { envelopes[0] }
 
