@@ -199,12 +199,10 @@ public struct MessageStructure: Hashable, Sendable {
         self.messageSize = messageSize
     }
 
-    /// An empty structure (no parts, not even the prelude in its pool) for
-    /// ``read(serialized:)`` to fill; no accessor may be used on it before.
+    /// The structure of an empty message (one text/plain part, an envelope of NILs): a valid
+    /// structure to start from, for ``read(serialized:)`` to fill again and again.
     public init() {
-        self.init(messageSize: 0)
-        // Not the shared prelude: the first read would copy it before emptying it.
-        pool = []
+        self.init(parsing: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     /// The message's own envelope.

@@ -141,7 +141,8 @@ extension MessageStructure {
     /// Replaces this structure with the one in a blob written by ``serialize(into:)``, keeping the
     /// arrays' capacity: FETCH decodes message after message into one structure, so after the first
     /// few it allocates nothing. False when the blob is damaged, truncated, has bytes after its end
-    /// or is of another version; the structure is then left half-read and must not be used.
+    /// or is of another version; the structure is then left half-read, fit only to be read into
+    /// again.
     public mutating func read(serialized blob: UnsafeRawBufferPointer) -> Bool {
         guard var reader = Self.openBlob(blob), let (messageSize, bareLineFeeds, poolBytes) = reader.readPrologue(),
               poolBytes.starts(with: MIMEText.prelude)
@@ -203,7 +204,9 @@ extension MessageStructure {
     }
 
     private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
-        var structure = MessageStructure()
+        var structure = MessageStructure(messageSize: 0)
+        // Not the shared prelude: the read would copy it before emptying it.
+        structure.pool = []
         return structure.read(serialized: blob) ? structure : nil
     }
 
