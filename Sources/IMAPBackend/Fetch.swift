@@ -54,6 +54,9 @@ final class FetchJob {
     /// together here before its literal is written: one array for the whole FETCH, not one per
     /// message.
     var sectionBytes: [UInt8] = []
+    /// The structure of the last message written, whose arrays the next message's structure is
+    /// decoded into: one structure for the whole FETCH, not five arrays and a pool per message.
+    var spareStructure: MessageStructure?
 
     /// Empties the job for the next FETCH, keeping the arrays' capacity.
     func reset(tag newTag: IMAPBytes) {
@@ -72,12 +75,20 @@ final class FetchJob {
     /// Most targets whose array a session keeps between FETCHes (32 KiB); a FETCH over a larger
     /// mailbox leaves its array behind, so an idle session holds no mailbox-sized buffer.
     static let retainedTargetCapacity = 4096
+    /// Most parts a kept spare structure holds room for between FETCHes.
+    static let retainedPartCapacity = 64
 
     /// Readies the finished job to be kept for the next FETCH: drops what it should not hold on to.
     func finished() {
         current = nil
         if targets.capacity > FetchJob.retainedTargetCapacity { targets = [] }
         if sectionBytes.capacity > MessageStructure.cachedHeaderLimit { sectionBytes = [] }
+        // Like the targets: an idle session keeps no structure of an unusually large message.
+        if let spare = spareStructure, spare.pool.capacity > 2 * MessageStructure.cachedHeaderLimit
+            || spare.parts.capacity > FetchJob.retainedPartCapacity
+        {
+            spareStructure = nil
+        }
     }
 
     /// Notes what the items need, once they are all in.
@@ -104,7 +115,10 @@ struct MessageInProgress {
     var info: MessageInfo
     var nextItem = 0
     var wroteFlags = false
+    /// The message's structure once ``structureLoaded`` (nil when it has none); before, the previous
+    /// message's, to decode into.
     var structure: MessageStructure?
+    var structureLoaded = false
     var stream: LiteralStream?
     /// Bytes the stream still owes to the size its literal announced (a file cut short meanwhile is
     /// padded with spaces, since the announced size cannot be taken back).
@@ -174,6 +188,7 @@ extension IMAPSession {
                     job.current = message
                     return  // writable() calls back when the client has read enough
                 }
+                if message.structure != nil { job.spareStructure = message.structure.take() }
             }
             guard job.next < job.targets.count else { break }
             let target = job.targets[job.next]
@@ -188,7 +203,8 @@ extension IMAPSession {
             var info = mailbox.message(at: position)
             if job.seenChanged.contains(target.uid) { info.flags.insert(.seen) }
             out.beginFetch(sequenceNumber: target.sequence)
-            job.current = MessageInProgress(sequence: target.sequence, uid: target.uid, info: info)
+            job.current = MessageInProgress(sequence: target.sequence, uid: target.uid, info: info,
+                                            structure: job.spareStructure.take())
             if out.count >= IMAPSession.fetchFlushThreshold { flush() }
             if outputBackedUp {
                 flush()
@@ -268,7 +284,7 @@ extension IMAPSession {
                 out.write(number: message.info.modseq)
                 out.write(byte: UInt8(ascii: ")"))
             case .envelope, .body, .bodyStructure:
-                if message.structure == nil { message.structure = loadStructure(uid, mailbox) }
+                loadStructure(of: &message, mailbox)
                 let structure = message.structure
                 // Written straight into the output buffer: no array per item to copy from.
                 switch item {
@@ -354,7 +370,7 @@ extension IMAPSession {
         let isWhole = section.part.isEmpty && section.text == .all
         var location: MIMESectionLocation?
         if !isWhole {
-            if message.structure == nil { message.structure = loadStructure(message.uid, mailbox) }
+            loadStructure(of: &message, mailbox)
             guard let structure = message.structure, let located = structure.locate(section) else {
                 writeLiteral([])
                 return
@@ -461,7 +477,7 @@ extension IMAPSession {
     private func binaryPart(_ part: [Int], mailbox: Mailbox, message: inout MessageInProgress)
         -> (file: FileHandle, source: Range<Int>, encoding: MIMETransferEncoding)?
     {
-        if message.structure == nil { message.structure = loadStructure(message.uid, mailbox) }
+        loadStructure(of: &message, mailbox)
         guard let structure = message.structure, let node = structure.resolvePart(part),
               let opened = try? mailbox.openMessage(uid: message.uid), structure.parts[node].bodyEnd <= Int(opened.size)
         else { return nil }
@@ -477,14 +493,18 @@ extension IMAPSession {
         out.write(contentsOf: bytes)
     }
 
-    /// The message's structure, from the index cache when possible, else parsed from the mapped file.
-    func loadStructure(_ uid: UInt32, _ mailbox: Mailbox) -> MessageStructure? {
+    /// Loads the message's structure into `message.structure` on first use: from the index cache
+    /// when possible, decoded into the arrays it already holds, else parsed from the mapped file.
+    func loadStructure(of message: inout MessageInProgress, _ mailbox: Mailbox) {
+        guard !message.structureLoaded else { return }
+        message.structureLoaded = true
+        var structure = message.structure.take() ?? MessageStructure()
         // Decoded from the cache record where it was read, with no array copy of the blob.
-        let cached = try? mailbox.withCachedAnalysis(of: uid) { blob in
-            blob.isEmpty ? nil : MessageStructure(serialized: blob)
-        }
-        if let cached { return cached }
-        return try? mailbox.withMessageBytes(of: uid) { MessageStructure(parsing: $0) }
+        let decoded = (try? mailbox.withCachedAnalysis(of: message.uid) { blob in
+            !blob.isEmpty && structure.read(serialized: blob)
+        }) ?? false
+        message.structure = decoded ? structure
+            : try? mailbox.withMessageBytes(of: message.uid) { MessageStructure(parsing: $0) }
     }
 
     static func read(_ descriptor: Int32, _ range: Range<Int>) -> [UInt8] {

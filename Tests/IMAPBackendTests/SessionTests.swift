@@ -219,6 +219,49 @@ import Testing
         return driver.send(text + "\r\n")
     }
 
+    /// A multipart with an attached message (two envelopes, many addresses), a one-part message and
+    /// a two-part alternative: each smaller than the one before in parts, addresses or strings.
+    static let differentlyShapedMessages = [
+        "From: Ann <ann@example.org>\r\nTo: bo@x.org, cy@y.org, \"Di\" <di@z.org>\r\nCc: ed@w.org\r\n"
+            + "Subject: Quarterly figures and the minutes of the meeting\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+            + "--b1\r\nContent-Type: message/rfc822\r\n\r\nFrom: Fay <fay@v.org>\r\nTo: gus@u.org, hal@t.org\r\n"
+            + "Subject: Inner\r\n\r\nInner body\r\n--b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\n"
+            + "Content-Disposition: attachment; filename=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + "QUJD\r\n--b1--\r\n",
+        "From: Ida <ida@s.org>\r\nSubject: Hi\r\n\r\nShort.\r\n",
+        "From: Jo <jo@r.org>\r\nTo: kim@q.org\r\nSubject: Two ways\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: multipart/alternative; boundary=b2\r\n\r\n--b2\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+            + "--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>html</p>\r\n--b2--\r\n",
+    ]
+
+    @Test("ENVELOPE and BODYSTRUCTURE of differently shaped messages in one FETCH are each message's own")
+    func fetchStructuresOfSeveralMessages() throws {
+        let accounts = try TestAccounts()
+        let driver = try SessionDriver(accounts: accounts)
+        driver.login()
+        for text in SessionTests.differentlyShapedMessages {
+            #expect(appendMessage(driver, text).hasPrefix("ap OK"))
+        }
+        driver.send("s SELECT INBOX\r\n")
+        // Each message alone, by a session that has fetched nothing before.
+        let alone = (1...3).map { number in
+            let fresh = SessionDriver(sibling: driver)
+            fresh.login()
+            fresh.send("s EXAMINE INBOX\r\n")
+            return fresh.send("f FETCH \(number) (ENVELOPE BODYSTRUCTURE)\r\n").lines[0]
+        }
+        #expect(alone[0].contains("\"Inner\"") && alone[0].contains("\"pdf\""))
+        #expect(alone[1].contains("BODYSTRUCTURE (\"text\" \"plain\"") && !alone[1].contains("Inner"))
+        #expect(alone[2].contains("\"alternative\"") && !alone[2].contains("\"pdf\""))
+        // Twice: the second FETCH starts from the structure the first one ended with.
+        for _ in 0..<2 {
+            let together = driver.send("f FETCH 1:3 (ENVELOPE BODYSTRUCTURE)\r\n").lines
+            #expect(Array(together.prefix(3)) == alone)
+            #expect(together.last == "f OK FETCH completed")
+        }
+    }
+
     @Test func appendSelectFetch() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)

@@ -199,6 +199,12 @@ public struct MessageStructure: Hashable, Sendable {
         self.messageSize = messageSize
     }
 
+    /// The structure of an empty message (one text/plain part, an envelope of NILs): a valid
+    /// structure to start from, for ``read(serialized:)`` to fill again and again.
+    public init() {
+        self.init(parsing: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
     /// The message's own envelope.
     @inlinable public var envelope: MIMEEnvelope { envelopes[0] }
 

@@ -138,52 +138,76 @@ extension MessageStructure {
         return reader
     }
 
-    private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
-        guard var reader = openBlob(blob), let (messageSize, bareLineFeeds, poolBytes) = reader.readPrologue()
-        else { return nil }
-        var structure = MessageStructure(messageSize: messageSize)
-        structure.messageBareLineFeeds = bareLineFeeds
-        structure.pool = Array(poolBytes)
-        guard structure.pool.starts(with: MIMEText.prelude) else { return nil }
+    /// Replaces this structure with the one in a blob written by ``serialize(into:)``, keeping the
+    /// arrays' capacity: FETCH decodes message after message into one structure, so after the first
+    /// few it allocates nothing. False when the blob is damaged, truncated, has bytes after its end
+    /// or is of another version; the structure is then left half-read, fit only to be read into
+    /// again.
+    public mutating func read(serialized blob: UnsafeRawBufferPointer) -> Bool {
+        guard var reader = Self.openBlob(blob), let (messageSize, bareLineFeeds, poolBytes) = reader.readPrologue(),
+              poolBytes.starts(with: MIMEText.prelude)
+        else { return false }
+        self.messageSize = messageSize
+        messageBareLineFeeds = bareLineFeeds
+        pool.removeAll(keepingCapacity: true)
+        pool.append(contentsOf: poolBytes)
+        parts.removeAll(keepingCapacity: true)
+        envelopes.removeAll(keepingCapacity: true)
+        addresses.removeAll(keepingCapacity: true)
+        parameters.removeAll(keepingCapacity: true)
+        languageTags.removeAll(keepingCapacity: true)
+        cachedHeader = nil
 
-        guard let partCount = reader.readCount(elementSize: 15), partCount > 0 else { return nil }
-        structure.parts.reserveCapacity(partCount)
+        // Every count is read before its section, so each array grows once at most (counts are
+        // bounded by the blob's length, see readCount).
+        guard let partCount = reader.readCount(elementSize: 15), partCount > 0 else { return false }
+        parts.reserveCapacity(partCount)
         for _ in 0..<partCount {
-            guard let part = reader.readPart() else { return nil }
-            structure.parts.append(part)
+            guard let part = reader.readPart() else { return false }
+            parts.append(part)
         }
-        guard reader.isAtEndOfParts else { return nil }
-        guard let envelopeCount = reader.readCount(elementSize: 10) else { return nil }
+        guard reader.isAtEndOfParts, let envelopeCount = reader.readCount(elementSize: 10) else { return false }
+        envelopes.reserveCapacity(envelopeCount)
         for _ in 0..<envelopeCount {
-            guard let envelope = reader.readEnvelope() else { return nil }
-            structure.envelopes.append(envelope)
+            guard let envelope = reader.readEnvelope() else { return false }
+            envelopes.append(envelope)
         }
-        guard let addressCount = reader.readCount(elementSize: 4) else { return nil }
+        guard let addressCount = reader.readCount(elementSize: 4) else { return false }
+        addresses.reserveCapacity(addressCount)
         for _ in 0..<addressCount {
             guard let name = reader.readNString(), let adl = reader.readNString(), let mailbox = reader.readNString(),
                 let host = reader.readNString()
-            else { return nil }
-            structure.addresses.append(MIMEAddress(name: name, adl: adl, mailbox: mailbox, host: host))
+            else { return false }
+            addresses.append(MIMEAddress(name: name, adl: adl, mailbox: mailbox, host: host))
         }
-        guard let parameterCount = reader.readCount(elementSize: 5) else { return nil }
+        guard let parameterCount = reader.readCount(elementSize: 5) else { return false }
+        parameters.reserveCapacity(parameterCount)
         for _ in 0..<parameterCount {
             guard let name = reader.readText(), let value = reader.readText(), let extended = reader.readNString()
-            else { return nil }
-            structure.parameters.append(MIMEParameter(name: name, value: value, extendedValue: extended))
+            else { return false }
+            parameters.append(MIMEParameter(name: name, value: value, extendedValue: extended))
         }
-        guard let languageCount = reader.readCount(elementSize: 2) else { return nil }
+        guard let languageCount = reader.readCount(elementSize: 2) else { return false }
+        languageTags.reserveCapacity(languageCount)
         for _ in 0..<languageCount {
-            guard let tag = reader.readText() else { return nil }
-            structure.languageTags.append(tag)
+            guard let tag = reader.readText() else { return false }
+            languageTags.append(tag)
         }
         if reader.version >= 2 {
-            guard let header = reader.readNString() else { return nil }
-            structure.cachedHeader = header
+            guard let header = reader.readNString() else { return false }
+            cachedHeader = header
         }
-        guard reader.position == blob.count, structure.isConsistent else { return nil }
+        guard reader.position == blob.count, isConsistent else { return false }
         // A header copy must be exactly the message's own header.
-        if let header = structure.cachedHeader, Int(header.count) != structure.parts[0].headerRange.count { return nil }
-        return structure
+        if let cachedHeader, Int(cachedHeader.count) != parts[0].headerRange.count { return false }
+        return true
+    }
+
+    private static func read(_ blob: UnsafeRawBufferPointer) -> MessageStructure? {
+        var structure = MessageStructure(messageSize: 0)
+        // Not the shared prelude: the read would copy it before emptying it.
+        structure.pool = []
+        return structure.read(serialized: blob) ? structure : nil
     }
 
     /// Whether every index and range points where accessors and section resolution may go.
@@ -206,11 +230,11 @@ extension MessageStructure {
             }
             if part.kind == .message && (part.envelope < 0 || part.subtreeEnd == index + 1) { return false }
         }
+        // Named one by one: an array of the six lists would be built per envelope.
         for envelope in envelopes {
-            for list in [envelope.from, envelope.sender, envelope.replyTo, envelope.to, envelope.cc, envelope.bcc]
-            where list.upperBound > addresses.count {
-                return false
-            }
+            let end = max(envelope.from.upperBound, envelope.sender.upperBound, envelope.replyTo.upperBound,
+                          envelope.to.upperBound, envelope.cc.upperBound, envelope.bcc.upperBound)
+            if end > addresses.count { return false }
         }
         return true
     }

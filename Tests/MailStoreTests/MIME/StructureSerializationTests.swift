@@ -142,6 +142,42 @@ struct StructureSerializationTests {
         }
     }
 
+    @Test("decoding blob after blob into one structure gives each what a fresh decode gives, damage in between")
+    func reusedStructure() throws {
+        // Largest first, so every later blob is decoded over the leftovers of a bigger one: more
+        // parts, envelopes and addresses, a longer pool; with and without a header copy.
+        var blobs: [[UInt8]] = []
+        for (index, message) in (Corpus.names.map { Corpus.message($0) } + [deeplyNestedMessage(depth: 40)]).enumerated() {
+            var blob: [UInt8] = []
+            if index.isMultiple(of: 2) {
+                keptHeaderStructure(of: message).serialize(into: &blob)
+            } else {
+                MessageStructure(parsing: message).serialize(into: &blob, version: 1)
+            }
+            blobs.append(blob)
+        }
+        blobs.sort { $0.count > $1.count }
+        var reused = MessageStructure()
+        for (index, blob) in blobs.enumerated() {
+            let fresh = try #require(MessageStructure(serialized: blob))
+            #expect(blob.withUnsafeBytes { reused.read(serialized: $0) })
+            #expect(reused == fresh, "blob \(index)")
+            #expect(reused.debugIMAPDescription == fresh.debugIMAPDescription, "blob \(index)")
+            // Damaged blobs (cut short, trailing bytes) refused half-way; the next blob reads whole.
+            if index.isMultiple(of: 3) {
+                #expect(!blob.dropLast(blob.count / 3).withUnsafeBytes { reused.read(serialized: $0) })
+                #expect(!(blob + [0]).withUnsafeBytes { reused.read(serialized: $0) })
+            }
+        }
+        #expect(blobs.count > 10)
+
+        // The arrays keep the room of the largest message decoded: a smaller one needs no new storage.
+        let largest = try #require(MessageStructure(serialized: blobs[0]))
+        #expect(blobs[0].withUnsafeBytes { reused.read(serialized: $0) })
+        #expect(blobs[blobs.count - 1].withUnsafeBytes { reused.read(serialized: $0) })
+        #expect(reused.pool.capacity >= largest.pool.count && reused.parts.capacity >= largest.parts.count)
+    }
+
     /// The message's structure with its header kept, as the store's analyzer makes it.
     private func keptHeaderStructure(of message: [UInt8]) -> MessageStructure {
         var structure = MessageStructure(parsing: message)
