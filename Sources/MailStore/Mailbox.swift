@@ -243,7 +243,9 @@ public final class Mailbox {
     public func withCachedAnalysis<T>(of uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) throws(StoreError) -> T {
         guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
         let record = index.records[position]
-        if let result = cache.withBlob(offset: record.cacheOffset, length: record.cacheLength, uid: uid, body) {
+        if let result = cache.withBlob(offset: record.cacheOffset, length: record.cacheLength, uid: uid,
+                                       verified: record.cacheVerified, body) {
+            if !record.cacheVerified { index.records.markCacheVerified(at: position) }
             return result
         }
         return try analyseAgain(uid, at: position).withUnsafeBytes(body)

@@ -45,19 +45,21 @@ struct MessageCache {
 
     /// The blob at `offset`, or nil when there is none or it does not check out.
     func read(offset: Int64, length: UInt32, uid: UInt32) -> [UInt8]? {
-        withBlob(offset: offset, length: length, uid: uid) { Array($0) }
+        withBlob(offset: offset, length: length, uid: uid, verified: false) { Array($0) }
     }
 
     /// Runs `body` over the blob at `offset`, read into temporary memory (on the stack when it
     /// fits) rather than an array: FETCH reads one per message only to decode it. Nil when there
-    /// is none or it does not check out.
-    func withBlob<T>(offset: Int64, length: UInt32, uid: UInt32, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+    /// is none or it does not check out (its checksum is not summed again when `verified`, see
+    /// ``blobRange(inRecord:uid:length:verified:)``).
+    func withBlob<T>(offset: Int64, length: UInt32, uid: UInt32, verified: Bool,
+                     _ body: (UnsafeRawBufferPointer) -> T) -> T? {
         let recordSize = MessageCache.headerSize + Int(length)
         guard offset >= 0, offset + Int64(recordSize) <= end else { return nil }
         return withUnsafeTemporaryAllocation(byteCount: recordSize, alignment: 8) { buffer -> T? in
             guard let count = try? file.read(into: buffer, at: offset), count == recordSize,
                   let blob = MessageCache.blobRange(inRecord: UnsafeRawBufferPointer(buffer), uid: uid, length: length,
-                                                    verified: false)
+                                                    verified: verified)
             else { return nil }
             return body(UnsafeRawBufferPointer(rebasing: buffer[blob]))
         }
