@@ -67,7 +67,8 @@ extension Mailbox {
                 uid: uid, flags: source.flags, keywords: mappedKeywords[offset], modseq: destination.nextModseq(),
                 size: source.size, fileSize: source.fileSize, internalDate: source.internalDate,
                 saveDate: now / 1_000_000_000)
-            if let blob = cache.read(offset: source.cacheOffset, length: source.cacheLength, uid: sourceUID),
+            if let blob = cache.withBlob(offset: source.cacheOffset, length: source.cacheLength, uid: sourceUID,
+                                         verified: source.cacheVerified, { Array($0) }),
                 let (cacheOffset, length) = try? destination.cache.append(blob, uid: uid)
             {
                 record.cold.setCache(offset: cacheOffset, length: length)

@@ -43,11 +43,6 @@ struct MessageCache {
         return (offset, UInt32(blob.count))
     }
 
-    /// The blob at `offset`, or nil when there is none or it does not check out.
-    func read(offset: Int64, length: UInt32, uid: UInt32) -> [UInt8]? {
-        withBlob(offset: offset, length: length, uid: uid, verified: false) { Array($0) }
-    }
-
     /// Runs `body` over the blob at `offset`, read into temporary memory (on the stack when it
     /// fits) rather than an array: FETCH reads one per message only to decode it. Nil when there
     /// is none or it does not check out (its checksum is not summed again when `verified`, see

@@ -208,7 +208,8 @@ final class SubstringSearcher: MessageContentSearcher {
         // The fourth record damaged: it alone is analysed again from its message.
         let (inbox, expected) = try mailboxWithDamagedBlob(temporary, record: 3)
         let damaged = inbox.index.records[3]
-        #expect(inbox.cache.read(offset: damaged.cacheOffset, length: damaged.cacheLength, uid: damaged.uid) == nil)
+        #expect(inbox.cache.withBlob(offset: damaged.cacheOffset, length: damaged.cacheLength, uid: damaged.uid,
+                                     verified: false, { Array($0) }) == nil)
         // Whole records are read in place in the window; only the damaged one is analysed
         // again (and cached anew, so from then on it too reads in place).
         var inPlace = MessageCacheReadAhead(windowLimit: windowLimit)
