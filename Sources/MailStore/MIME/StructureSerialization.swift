@@ -296,12 +296,20 @@ private struct BlobReader {
     }
 
     /// A non-negative varint that fits in 62 bits (offsets and counts never need more).
+    @inline(__always)
     mutating func read() -> Int? {
-        // Most varints of a blob (kinds, flags, short lengths) are one byte: no loop for those.
+        // Most varints of a blob (kinds, flags, short lengths) are one byte: those are read inline
+        // where they are asked for; only the longer ones call out.
         if position < blob.count, blob[position] < 0x80 {
             defer { position += 1 }
             return Int(blob[position])
         }
+        return readLongerVarint()
+    }
+
+    /// ``read()`` of a varint of more than one byte (or of none left).
+    @inline(never)
+    private mutating func readLongerVarint() -> Int? {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while position < blob.count && shift < 63 {
