@@ -110,7 +110,8 @@ struct MessageCacheReadAhead {
 
     /// The cached blob of the message at `position`: from the current window, or from a new one
     /// read from there on; a record that is missing or does not check out is analysed again
-    /// (``Mailbox/cachedAnalysis(of:)``), and one that checks out is remembered as whole. Empty when there is no analyzer or no message file.
+    /// (``Mailbox/cachedAnalysis(of:)``), and one that checks out is remembered as whole. Empty
+    /// when there is no analyzer or no message file.
     mutating func locateBlob(at position: Int, of mailbox: Mailbox) -> Blob {
         let record = mailbox.index.records[position]
         let recordSize = Int64(MessageCache.headerSize) + Int64(record.cacheLength)

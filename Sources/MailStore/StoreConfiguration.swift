@@ -43,18 +43,6 @@ public protocol MessageContentSearcher: Sendable {
     func matches(_ key: PreparedKey, message: UnsafeRawBufferPointer, cached: UnsafeRawBufferPointer) -> Bool
 }
 
-extension MessageContentSearcher {
-    /// ``answer(_:cached:)`` of a key asked once, over a blob held in an array.
-    public func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
-        cached.withUnsafeBytes { answer(prepare(key), cached: $0) }
-    }
-
-    /// ``matches(_:message:cached:)`` of a key asked once, over a blob held in an array.
-    public func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool {
-        cached.withUnsafeBytes { matches(prepare(key), message: message, cached: $0) }
-    }
-}
-
 /// Per-user limits (RFC 9208 STORAGE and MESSAGE resources). Zero means unlimited.
 public struct QuotaLimits: Equatable, Sendable {
     /// Total RFC822.SIZE of all the user's messages, in bytes.

@@ -167,3 +167,16 @@ func readToEnd(_ fd: Int32, chunk: ([UInt8]) -> Void = { _ in }) -> [UInt8] {
         all += buffer[0..<count]
     }
 }
+
+extension MessageContentSearcher {
+    /// ``answer(_:cached:)`` of a key asked once, over a blob held in an array (SEARCH itself
+    /// prepares each key once and passes blobs in place).
+    func answer(_ key: ContentSearchKey, cached: [UInt8]) -> Bool? {
+        cached.withUnsafeBytes { answer(prepare(key), cached: $0) }
+    }
+
+    /// ``matches(_:message:cached:)`` of a key asked once, over a blob held in an array.
+    func matches(_ key: ContentSearchKey, message: UnsafeRawBufferPointer, cached: [UInt8]) -> Bool {
+        cached.withUnsafeBytes { matches(prepare(key), message: message, cached: $0) }
+    }
+}
