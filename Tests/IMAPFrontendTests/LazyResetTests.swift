@@ -1,7 +1,10 @@
 // IMAPFrontend tests: lazy reset. A connection released by LOGOUT waits in the pool still logged in;
 // the next login's one write starts with UNAUTHENTICATE, and nothing of the last user reaches the next.
 
+import IMAPBackend
+import Telemetry
 import Testing
+import TestSupport
 
 @testable import IMAPFrontend
 @testable import Reactor
@@ -104,6 +107,67 @@ struct LazyResetTests {
         #expect(backend.events.violations.isEmpty, "\(backend.events.violations)")
         try client.send("z LOGOUT\r\n")
         _ = try client.readToEnd()
+    }
+
+    /// The same against the real back end: alice selects INBOX (IMAP4rev2 enabled) and logs out;
+    /// while her connection is parked, another session of hers delivers a message, flags one and
+    /// expunges one. Bob, on that connection, sees none of it, is not in selected state, and is
+    /// back to IMAP4rev1 (alice's ENABLE reset).
+    @Test func nothingOfTheLastUserReachesTheNextOnTheRealBackEnd() throws {
+        let backend = try RunningServer { $0.trustedProxies = [TrustedNetwork("127.0.0.0/8")!] }
+        defer { backend.stop() }
+        let harness = try FrontendHarness(backends: [("local", backend.plainPort)], loops: 1) {
+            $0.pool.maximumConnections = 1
+            $0.pool.lazyResetWindow = .seconds(60)
+            $0.loginDisabledOnPlain = false
+        }
+        defer { harness.stop() }
+        let message = "Subject: hello\r\n\r\nbody\r\n"
+        let alice = try TestClient(port: harness.port)
+        _ = try alice.readResponse()
+        #expect(try alice.command("a1", "LOGIN alice secret").last?.hasPrefix("a1 OK") == true)
+        for tag in ["a2", "a3"] {
+            #expect(try alice.command(tag, "APPEND INBOX {\(message.utf8.count)+}\r\n\(message)").last?
+                .hasPrefix("\(tag) OK") == true)
+        }
+        #expect(try alice.command("a4", "ENABLE IMAP4rev2").contains("* ENABLED IMAP4rev2"))
+        #expect(try alice.command("a5", "SELECT INBOX").last?.hasPrefix("a5 OK") == true)
+        try alice.send("a6 LOGOUT\r\n")
+        _ = try alice.readToEnd()
+        #expect(harness.waitForPool(0) { $0.idle == 1 && $0.busy == 0 })
+
+        let other = try TestClient(port: backend.plainPort)
+        _ = try other.readResponse()
+        #expect(try other.command("o1", "LOGIN alice secret").last?.hasPrefix("o1 OK") == true)
+        #expect(try other.command("o2", "APPEND INBOX {\(message.utf8.count)+}\r\n\(message)").last?
+            .hasPrefix("o2 OK") == true)
+        #expect(try other.command("o3", "SELECT INBOX").last?.hasPrefix("o3 OK") == true)
+        #expect(try other.command("o4", "STORE 1 +FLAGS (\\Flagged)").last?.hasPrefix("o4 OK") == true)
+        #expect(try other.command("o5", "STORE 2 +FLAGS (\\Deleted)").last?.hasPrefix("o5 OK") == true)
+        #expect(try other.command("o6", "EXPUNGE").last?.hasPrefix("o6 OK") == true)
+        try other.send("o7 LOGOUT\r\n")
+        _ = try other.readToEnd()
+
+        let bob = try TestClient(port: harness.port)
+        _ = try bob.readResponse()
+        let login = try bob.command("b1", "LOGIN bob hunter2")
+        #expect(login.last?.hasPrefix("b1 OK") == true, "\(login)")
+        let noop = try bob.command("b2", "NOOP")
+        #expect(noop.count == 1 && noop[0].hasPrefix("b2 OK"), "\(noop)")
+        let fetch = try bob.command("b3", "FETCH 1 FLAGS")
+        #expect(fetch.count == 1 && fetch[0].hasPrefix("b3 BAD"), "not in selected state: \(fetch)")
+        let selected = try bob.command("b4", "SELECT INBOX")
+        #expect(selected.contains("* 0 EXISTS") && selected.contains("* 0 RECENT"), "IMAP4rev1, bob's INBOX: \(selected)")
+        let everything = (login + noop + fetch).joined(separator: "\n")
+        for leak in ["EXISTS", "EXPUNGE", "FETCH (", "Flagged", "RECENT"] {
+            #expect(!everything.contains(leak), "bob saw \(leak): \(everything)")
+        }
+        // It was alice's connection, reset by bob's login.
+        let status = harness.server.poolStatus()[0]
+        #expect(status.created == 1 && status.reused == 1, "\(status)")
+        #expect(backend.metrics.prometheusText().contains("command=\"UNAUTHENTICATE\"} 1\n"))
+        try bob.send("b5 LOGOUT\r\n")
+        _ = try bob.readToEnd()
     }
 
     @Test func aConnectionNotTakenWithinTheWindowIsResetByItself() throws {
@@ -211,7 +275,8 @@ struct LazyResetTests {
         let harness = try frontend(backend, window: .zero)
         defer { harness.stop() }
         try session(port: harness.port, user: "alice")
-        #expect(backend.events.wait { _ in unauthenticates(by: "alice", backend) == 1 })
-        #expect(writes(backend).contains(["UNAUTHENTICATE"]))
+        // On its own: a write of the UNAUTHENTICATE alone, with no login behind it.
+        #expect(backend.events.wait { _ in writes(backend).contains(["UNAUTHENTICATE"]) })
+        #expect(unauthenticates(by: "alice", backend) == 1)
     }
 }
