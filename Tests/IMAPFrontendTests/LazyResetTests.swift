@@ -201,6 +201,36 @@ struct LazyResetTests {
         #expect(backend.events.commands("NOOP").allSatisfy { if case .command(_, _, nil) = $0 { true } else { false } })
     }
 
+    /// A parked connection past the pool's idle timeout (above the minimum) is closed like a clean
+    /// one, which ends its user's session on the back end too.
+    @Test func theIdleTimeoutClosesAParkedConnection() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try frontend(backend) {
+            $0.pool.idleTimeout = .milliseconds(1)
+            $0.pool.healthCheckInterval = .milliseconds(50)
+        }
+        defer { harness.stop() }
+        try session(port: harness.port, user: "alice")
+        #expect(backend.events.wait { _ in backend.events.closedCount == 1 })
+        #expect(harness.waitFor { backend.connectionCount(of: "alice") == 0 })
+        #expect(harness.waitForPool(0) { $0.idle == 0 && $0.busy == 0 })
+    }
+
+    /// The front end's shutdown closes parked connections with the idle ones.
+    @Test func shutdownClosesAParkedConnection() throws {
+        let backend = try FakeBackend()
+        defer { backend.kill() }
+        let harness = try frontend(backend)
+        defer { harness.stop() }
+        try session(port: harness.port, user: "alice")
+        #expect(harness.waitForPool(0) { $0.idle == 1 && $0.busy == 0 })
+        #expect(backend.connectionCount(of: "alice") == 1)
+        harness.server.beginShutdown()
+        #expect(backend.events.wait { _ in backend.events.closedCount == 1 })
+        #expect(harness.waitFor { backend.connectionCount(of: "alice") == 0 })
+    }
+
     /// UNAUTHENTICATE refused, BYE or a close at checkout: that connection is closed, nothing it
     /// said reaches the new client, and the login goes through on a new connection.
     @Test(arguments: UnauthenticateFailure.allCases)
