@@ -43,6 +43,13 @@ struct LazyResetTests {
         guard end == ["* BYE Logging out", "v OK LOGOUT completed"] else { throw TestFailure("logout gave \(end)") }
     }
 
+    /// Alice's session ends and her connection waits in the pool, still logged in as her.
+    private func parkAlice(_ harness: FrontendHarness, _ backend: FakeBackend) throws {
+        try session(port: harness.port, user: "alice")
+        #expect(harness.waitForPool(0) { $0.idle == 1 && $0.busy == 0 })
+        #expect(backend.connectionCount(of: "alice") == 1, "alice's connection is parked still logged in")
+    }
+
     /// The commands of each read the back end saw, in order.
     private func writes(_ backend: FakeBackend) -> [[String]] {
         backend.events.all.compactMap { if case .received(_, let names) = $0 { names } else { nil } }
@@ -82,12 +89,11 @@ struct LazyResetTests {
         defer { backend.kill() }
         let harness = try frontend(backend)
         defer { harness.stop() }
-        try session(port: harness.port, user: "alice")
-        #expect(harness.waitForPool(0) { $0.idle == 1 && $0.busy == 0 })
+        try parkAlice(harness, backend)
         let pushed = backend.announce(
             "* 5 EXISTS\r\n* 2 FETCH (FLAGS (\\Seen \\Flagged))\r\n* 3 EXPUNGE\r\n* XLEAK alice\r\n",
             toSessionsOf: "alice")
-        #expect(pushed == 1, "alice's connection is parked still logged in")
+        #expect(pushed == 1)
 
         let client = try TestClient(port: harness.port)
         _ = try client.readResponse()
@@ -223,9 +229,7 @@ struct LazyResetTests {
         defer { backend.kill() }
         let harness = try frontend(backend)
         defer { harness.stop() }
-        try session(port: harness.port, user: "alice")
-        #expect(harness.waitForPool(0) { $0.idle == 1 && $0.busy == 0 })
-        #expect(backend.connectionCount(of: "alice") == 1)
+        try parkAlice(harness, backend)
         harness.server.beginShutdown()
         #expect(backend.events.wait { _ in backend.events.closedCount == 1 })
         #expect(harness.waitFor { backend.connectionCount(of: "alice") == 0 })
@@ -241,8 +245,7 @@ struct LazyResetTests {
         defer { backend.kill() }
         let harness = try frontend(backend)
         defer { harness.stop() }
-        try session(port: harness.port, user: "alice")
-        #expect(harness.waitForPool(0) { $0.idle == 1 })
+        try parkAlice(harness, backend)
         #expect(backend.announce("* XLEAK alice\r\n", toSessionsOf: "alice") == 1)
 
         let client = try TestClient(port: harness.port)
