@@ -18,6 +18,11 @@ import Telemetry
 /// …session relayed…
 /// H3 UNAUTHENTICATE        (RFC 8437)  -> H3 OK  -> back in the pool
 /// ```
+///
+/// After a client's LOGOUT the connection goes back to the pool still logged in (``needsReset``,
+/// lazy reset): the next login writes `H4 UNAUTHENTICATE`, `H5 ID …` and `H6 AUTHENTICATE …` at
+/// once and relays nothing before H4's OK; a connection not taken within the pool's lazy-reset
+/// window is reset on its own.
 final class BackendConnection: ConnectionHandler {
     /// Where the connection is in its life. `CaseIterable` so tests can cover every state.
     enum State: CaseIterable {
@@ -29,6 +34,8 @@ final class BackendConnection: ConnectionHandler {
         case probing
         /// In the pool, unauthenticated.
         case idle
+        /// In the pool, still logged in as the user of the session it last served (``needsReset``).
+        case parked
         /// In a NOOP health check.
         case checking
         /// Lent to a session that has not sent its login yet.
@@ -67,6 +74,10 @@ final class BackendConnection: ConnectionHandler {
     var isMidResponse: Bool { inStreamedResponse }
     /// The back end sent `* BYE` to the client: no second BYE of our own.
     private(set) var byeRelayed = false
+    /// Still logged in as the last session's user: UNAUTHENTICATE goes before anything else sent,
+    /// and nothing the back end says before its OK (the last user's mailbox changes, say) reaches
+    /// anyone.
+    private(set) var needsReset = false
 
     private var framer: IMAPResponseFramer
     /// Inside a response whose literal is being streamed (frames that follow continue it).
@@ -74,6 +85,8 @@ final class BackendConnection: ConnectionHandler {
     private var tagNumber = 0
     private var expectedTag: [UInt8] = []
     private var idTag: [UInt8] = []
+    /// The tag of the UNAUTHENTICATE a lazy reset sent ahead of a login.
+    private var resetTag: [UInt8] = []
     /// Untagged lines the back end sent during login (post-login CAPABILITY, say), held until the
     /// login's outcome is known.
     private var loginUntagged: [UInt8] = []
@@ -126,8 +139,9 @@ final class BackendConnection: ConnectionHandler {
 
     // MARK: - Pool transitions
 
+    /// Into the pool: `.idle`, or `.parked` when still logged in (``needsReset``).
     func markIdle(since: Deadline) {
-        state = .idle
+        state = needsReset ? .parked : .idle
         idleSince = since
         owner = nil
         outstanding = 0
@@ -163,9 +177,15 @@ final class BackendConnection: ConnectionHandler {
                     sessionID: String) {
         owner = session
         state = .loggingIn
+        var bytes: [UInt8] = []
+        if needsReset {
+            // Still the last user's session: UNAUTHENTICATE first, in the same write.
+            resetTag = nextTag()
+            bytes = resetTag + BackendConnection.unauthenticateCommand
+        }
         idTag = nextTag()
         expectedTag = nextTag()
-        var bytes = idTag
+        bytes += idTag
         bytes += Array(" ID (\"x-originating-ip\" \"\(clientAddress.host)\"".utf8)
         bytes += Array(" \"x-originating-port\" \"\(clientAddress.port)\" \"x-session-id\" \"\(sessionID)\")\r\n".utf8)
         bytes += expectedTag
@@ -176,18 +196,29 @@ final class BackendConnection: ConnectionHandler {
         armTimer()
     }
 
-    /// Ends the session's use of the connection: UNAUTHENTICATE and back to the pool when the back
-    /// end allows it and nothing is in flight, otherwise close. Called after LOGOUT was answered.
+    /// What follows the tag of a lazy reset's UNAUTHENTICATE (made once, not per login).
+    private static let unauthenticateCommand = Array(" UNAUTHENTICATE\r\n".utf8)
+
+    /// Ends the session's use of the connection when the back end allows UNAUTHENTICATE and nothing
+    /// is in flight, otherwise closes it. Called after LOGOUT was answered. With a lazy-reset window
+    /// the connection goes back to the pool still logged in and the next login (or the pool, once
+    /// the window passes) sends the UNAUTHENTICATE; without one it is sent now.
     func release() {
         owner = nil
         guard state == .relaying, outstanding == 0, !isOpaque, supportsUnauthenticate, connection?.isOpen == true else {
             close()
             return
         }
-        unauthenticate()
+        if pool.settings.lazyResetWindow > .zero {
+            needsReset = true
+            pool.checkin(self)
+        } else {
+            unauthenticate()
+        }
     }
 
-    private func unauthenticate() {
+    /// Sends UNAUTHENTICATE; its OK brings the connection back to the pool clean.
+    func unauthenticate() {
         state = .unauthenticating
         pool.connectionReturning()
         expectedTag = nextTag()
@@ -364,9 +395,14 @@ final class BackendConnection: ConnectionHandler {
                 return unexpected("an answer to UNAUTHENTICATE")
             }
             disarmTimer()
+            needsReset = false
             pool.checkin(self)
         case .loggingIn:
             handleLoginFrame(frame, line)
+        case .parked, .reserved where needsReset:
+            // Still the last user's session: its mailbox may report changes (EXISTS, EXPUNGE,
+            // FETCH), which are dropped. BYE or anything tagged: it cannot be reused.
+            if line.kind != .untagged || line.status == .bye { close() }
         case .idle, .reserved, .lent:
             // An unauthenticated connection has nothing to say but BYE (its autologout).
             close()
@@ -376,6 +412,7 @@ final class BackendConnection: ConnectionHandler {
     }
 
     private func handleLoginFrame(_ frame: UnsafeRawBufferPointer, _ line: ResponseLine) {
+        if needsReset { return handleResetAnswer(line) }
         switch line.kind {
         case .untagged:
             if line.status == .bye { return unexpected("BYE during login") }
@@ -411,14 +448,39 @@ final class BackendConnection: ConnectionHandler {
         }
     }
 
-    /// The back end said something a pooled connection cannot go on from: close it.
+    /// What a lazy reset's UNAUTHENTICATE gets before its OK belongs to the last user's session:
+    /// untagged lines are dropped, never relayed or kept for the login's answer; anything but the
+    /// OK (NO, BAD, BYE) closes the connection, and the login tries another.
+    private func handleResetAnswer(_ line: ResponseLine) {
+        switch line.kind {
+        case .untagged:
+            if line.status == .bye { unexpected("BYE to UNAUTHENTICATE") }
+        case .continuation:
+            unexpected("a continuation request to UNAUTHENTICATE")
+        case .tagged:
+            guard line.hasTag(resetTag), line.status == .ok else { return unexpected("an answer to UNAUTHENTICATE") }
+            needsReset = false
+        }
+    }
+
+    /// The back end said something a pooled connection cannot go on from: close it (a login
+    /// under way on it hears of it once it is closed, so nothing more of it can reach the client).
     private func unexpected(_ what: String) {
         pool.logger.warning("back end \(pool.endpoint.name) sent \(what) while \(state); closing the connection")
-        if state == .loggingIn, let session = owner {
-            owner = nil
+        guard state == .loggingIn, let session = owner else { return close() }
+        owner = nil
+        close()
+        loginFailed(session)
+    }
+
+    /// The connection closed under `session`'s login: a connection that was still the last user's
+    /// session lets the login try once more elsewhere; otherwise the back end counts as lost.
+    private func loginFailed(_ session: ClientSession) {
+        if needsReset {
+            session.backendResetFailed()
+        } else {
             session.backendUnavailable()
         }
-        close()
     }
 
     func connectionWritable(_ connection: Connection) {
@@ -436,7 +498,9 @@ final class BackendConnection: ConnectionHandler {
     }
 
     func connectionShutdownRequested(_ connection: Connection) {
-        if state == .idle || state == .checking || state == .greeting || state == .probing { close() }
+        if state == .idle || state == .parked || state == .checking || state == .greeting || state == .probing {
+            close()
+        }
     }
 
     func connectionClosed(_ connection: Connection, reason: CloseReason) {
@@ -453,7 +517,7 @@ final class BackendConnection: ConnectionHandler {
         owner = nil
         pool.connectionClosed(self, state: previous)
         switch previous {
-        case .loggingIn, .reserved: session?.backendUnavailable()
+        case .loggingIn, .reserved: if let session { loginFailed(session) }
         case .relaying: session?.backendLost(byeRelayed: byeRelayed)
         default: break
         }

@@ -112,9 +112,12 @@ enum BackendCheckout {
 /// One loop's connections to one back end. Everything here runs on that loop's thread.
 ///
 /// Connections are opened ahead (the back end's `minimumIdle`, counted over all loops), handed
-/// out last-in first-out (the warmest first), and come back after a clean UNAUTHENTICATE or a
-/// failed login. The back end's `maximum` holds across loops (``BackendPoolShared/reserveSlot()``);
-/// a loop at the maximum borrows an idle connection from another loop. A connect that fails
+/// out last-in first-out (the warmest first), and come back after a clean UNAUTHENTICATE, a
+/// failed login or, still logged in, after a client's LOGOUT (lazy reset: the next login sends the
+/// UNAUTHENTICATE in its own write; one timer per pool resets those not taken within the window).
+/// Last-in first-out also hands out the most recently released first, so none stays dirty long.
+/// The back end's `maximum` holds across loops (``BackendPoolShared/reserveSlot()``); a loop at
+/// the maximum borrows an idle connection from another loop. A connect that fails
 /// marks the back end down for every loop; reconnect attempts follow with exponential backoff
 /// and the first success marks it up again.
 final class BackendPool {
@@ -142,6 +145,8 @@ final class BackendPool {
     private var backoff: Duration
     private var reconnectTimer: Timer?
     private var healthTimer: Timer?
+    /// Due when the oldest connection parked still logged in reaches the lazy-reset window.
+    private var lazyResetTimer: Timer?
     private var sourceIndex = 0
     private var stopped = false
 
@@ -172,6 +177,8 @@ final class BackendPool {
         stopped = true
         reconnectTimer?.cancel()
         healthTimer?.cancel()
+        lazyResetTimer?.cancel()
+        // Parked connections still logged in close too: closing ends the user's session as well.
         for connection in idle { connection.close() }
         for waiter in waiters { waiter.backendUnavailable() }
         waiters.removeAll()
@@ -208,15 +215,17 @@ final class BackendPool {
         return connection
     }
 
-    /// Takes back a connection that is unauthenticated again (after UNAUTHENTICATE, or a failed login).
+    /// Takes back a connection that is unauthenticated again (after UNAUTHENTICATE, or a failed
+    /// login), or still logged in after a LOGOUT (``BackendConnection/needsReset``).
     func checkin(_ connection: BackendConnection) {
         if connection.state == .unauthenticating { returningCount -= 1 }
         shared.busy.subtract(1, ordering: .relaxed)
         makeAvailable(connection)
     }
 
-    /// A connection is greeted and unauthenticated: give it to a waiting login, lend it to a loop
-    /// whose logins wait, or keep it.
+    /// A connection is greeted (and unauthenticated, or waiting for its lazy reset): give it to a
+    /// waiting login (whose write then starts with the reset), lend it to a loop whose logins wait,
+    /// or keep it.
     private func makeAvailable(_ connection: BackendConnection, keepIdleSince: Bool = false) {
         if stopped {
             connection.close()
@@ -228,10 +237,52 @@ final class BackendPool {
             session.backendReady(handOut(connection))
             return
         }
-        if shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0, lend(connection) { return }
+        if shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0 {
+            // Only clean connections move between loops: this one is lent once its reset is done.
+            if connection.needsReset { return reset(connection) }
+            if lend(connection) { return }
+        }
         connection.markIdle(since: keepIdleSince ? connection.idleSince : loop.now)
         idle.append(connection)
         shared.idle.add(1, ordering: .relaxed)
+        if connection.needsReset { scheduleLazyReset() }
+    }
+
+    /// Sends UNAUTHENTICATE on a connection the pool holds still logged in (taken off the idle
+    /// list); it counts as busy until the OK brings it back through `checkin`.
+    private func reset(_ connection: BackendConnection) {
+        shared.busy.add(1, ordering: .relaxed)
+        connection.unauthenticate()
+    }
+
+    /// Arms the pool's one lazy-reset timer (not one per connection) for the oldest connection
+    /// parked still logged in.
+    private func scheduleLazyReset() {
+        guard !stopped, lazyResetTimer?.isPending != true,
+              let oldest = idle.lazy.filter({ $0.needsReset }).map({ $0.idleSince }).min() else { return }
+        let due = oldest.adding(settings.lazyResetWindow)
+        let now = loop.now
+        let delay = now < due ? Duration.nanoseconds(Int64(due.nanoseconds - now.nanoseconds)) : .zero
+        lazyResetTimer = loop.schedule(after: delay) { [weak self] in
+            guard let self else { return }
+            self.lazyResetTimer = nil
+            self.resetExpiredParkedConnections()
+        }
+    }
+
+    /// Resets the connections parked still logged in for the whole window, so the back end does
+    /// not hold their user's session (a per-user connection slot, a selected mailbox) for long.
+    private func resetExpiredParkedConnections() {
+        let now = loop.now
+        var expired: [BackendConnection] = []
+        idle.removeAll { connection in
+            let due = connection.needsReset && !(now < connection.idleSince.adding(settings.lazyResetWindow))
+            if due { expired.append(connection) }
+            return due
+        }
+        shared.idle.subtract(expired.count, ordering: .relaxed)
+        for connection in expired { reset(connection) }
+        scheduleLazyReset()
     }
 
     /// A connection sent UNAUTHENTICATE and should be back shortly.
@@ -239,12 +290,18 @@ final class BackendPool {
 
     // MARK: - Lending between loops
 
-    /// Moves an idle connection to a loop whose logins wait (asked by that loop).
+    /// Moves an idle connection to a loop whose logins wait (asked by that loop): a clean one if
+    /// any, else one still logged in, lent once its reset is done.
     func lendIdleConnection() {
-        guard waiters.isEmpty, shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0,
-              let connection = idle.popLast() else { return }
+        guard waiters.isEmpty, shared.wantingLoops.load(ordering: .relaxed) & ~loopBit != 0, !idle.isEmpty
+        else { return }
+        let connection = idle.remove(at: idle.lastIndex { !$0.needsReset } ?? idle.count - 1)
         shared.idle.subtract(1, ordering: .relaxed)
-        if !lend(connection) { makeAvailable(connection) }
+        if connection.needsReset {
+            reset(connection)
+        } else if !lend(connection) {
+            makeAvailable(connection)
+        }
     }
 
     /// Hands `connection` to the lowest loop waiting; false when none waits any more.
@@ -353,7 +410,7 @@ final class BackendPool {
                 logger.warning("back end \(endpoint.name) at \(endpoint.host):\(endpoint.port) did not greet")
                 markDown()
             }
-        case .idle:
+        case .idle, .parked:
             if let index = idle.firstIndex(where: { $0 === connection }) {
                 idle.remove(at: index)
                 shared.idle.subtract(1, ordering: .relaxed)
@@ -439,7 +496,8 @@ final class BackendPool {
     }
 
     /// Closes idle connections unused past the idle timeout (above the minimum) and sends NOOP
-    /// on the others; one that does not answer OK in time is closed.
+    /// on the others; one that does not answer OK in time is closed. One still logged in gets
+    /// UNAUTHENTICATE instead: a NOOP would check it as the last user's session.
     private func checkIdleConnections() {
         let now = loop.now
         let candidates = idle
@@ -451,6 +509,10 @@ final class BackendPool {
             if surplus > 0 && now > connection.idleSince.adding(settings.idleTimeout) {
                 surplus -= 1
                 connection.closeWhileIdle()
+                continue
+            }
+            if connection.needsReset {
+                reset(connection)
                 continue
             }
             checkingCount += 1

@@ -48,7 +48,11 @@ final class ClientSession: ConnectionHandler {
     /// The tag of the login or AUTHENTICATE being handled.
     private var loginTag: [UInt8] = []
     private var saslStep = SASLStep.plain
+    /// The login's credentials, kept until its outcome: a login whose connection fails its lazy
+    /// reset sends them again on another.
     private var credentials: LoginCredentials?
+    /// A login already tried a second connection after one failed its lazy reset.
+    private var retriedAfterFailedReset = false
     private var pool: BackendPool?
     private var backend: BackendConnection?
     private var timer: Timer?
@@ -387,9 +391,15 @@ final class ClientSession: ConnectionHandler {
         let pool = context.pools[index]
         self.pool = pool
         self.credentials = credentials
-        phase = .waitingForBackend
+        retriedAfterFailedReset = false
         // Commands pipelined after the login wait in the buffer until its outcome is known.
         connection.pauseReading()
+        checkOut(from: pool)
+        return .stopReading
+    }
+
+    private func checkOut(from pool: BackendPool) {
+        phase = .waitingForBackend
         switch pool.checkout(for: self) {
         case .ready(let backend):
             sendLogin(over: backend)
@@ -402,13 +412,11 @@ final class ClientSession: ConnectionHandler {
                 self.answerUnavailable()
             }
         }
-        return .stopReading
     }
 
     private func sendLogin(over backend: BackendConnection) {
         guard let credentials else { return }
         self.backend = backend
-        self.credentials = nil
         phase = .loggingIn
         backend.beginLogin(for: self, credentials: credentials, clientAddress: connection.peer, sessionID: sessionID)
     }
@@ -421,6 +429,16 @@ final class ClientSession: ConnectionHandler {
             return
         }
         sendLogin(over: backend)
+    }
+
+    /// The connection lent to this login was still logged in as its last user and did not return
+    /// to not-authenticated state (UNAUTHENTICATE refused, BYE, closed, no answer). It is closed and
+    /// nothing it said reached this client; the login tries once more on another connection.
+    func backendResetFailed() {
+        guard phase == .loggingIn, !retriedAfterFailedReset, let pool else { return backendUnavailable() }
+        retriedAfterFailedReset = true
+        backend = nil
+        checkOut(from: pool)
     }
 
     /// The back end cannot be reached (down, no connection in time, or it broke during login).
@@ -444,6 +462,7 @@ final class ClientSession: ConnectionHandler {
     func backendLoginSucceeded(untagged: [UInt8], taggedText: UnsafeRawBufferPointer) {
         core.addressLimits.recordSuccess(connection.peer.host)
         core.loginsSucceeded.increment()
+        credentials = nil
         phase = .relaying
         connection.idleTimeout = core.configuration.idleTimeout
         // UNAUTHENTICATE is offered to us as a trusted proxy; clients cannot use it through the
@@ -465,6 +484,7 @@ final class ClientSession: ConnectionHandler {
     /// The back end refused the credentials: answer (after the per-address delay) with its words.
     func backendLoginRejected(taggedText: UnsafeRawBufferPointer) {
         core.loginsRejected.increment()
+        credentials = nil
         backend = nil
         phase = .delayingFailure
         var answer = loginTag

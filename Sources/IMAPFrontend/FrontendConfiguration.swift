@@ -55,6 +55,12 @@ public struct BackendPoolSettings: Sendable {
     /// so one front end can hold more than 64k connections to one back end. Empty: the kernel picks.
     /// Config `source_addresses`.
     public var sourceAddresses: [String] = []
+    /// How long a connection released by a client's LOGOUT may wait in the pool still logged in as
+    /// that client's user. The next login on it sends UNAUTHENTICATE, ID and AUTHENTICATE in one
+    /// write, a round trip fewer per session; past this window the pool sends UNAUTHENTICATE on its
+    /// own, so the back end does not hold the user's session (a per-user connection slot, a selected
+    /// mailbox) for long. Zero: UNAUTHENTICATE at once on release.
+    public var lazyResetWindow: Duration = .seconds(1)
 
     public init() {}
 }

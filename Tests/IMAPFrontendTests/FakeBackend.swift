@@ -12,6 +12,8 @@ enum FakeEvent: Equatable, Sendable {
     case closed(connection: Int)
     /// A command by name (upper case) on a connection, with the user logged in when it arrived.
     case command(connection: Int, name: String, user: String?)
+    /// The names of the commands that arrived in one read (one write of the front end's, on loopback).
+    case received(connection: Int, names: [String])
     /// Something a clean pool would never cause (a login on an authenticated connection, a
     /// command inside IDLE, a state leaking into a new session).
     case violation(String)
@@ -87,6 +89,18 @@ struct FakeBackendOptions: Sendable {
     var silentAfterGreeting = false
     /// Implicit TLS on the listener.
     var tls: TLSContextHolder?
+    /// How UNAUTHENTICATE fails, after reporting changes to the selected mailbox; nil: it succeeds.
+    var unauthenticateFailure: UnauthenticateFailure?
+}
+
+/// A scripted failure of UNAUTHENTICATE.
+enum UnauthenticateFailure: String, CaseIterable, Sendable {
+    case no, bad, bye, close
+}
+
+/// The fake's open connections, touched only on its loop's thread.
+final class FakeSessionRegistry: @unchecked Sendable {
+    var sessions: [Int: FakeBackendSession] = [:]
 }
 
 /// The fake back end: one event loop, one listener on 127.0.0.1. Users log in with password
@@ -98,14 +112,16 @@ final class FakeBackend: Sendable {
     let options: FakeBackendOptions
     let group: EventLoopGroup
     let port: UInt16
+    private let registry = FakeSessionRegistry()
 
     init(options: FakeBackendOptions = FakeBackendOptions(), port: UInt16 = 0) throws {
         self.options = options
         group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "fake-be")
         let events = self.events
         let options = options
+        let registry = registry
         let spec = ListenerSpec(host: "127.0.0.1", port: port, tls: options.tls) { _ in
-            FakeBackendSession(options: options, events: events)
+            FakeBackendSession(options: options, events: events, registry: registry)
         }
         do {
             self.port = try group.listen(spec)
@@ -117,6 +133,38 @@ final class FakeBackend: Sendable {
 
     /// Stops at once: listener and every connection closed (a killed back end).
     func kill() { group.shutdown(gracePeriod: .zero) }
+
+    /// Writes `lines` (CRLF-terminated) unasked to every connection logged in as `user`, as a
+    /// server reports changes to a selected mailbox; returns how many connections that was.
+    func announce(_ lines: String, toSessionsOf user: String) -> Int {
+        let written = Mutex<Int?>(nil)
+        let done = Semaphore()
+        let registry = registry
+        group.next().execute { _ in
+            var count = 0
+            for session in registry.sessions.values where session.user == user {
+                session.connection?.write(lines)
+                count += 1
+            }
+            written.withLock { $0 = count }
+            done.post()
+        }
+        _ = done.wait(timeout: .seconds(10))
+        return written.withLock { $0 } ?? 0
+    }
+
+    /// The connections logged in as `user` now.
+    func connectionCount(of user: String) -> Int {
+        let count = Mutex<Int?>(nil)
+        let done = Semaphore()
+        let registry = registry
+        group.next().execute { _ in
+            count.withLock { $0 = registry.sessions.values.filter { $0.user == user }.count }
+            done.post()
+        }
+        _ = done.wait(timeout: .seconds(10))
+        return count.withLock { $0 } ?? -1
+    }
 }
 
 private let fakeConnectionCounter = Atomic<Int>(0)
@@ -125,7 +173,9 @@ private let fakeConnectionCounter = Atomic<Int>(0)
 final class FakeBackendSession: ConnectionHandler {
     let options: FakeBackendOptions
     let events: EventLog
+    let registry: FakeSessionRegistry
     let number: Int
+    weak var connection: Connection?
     var input: [UInt8] = []
     /// Bytes still owed to a literal, and the command they belong to.
     var literalRemaining = 0
@@ -137,9 +187,10 @@ final class FakeBackendSession: ConnectionHandler {
     var idleTag: String?
     var sessions = 0
 
-    init(options: FakeBackendOptions, events: EventLog) {
+    init(options: FakeBackendOptions, events: EventLog, registry: FakeSessionRegistry) {
         self.options = options
         self.events = events
+        self.registry = registry
         number = fakeConnectionCounter.add(1, ordering: .relaxed).newValue
     }
 
@@ -149,6 +200,8 @@ final class FakeBackendSession: ConnectionHandler {
     }
 
     func connectionActive(_ connection: Connection) {
+        self.connection = connection
+        registry.sessions[number] = self
         events.append(.peer(connection.peer.host))
         events.append(.accepted(connection: number))
         connection.write(
@@ -158,11 +211,15 @@ final class FakeBackendSession: ConnectionHandler {
     func connectionShutdownRequested(_ connection: Connection) { connection.close(.immediately) }
 
     func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        registry.sessions[number] = nil
+        user = nil
         events.append(.closed(connection: number))
     }
 
     func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
         input += bytes
+        var names: [String] = []
+        defer { if !names.isEmpty { events.append(.received(connection: number, names: names)) } }
         while connection.isOpen {
             if literalRemaining > 0 {
                 let take = min(literalRemaining, input.count)
@@ -191,6 +248,8 @@ final class FakeBackendSession: ConnectionHandler {
             }
             let command = pendingCommand
             pendingCommand = []
+            let words = String(decoding: command, as: UTF8.self).split(separator: " ", maxSplits: 2)
+            names.append(words.count >= 2 ? words[1].uppercased().trimmingSuffixNewline : "DONE")
             handle(command, connection)
         }
         return bytes.count
@@ -265,6 +324,17 @@ final class FakeBackendSession: ConnectionHandler {
             guard options.supportsUnauthenticate, user != nil else {
                 reply("BAD not now")
                 return
+            }
+            // Changes to the selected mailbox come before the answer, as a real server reports them.
+            if selected != nil { connection.write("* 4 EXISTS\r\n* 1 FETCH (FLAGS (\\Deleted))\r\n* 1 EXPUNGE\r\n") }
+            switch options.unauthenticateFailure {
+            case .no?: return reply("NO [UNAVAILABLE] cannot unauthenticate now")
+            case .bad?: return reply("BAD not now")
+            case .bye?:
+                connection.write("* BYE going away\r\n")
+                return connection.close(.afterFlush)
+            case .close?: return connection.close(.immediately)
+            case nil: break
             }
             user = nil
             selected = nil
