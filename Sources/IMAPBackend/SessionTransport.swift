@@ -94,15 +94,8 @@ final class BackendContext: Sendable {
     }
 
     /// The loop a user's sessions live on (DESIGN.md, Threads and ownership).
-    func homeLoop(of user: String) -> Int {
-        // FNV-1a: stable across processes, unlike Hasher.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in user.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int(hash % UInt64(loopStates.count))
-    }
+    /// Reactor's ``HomeLoop``, which the front end computes too to pick a hop connection already here.
+    func homeLoop(of user: String) -> Int { HomeLoop.index(ofUser: user.utf8, loopCount: loopStates.count) }
 }
 
 /// Connections per client address, across loops.
