@@ -374,6 +374,10 @@ struct BackendMetrics: Sendable {
     let connections: Counter
     let loginFailures: Counter
     let logins: Counter
+    /// Successful logins whose connection moved to the user's home loop, and those already on it
+    /// (a front end that picks its hop connection by loop makes the first rare).
+    let loginsMoved: Counter
+    let loginsOnHomeLoop: Counter
     let bytesOut: Counter
     let bytesIn: Counter
     let registry: MetricsRegistry
@@ -394,6 +398,9 @@ struct BackendMetrics: Sendable {
         connections = registry.counter("apus_imap4be_connections_total", help: "Accepted connections")
         loginFailures = registry.counter("apus_imap4be_login_failures_total", help: "Failed logins")
         logins = registry.counter("apus_imap4be_logins_total", help: "Successful logins")
+        let loopHelp = "Successful logins: moved to the user's home loop, or already on it"
+        loginsMoved = registry.counter("apus_imap4be_login_loop_total", help: loopHelp, labels: [("loop", "moved")])
+        loginsOnHomeLoop = registry.counter("apus_imap4be_login_loop_total", help: loopHelp, labels: [("loop", "home")])
         bytesOut = registry.counter("apus_imap4be_bytes_out_total", help: "Response bytes queued")
         bytesIn = registry.counter("apus_imap4be_bytes_in_total", help: "Command bytes read")
         commandCounters = BackendMetrics.commandNames.map { name in
