@@ -67,6 +67,14 @@ final class BackendConnection: ConnectionHandler {
     var isMidResponse: Bool { inStreamedResponse }
     /// The back end sent `* BYE` to the client: no second BYE of our own.
     private(set) var byeRelayed = false
+    /// The back end's event loop this connection is on, when the back end says (an Apus back end's
+    /// `x-apus-loop` ID field, then the home loop of each user logged in); nil when unknown.
+    private(set) var backendLoop: Int?
+    /// The back end's loop count from the same ID answer; 0 when it does not say.
+    private var backendLoopCount = 0
+    /// The user of the login under way: after it the back end has moved the connection to that
+    /// user's home loop, where it stays through UNAUTHENTICATE.
+    private var loginUser: [UInt8] = []
 
     private var framer: IMAPResponseFramer
     /// Inside a response whose literal is being streamed (frames that follow continue it).
@@ -163,6 +171,7 @@ final class BackendConnection: ConnectionHandler {
                     sessionID: String) {
         owner = session
         state = .loggingIn
+        loginUser = credentials.user
         idTag = nextTag()
         expectedTag = nextTag()
         var bytes = idTag
@@ -380,7 +389,11 @@ final class BackendConnection: ConnectionHandler {
         case .untagged:
             if line.status == .bye { return unexpected("BYE during login") }
             // The answer to our ID is ours; the rest (a post-login CAPABILITY, say) is the client's.
-            if !line.untaggedIs("ID") { loginUntagged += frame }
+            if line.untaggedIs("ID") {
+                recordBackendLoop(fromIDAnswer: frame)
+            } else {
+                loginUntagged += frame
+            }
         case .continuation:
             unexpected("a continuation request to AUTHENTICATE PLAIN with an initial response")
         case .tagged:
@@ -389,8 +402,12 @@ final class BackendConnection: ConnectionHandler {
             disarmTimer()
             let text = UnsafeRawBufferPointer(rebasing: frame[line.afterTag...])
             let session = owner
+            let user = loginUser
+            loginUser = []
             switch line.status {
             case .ok:
+                // The back end answered from the user's home loop (moved there, or already on it).
+                if backendLoopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: backendLoopCount) }
                 // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
                 if line.containsToken("UNAUTHENTICATE")
                     || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
@@ -409,6 +426,46 @@ final class BackendConnection: ConnectionHandler {
                 close()
             }
         }
+    }
+
+    /// The most event loops a back end's ID answer is believed to have (a bound on what it says).
+    static let maximumBackendLoops = 4096
+
+    // id-response = "ID" SP id-params-list   (RFC 2971 section 4)
+    /// Records `"x-apus-loop" "N" "x-apus-loops" "M"` from the back end's answer to our ID: where
+    /// the connection is before the login moves it. A back end that does not send both, or sends
+    /// numbers out of range, leaves the loop unknown (the pool then hands the connection out by
+    /// recency alone, as for Dovecot).
+    private func recordBackendLoop(fromIDAnswer frame: UnsafeRawBufferPointer) {
+        var parser = IMAPResponseParser()
+        guard case .response(.untagged(.id(let pairs?))) = parser.parse(frame).event else { return }
+        var loop: Int?
+        var loopCount: Int?
+        for pair in pairs {
+            guard let value = pair.value, let number = BackendConnection.decimal(value) else { continue }
+            // Field names ignore case (RFC 2971 section 3.3).
+            pair.field.withUnsafeBytes { field in
+                if ResponseLine.equalsUppercase(field, "X-APUS-LOOP") { loop = number }
+                if ResponseLine.equalsUppercase(field, "X-APUS-LOOPS") { loopCount = number }
+            }
+        }
+        guard let loop, let loopCount, loopCount >= 1, loopCount <= BackendConnection.maximumBackendLoops,
+              loop < loopCount
+        else { return }
+        backendLoop = loop
+        backendLoopCount = loopCount
+        pool.backendReported(loopCount: loopCount)
+    }
+
+    // number = 1*DIGIT   (RFC 9051 section 9), at most 9 digits here
+    private static func decimal(_ bytes: [UInt8]) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 9 else { return nil }
+        var value = 0
+        for byte in bytes {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
     }
 
     /// The back end said something a pooled connection cannot go on from: close it.

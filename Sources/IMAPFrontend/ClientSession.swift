@@ -390,7 +390,7 @@ final class ClientSession: ConnectionHandler {
         phase = .waitingForBackend
         // Commands pipelined after the login wait in the buffer until its outcome is known.
         connection.pauseReading()
-        switch pool.checkout(for: self) {
+        switch pool.checkout(for: self, user: credentials.user) {
         case .ready(let backend):
             sendLogin(over: backend)
         case .unavailable:

@@ -87,6 +87,9 @@ struct FakeBackendOptions: Sendable {
     var silentAfterGreeting = false
     /// Implicit TLS on the listener.
     var tls: TLSContextHolder?
+    /// Pairs added to the ID answer (`"x-apus-loop" "1" "x-apus-loops" "2"`, as an Apus back end
+    /// tells a trusted proxy), each with a space before it.
+    var idFields = ""
 }
 
 /// The fake back end: one event loop, one listener on 127.0.0.1. Users log in with password
@@ -239,7 +242,7 @@ final class FakeBackendSession: ConnectionHandler {
                 originatingSession = String(
                     argument.split(separator: " ")[found + 1].filter { $0 != "\"" && $0 != ")" })
             }
-            connection.write("* ID (\"name\" \"fake\")\r\n")
+            connection.write("* ID (\"name\" \"fake\"\(options.idFields))\r\n")
             reply("OK done")
         case "AUTHENTICATE":
             if user != nil { events.append(.violation("login on an authenticated connection (user \(user!))")) }
