@@ -437,17 +437,14 @@ final class BackendConnection: ConnectionHandler {
     /// numbers out of range, leaves the loop unknown (the pool then hands the connection out by
     /// recency alone, as for Dovecot).
     private func recordBackendLoop(fromIDAnswer frame: UnsafeRawBufferPointer) {
-        var parser = IMAPResponseParser()
-        guard case .response(.untagged(.id(let pairs?))) = parser.parse(frame).event else { return }
+        guard let parameters = IMAPIDParameters(idResponse: frame) else { return }
         var loop: Int?
         var loopCount: Int?
-        for pair in pairs {
-            guard let value = pair.value, let number = BackendConnection.decimal(value) else { continue }
+        for (field, value) in parameters {
+            guard let digits = value?.unescapedView, let number = BackendConnection.decimal(digits) else { continue }
             // Field names ignore case (RFC 2971 section 3.3).
-            pair.field.withUnsafeBytes { field in
-                if ResponseLine.equalsUppercase(field, "X-APUS-LOOP") { loop = number }
-                if ResponseLine.equalsUppercase(field, "X-APUS-LOOPS") { loopCount = number }
-            }
+            if field.raw.equalsCaseInsensitive("X-APUS-LOOP") { loop = number }
+            if field.raw.equalsCaseInsensitive("X-APUS-LOOPS") { loopCount = number }
         }
         guard let loop, let loopCount, loopCount >= 1, loopCount <= BackendConnection.maximumBackendLoops,
               loop < loopCount
@@ -458,10 +455,11 @@ final class BackendConnection: ConnectionHandler {
     }
 
     // number = 1*DIGIT   (RFC 9051 section 9), at most 9 digits here
-    private static func decimal(_ bytes: [UInt8]) -> Int? {
-        guard !bytes.isEmpty, bytes.count <= 9 else { return nil }
+    private static func decimal(_ bytes: IMAPBytes) -> Int? {
+        guard bytes.count > 0, bytes.count <= 9 else { return nil }
         var value = 0
-        for byte in bytes {
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
             guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
             value = value * 10 + Int(byte - UInt8(ascii: "0"))
         }
