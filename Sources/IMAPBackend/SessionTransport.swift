@@ -94,15 +94,8 @@ final class BackendContext: Sendable {
     }
 
     /// The loop a user's sessions live on (DESIGN.md, Threads and ownership).
-    func homeLoop(of user: String) -> Int {
-        // FNV-1a: stable across processes, unlike Hasher.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in user.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int(hash % UInt64(loopStates.count))
-    }
+    /// Reactor's ``HomeLoop``, which the front end computes too to pick a hop connection already here.
+    func homeLoop(of user: String) -> Int { HomeLoop.index(ofUser: user.utf8, loopCount: loopStates.count) }
 }
 
 /// Connections per client address, across loops.
@@ -381,6 +374,10 @@ struct BackendMetrics: Sendable {
     let connections: Counter
     let loginFailures: Counter
     let logins: Counter
+    /// Successful logins whose connection moved to the user's home loop, and those already on it
+    /// (a front end that picks its hop connection by loop makes the first rare).
+    let loginsMoved: Counter
+    let loginsOnHomeLoop: Counter
     let bytesOut: Counter
     let bytesIn: Counter
     let registry: MetricsRegistry
@@ -401,6 +398,9 @@ struct BackendMetrics: Sendable {
         connections = registry.counter("apus_imap4be_connections_total", help: "Accepted connections")
         loginFailures = registry.counter("apus_imap4be_login_failures_total", help: "Failed logins")
         logins = registry.counter("apus_imap4be_logins_total", help: "Successful logins")
+        let loopHelp = "Successful logins: moved to the user's home loop, or already on it"
+        loginsMoved = registry.counter("apus_imap4be_login_loop_total", help: loopHelp, labels: [("loop", "moved")])
+        loginsOnHomeLoop = registry.counter("apus_imap4be_login_loop_total", help: loopHelp, labels: [("loop", "home")])
         bytesOut = registry.counter("apus_imap4be_bytes_out_total", help: "Response bytes queued")
         bytesIn = registry.counter("apus_imap4be_bytes_in_total", help: "Command bytes read")
         commandCounters = BackendMetrics.commandNames.map { name in

@@ -78,6 +78,14 @@ final class BackendConnection: ConnectionHandler {
     /// and nothing the back end says before its OK (the last user's mailbox changes, say) reaches
     /// anyone.
     private(set) var needsReset = false
+    /// The back end's event loop this connection is on, when the back end says (an Apus back end's
+    /// `x-apus-loop` ID field, then the home loop of each user logged in); nil when unknown.
+    private(set) var backendLoop: Int?
+    /// The back end's loop count from the same ID answer; 0 when it does not say.
+    private var backendLoopCount = 0
+    /// The user of the login under way: after it the back end has moved the connection to that
+    /// user's home loop, where it stays through UNAUTHENTICATE.
+    private var loginUser: [UInt8] = []
 
     private var framer: IMAPResponseFramer
     /// Inside a response whose literal is being streamed (frames that follow continue it).
@@ -177,6 +185,7 @@ final class BackendConnection: ConnectionHandler {
                     sessionID: String) {
         owner = session
         state = .loggingIn
+        loginUser = credentials.user
         var bytes: [UInt8] = []
         if needsReset {
             // Still the last user's session: UNAUTHENTICATE first, in the same write.
@@ -417,7 +426,11 @@ final class BackendConnection: ConnectionHandler {
         case .untagged:
             if line.status == .bye { return unexpected("BYE during login") }
             // The answer to our ID is ours; the rest (a post-login CAPABILITY, say) is the client's.
-            if !line.untaggedIs("ID") { loginUntagged += frame }
+            if line.untaggedIs("ID") {
+                recordBackendLoop(fromIDAnswer: frame)
+            } else {
+                loginUntagged += frame
+            }
         case .continuation:
             unexpected("a continuation request to AUTHENTICATE PLAIN with an initial response")
         case .tagged:
@@ -426,8 +439,12 @@ final class BackendConnection: ConnectionHandler {
             disarmTimer()
             let text = UnsafeRawBufferPointer(rebasing: frame[line.afterTag...])
             let session = owner
+            let user = loginUser
+            loginUser = []
             switch line.status {
             case .ok:
+                // The back end answered from the user's home loop (moved there, or already on it).
+                if backendLoopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: backendLoopCount) }
                 // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
                 if line.containsToken("UNAUTHENTICATE")
                     || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
@@ -461,6 +478,44 @@ final class BackendConnection: ConnectionHandler {
             guard line.hasTag(resetTag), line.status == .ok else { return unexpected("an answer to UNAUTHENTICATE") }
             needsReset = false
         }
+    }
+
+    /// The most event loops a back end's ID answer is believed to have (a bound on what it says).
+    static let maximumBackendLoops = 4096
+
+    // id-response = "ID" SP id-params-list   (RFC 2971 section 4)
+    /// Records `"x-apus-loop" "N" "x-apus-loops" "M"` from the back end's answer to our ID: where
+    /// the connection is before the login moves it. A back end that does not send both, or sends
+    /// numbers out of range, leaves the loop unknown (the pool then hands the connection out by
+    /// recency alone, as for Dovecot).
+    private func recordBackendLoop(fromIDAnswer frame: UnsafeRawBufferPointer) {
+        guard let parameters = IMAPIDParameters(idResponse: frame) else { return }
+        var loop: Int?
+        var loopCount: Int?
+        for (field, value) in parameters {
+            guard let digits = value?.unescapedView, let number = BackendConnection.decimal(digits) else { continue }
+            // Field names ignore case (RFC 2971 section 3.3).
+            if field.raw.equalsCaseInsensitive("X-APUS-LOOP") { loop = number }
+            if field.raw.equalsCaseInsensitive("X-APUS-LOOPS") { loopCount = number }
+        }
+        guard let loop, let loopCount, loopCount >= 1, loopCount <= BackendConnection.maximumBackendLoops,
+              loop < loopCount
+        else { return }
+        backendLoop = loop
+        backendLoopCount = loopCount
+        pool.backendReported(loopCount: loopCount)
+    }
+
+    // number = 1*DIGIT   (RFC 9051 section 9), at most 9 digits here
+    private static func decimal(_ bytes: IMAPBytes) -> Int? {
+        guard bytes.count > 0, bytes.count <= 9 else { return nil }
+        var value = 0
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
     }
 
     /// The back end said something a pooled connection cannot go on from: close it (a login

@@ -187,10 +187,10 @@ final class BackendPool {
 
     // MARK: - Checking out and in
 
-    /// A connection for `session`'s login, now or later.
-    func checkout(for session: ClientSession) -> BackendCheckout {
+    /// A connection for `session`'s login of `user`, now or later.
+    func checkout(for session: ClientSession, user: [UInt8]) -> BackendCheckout {
         if shared.isDown || stopped { return .unavailable }
-        if let connection = idle.popLast() {
+        if let connection = takeIdle(forUser: user) {
             shared.idle.subtract(1, ordering: .relaxed)
             // Top the back end's idle connections up again (nothing to do when min idle is 0).
             if shared.minimumIdle > 0 { refill() }
@@ -199,6 +199,26 @@ final class BackendPool {
         waiters.append(session)
         refill()
         return .waiting
+    }
+
+    /// How many event loops the back end runs, as its ID answers say (0: not said, as Dovecot).
+    private var backendLoopCount = 0
+
+    /// A back-end connection's ID answer said how many event loops the back end runs.
+    func backendReported(loopCount: Int) { backendLoopCount = loopCount }
+
+    /// The idle connection that already sits on `user`'s home loop in the back end (its login then
+    /// skips the back end's move to that loop), the most recently returned of them; otherwise the
+    /// most recently returned one (the warmest). The list is short: a scan, no allocation.
+    private func takeIdle(forUser user: [UInt8]) -> BackendConnection? {
+        guard backendLoopCount > 1, idle.count > 1 else { return idle.popLast() }
+        let home = HomeLoop.index(ofUser: user, loopCount: backendLoopCount)
+        var index = idle.count - 1
+        while index >= 0 {
+            if idle[index].backendLoop == home { return idle.remove(at: index) }
+            index -= 1
+        }
+        return idle.popLast()
     }
 
     /// A waiting session gave up (its client left, or the checkout timeout passed).

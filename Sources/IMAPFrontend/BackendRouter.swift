@@ -1,6 +1,7 @@
 // IMAPFrontend: BackendRouter, which back end holds a user's mailbox (route table, then rendezvous hashing).
 
 import Glibc
+import Reactor
 import Synchronization
 
 /// Chooses a back end for each user: the route table first (the user, then `@domain`), and for
@@ -49,10 +50,11 @@ final class BackendRouter: Sendable {
         var best = 0
         var bestScore: UInt64 = 0
         for (index, name) in backendNames.enumerated() {
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a, then a final mix for spread
-            for byte in key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            hash = (hash ^ 0) &* 0x100_0000_01b3
-            for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            var fnv = FNV1a()  // then a final mix for spread
+            fnv.add(key.utf8)
+            fnv.add(byte: 0)
+            fnv.add(name.utf8)
+            var hash = fnv.value
             hash ^= hash >> 33
             hash = hash &* 0xff51_afd7_ed55_8ccd
             hash ^= hash >> 33

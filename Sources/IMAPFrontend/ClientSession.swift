@@ -399,8 +399,9 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func checkOut(from pool: BackendPool) {
+        guard let credentials else { return answerUnavailable() }
         phase = .waitingForBackend
-        switch pool.checkout(for: self) {
+        switch pool.checkout(for: self, user: credentials.user) {
         case .ready(let backend):
             sendLogin(over: backend)
         case .unavailable:

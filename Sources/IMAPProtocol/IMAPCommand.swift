@@ -319,6 +319,18 @@ public struct IMAPIDParameters: Equatable, Sequence {
         self.count = count
     }
 
+    // response-data = "*" SP id-response CRLF;  id-response = "ID" SP id-params-list   (RFC 2971 section 4)
+    /// The pairs of a server's ID answer line, `* ID ("name" "Apus" ...)`, viewed in `line` (nothing
+    /// copied, nothing allocated: a proxy reads it at every login); nil for `* ID NIL` and for a line
+    /// that is not a valid ID answer.
+    public init?(idResponse line: UnsafeRawBufferPointer, limits: IMAPLimits = IMAPLimits()) {
+        var parser = IMAPParser(line, limits: limits)
+        guard parser.skip(UInt8(ascii: "*")), parser.space() != nil, parser.skipKeyword("ID"), parser.space() != nil,
+              !parser.skipKeyword("NIL"), let parameters = parser.idParameterList()
+        else { return nil }
+        self = parameters
+    }
+
     public func makeIterator() -> IMAPElementIterator<(field: IMAPString, value: IMAPString?)> {
         IMAPElementIterator(text) { parser in
             guard let field = parser.string(), parser.space() != nil, let value = parser.nstring() else { return nil }

@@ -477,10 +477,17 @@ extension IMAPParser {
         return isMove ? .move(set, mailbox, uid: uid) : .copy(set, mailbox, uid: uid)
     }
 
-    // id = "ID" SP id-params-list;  id-params-list = "(" *(string SP nstring) ")" / nil
+    // id = "ID" SP id-params-list
     private mutating func idCommand() -> IMAPCommand? {
         guard space() != nil else { return nil }
         if skipKeyword("NIL") { return .id(nil) }
+        guard let parameters = idParameterList() else { return nil }
+        return .id(parameters)
+    }
+
+    // id-params-list = "(" *(string SP nstring) ")" / nil    (RFC 2971 section 4; NIL is the caller's)
+    /// The pairs of a parenthesized ID list, as a view; shared by the command and the server's answer.
+    mutating func idParameterList() -> IMAPIDParameters? {
         guard
             let list = parenthesizedList(
                 allowEmpty: true,
@@ -489,7 +496,7 @@ extension IMAPParser {
                     return true
                 })
         else { return nil }
-        return .id(IMAPIDParameters(text: list.text, count: list.count))
+        return IMAPIDParameters(text: list.text, count: list.count)
     }
 
     // sort = ["UID" SP] "SORT" SP sort-criteria SP search-criteria

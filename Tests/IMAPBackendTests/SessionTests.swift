@@ -451,18 +451,24 @@ import Testing
         #expect(stranger.login().hasPrefix("l1 NO [PRIVACYREQUIRED]"))
     }
 
+    /// A plain client's ID answer names the server and nothing more; a trusted proxy's also says
+    /// which event loop the connection is on and how many there are (the front end picks pooled
+    /// connections by it).
     @Test func idReturnsServerAndUnauthenticateOnlyForTrustedProxies() throws {
         let accounts = try TestAccounts()
         let driver = try SessionDriver(accounts: accounts)
         _ = driver.take()
         #expect(driver.send("i ID NIL\r\n") == "* ID (\"name\" \"Apus\" \"version\" \"1\")\r\ni OK ID completed\r\n")
+        #expect(!driver.send("j ID (\"x-originating-ip\" \"198.51.100.9\")\r\n").contains("x-apus"))
         driver.login()
         #expect(driver.send("u UNAUTHENTICATE\r\n") == "u BAD Command not supported\r\n")
         let proxied = try SessionDriver(
             accounts: accounts,
             configuration: accounts.configuration(trustedProxies: [TrustedNetwork("192.0.2.0/24")!]))
         _ = proxied.take()
-        _ = proxied.send("i ID (\"x-originating-ip\" \"198.51.100.9\" \"x-session-id\" \"fe-1\")\r\n")
+        let idAnswer = proxied.send("i ID (\"x-originating-ip\" \"198.51.100.9\" \"x-session-id\" \"fe-1\")\r\n")
+        #expect(idAnswer == "* ID (\"name\" \"Apus\" \"version\" \"1\" \"x-apus-loop\" \"0\" \"x-apus-loops\" \"1\")\r\n"
+                + "i OK ID completed\r\n")
         #expect(proxied.session.clientAddress == "198.51.100.9")
         #expect(proxied.login().contains("UNAUTHENTICATE"))
         _ = proxied.send("e ENABLE IMAP4rev2\r\n")

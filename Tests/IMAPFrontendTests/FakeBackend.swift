@@ -91,6 +91,9 @@ struct FakeBackendOptions: Sendable {
     var tls: TLSContextHolder?
     /// How UNAUTHENTICATE fails, after reporting changes to the selected mailbox; nil: it succeeds.
     var unauthenticateFailure: UnauthenticateFailure?
+    /// Pairs added to the ID answer (`"x-apus-loop" "1" "x-apus-loops" "2"`, as an Apus back end
+    /// tells a trusted proxy), each with a space before it.
+    var idFields = ""
 }
 
 /// A scripted failure of UNAUTHENTICATE.
@@ -298,7 +301,7 @@ final class FakeBackendSession: ConnectionHandler {
                 originatingSession = String(
                     argument.split(separator: " ")[found + 1].filter { $0 != "\"" && $0 != ")" })
             }
-            connection.write("* ID (\"name\" \"fake\")\r\n")
+            connection.write("* ID (\"name\" \"fake\"\(options.idFields))\r\n")
             reply("OK done")
         case "AUTHENTICATE":
             if user != nil { events.append(.violation("login on an authenticated connection (user \(user!))")) }

@@ -1,8 +1,10 @@
 // IMAPFrontend tests: pooled back-end connections are really reused, and never carry a user's state.
 
+import IMAPBackend
 import Synchronization
 import Telemetry
 import Testing
+import TestSupport
 
 @testable import IMAPFrontend
 @testable import Reactor
@@ -260,6 +262,89 @@ struct PoolReuseTests {
         // Checked connections stay open: at most the one checked and one opened to keep the
         // minimum while the session had the first.
         #expect(backend.events.acceptedCount <= 2 && backend.events.closedCount == 0)
+    }
+
+    /// A real back end's count of logins that moved to the user's home loop (`moved`) or found
+    /// the connection already there (`home`).
+    private func backendLogins(_ backend: RunningServer, _ placement: String) -> Int {
+        let prefix = "apus_imap4be_login_loop_total{loop=\"\(placement)\"} "
+        let line = backend.metrics.prometheusText().split(separator: "\n").first { $0.hasPrefix(prefix) }
+        return line.flatMap { Int($0.dropFirst(prefix.count)) } ?? -1
+    }
+
+    /// One session of a real back end's user through the front end: login, NOOP, logout.
+    private func realSession(port: UInt16, user: String, password: String) throws {
+        let client = try TestClient(port: port)
+        _ = try client.readResponse()
+        let login = try client.command("L", "LOGIN \(user) \(password)")
+        guard login.last?.hasPrefix("L OK") == true else { throw TestFailure("login \(user): \(login)") }
+        try client.command("n", "NOOP")
+        try client.send("z LOGOUT\r\n")
+        _ = try client.readToEnd()
+    }
+
+    /// Behind the front end, an Apus back end of 2 loops says in its ID answers where each hop
+    /// connection is; after a login a connection is on the user's home loop. Once the pool holds
+    /// one connection on each back-end loop, every login takes the one already on its user's home
+    /// loop and the back end moves none. (Without the preference, alternating users would move at
+    /// every login: the most recently returned connection is on the other user's loop.)
+    @Test func loginsTakeTheHopConnectionAlreadyOnTheUsersHomeLoop() throws {
+        let backend = try RunningServer { $0.trustedProxies = [TrustedNetwork("127.0.0.0/8")!] }
+        defer { backend.stop() }
+        let harness = try FrontendHarness(backends: [("apus", backend.plainPort)], loops: 1) {
+            $0.pool.maximumConnections = 2
+        }
+        defer { harness.stop() }
+        // alice's home is loop 1, bob's loop 0 (HomeLoopTests). Logged in at once, they leave one
+        // connection on each loop.
+        let users = [("alice", "secret"), ("bob", "hunter2")]
+        let clients = try users.map { user, password in
+            let client = try TestClient(port: harness.port)
+            _ = try client.readResponse()
+            let login = try client.command("L", "LOGIN \(user) \(password)")
+            #expect(login.last?.hasPrefix("L OK") == true, "\(login)")
+            return client
+        }
+        for client in clients {
+            try client.send("z LOGOUT\r\n")
+            _ = try client.readToEnd()
+        }
+        #expect(harness.waitForPool(0) { $0.idle == 2 })
+        let movedBefore = backendLogins(backend, "moved")
+        let homeBefore = backendLogins(backend, "home")
+        #expect(movedBefore + homeBefore == 2)
+        for number in 0..<20 {
+            // Each login finds both connections back in the pool, so the choice is the pool's alone.
+            #expect(harness.waitForPool(0) { $0.idle == 2 })
+            let (user, password) = users[number % 2]
+            try realSession(port: harness.port, user: user, password: password)
+        }
+        #expect(backendLogins(backend, "moved") == movedBefore)
+        #expect(backendLogins(backend, "home") == homeBefore + 20)
+        #expect(harness.server.poolStatus()[0].created == 2)
+    }
+
+    /// Loop fields a back end gets wrong (out of range, not numbers, one without the other) are
+    /// ignored: logins go on over the pooled connection as with a back end that sends none.
+    @Test(arguments: [
+        " \"x-apus-loop\" \"5\" \"x-apus-loops\" \"2\"",
+        " \"x-apus-loop\" \"0\" \"x-apus-loops\" \"99999999999999999999\"",
+        " \"X-APUS-LOOP\" \"-1\" \"x-apus-loops\" \"two\"",
+        " \"x-apus-loops\" \"2\"",
+    ])
+    func malformedLoopFieldsAreIgnored(fields: String) throws {
+        var options = FakeBackendOptions()
+        options.idFields = fields
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) { $0.pool.maximumConnections = 2 }
+        defer { harness.stop() }
+        for user in ["alice", "bob", "alice", "carol"] {
+            #expect(harness.waitForPool(0) { $0.busy == 0 })
+            _ = try session(port: harness.port, user: user)
+        }
+        #expect(backend.events.acceptedCount == 1)
+        #expect(backend.events.violations.isEmpty)
     }
 
     @Test func hopConnectionsComeFromTheConfiguredSourceAddressesInTurn() throws {

@@ -392,6 +392,25 @@ struct IMAPResponseTests {
         }
     }
 
+    @Test("A server's ID answer is read in place; NIL and malformed lines give nil")
+    func idAnswerView() {
+        func pairs(_ line: String) -> [String]? {
+            Array(line.utf8).withUnsafeBytes { bytes in
+                IMAPIDParameters(idResponse: bytes).map { parameters in
+                    parameters.map { "\($0.field.string)=\($0.value?.string ?? "NIL")" }
+                }
+            }
+        }
+        #expect(pairs("* ID (\"name\" \"Apus\" \"x-apus-loop\" \"1\" \"x-apus-loops\" \"2\")\r\n")
+                == ["name=Apus", "x-apus-loop=1", "x-apus-loops=2"])
+        #expect(pairs("* id (\"os\" NIL \"q\" {1}\r\nx)\r\n") == ["os=NIL", "q=x"])
+        #expect(pairs("* ID ()\r\n") == [])
+        for notOne in ["* ID NIL\r\n", "* CAPABILITY IMAP4rev1\r\n", "* ID (\"name\")\r\n", "* ID (\"a\" \"b\"\r\n",
+                       "a1 ID (\"a\" \"b\")\r\n", "* IDX (\"a\" \"b\")\r\n"] {
+            #expect(pairs(notOne) == nil, "\(notOne)")
+        }
+    }
+
     @Test("A NUL anywhere in a literal is refused (checked a word at a time), in a literal8 allowed")
     func nulInLiteral() {
         for length in [1, 7, 8, 9, 16, 23] {
