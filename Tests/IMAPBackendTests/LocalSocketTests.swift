@@ -1,0 +1,117 @@
+// IMAPBackend tests: the local socket, a UNIX stream listener a front end on the same host uses.
+
+import Glibc
+import IMAPBackend
+import Reactor
+import Telemetry
+import Testing
+import TestSupport
+
+/// A back end listening on a local socket only, logging to a file the test reads.
+private final class LocalSocketServer {
+    let accounts: TestAccounts
+    let group: EventLoopGroup
+    let server: BackendServer
+    var socketPath: String { accounts.directory.path + "/imap4be-imap.sock" }
+    var logPath: String { accounts.directory.path + "/imap4be.log" }
+
+    /// `beforeStart` runs once the paths exist and before the listener is made (a stale file).
+    init(beforeStart: (String) -> Void = { _ in }) throws {
+        accounts = try TestAccounts()
+        var configuration = accounts.configuration()
+        configuration.listeners = []
+        configuration.localSocketPath = accounts.directory.path + "/imap4be-imap.sock"
+        beforeStart(configuration.localSocketPath!)
+        group = try EventLoopGroup(loopCount: 2, workerCount: 1, name: "betest-unix")
+        server = try BackendServer(
+            configuration: configuration,
+            logger: Logger(sink: try LogSink(path: accounts.directory.path + "/imap4be.log"), service: "imap4be"),
+            metrics: MetricsRegistry())
+        _ = try server.start(on: group)
+    }
+
+    func stop() {
+        server.beginShutdown()
+        group.shutdown(gracePeriod: .seconds(2))
+    }
+
+    var log: String { readFile(logPath) }
+}
+
+private func fileMode(_ path: String) -> mode_t? {
+    var status = stat()
+    guard stat(path, &status) == 0 else { return nil }
+    return status.st_mode
+}
+
+@Suite("Local socket")
+struct LocalSocketTests {
+    @Test func localSocketIsTrustedLikeAProxy() throws {
+        let backend = try LocalSocketServer()
+        defer { backend.stop() }
+        let client = try TestClient(unixPath: backend.socketPath)
+        #expect(client.readLine()?.hasPrefix("* OK") == true)
+        let id = client.command("i", "ID (\"x-originating-ip\" \"198.51.100.9\" \"x-originating-port\" \"40000\")")
+        #expect(id.hasSuffix("i OK ID completed\r\n"))
+        // The capabilities after login offer UNAUTHENTICATE, as to a trusted proxy.
+        let login = client.command("l", "LOGIN alice secret")
+        #expect(login.contains("l OK") && login.contains("UNAUTHENTICATE"), "\(login)")
+        #expect(backend.log.contains("login user=alice address=198.51.100.9"), "\(backend.log)")
+        #expect(client.command("u", "UNAUTHENTICATE") == "u OK UNAUTHENTICATE completed\r\n")
+        #expect(client.command("m", "LOGIN bob hunter2").contains("m OK"))
+    }
+
+    @Test func socketIsOwnerOnlyReplacesAStaleFileAndIsGoneAfterAStop() throws {
+        let backend = try LocalSocketServer { path in
+            // A regular file where the socket goes: what a crash would have left, stale.
+            let stale = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            #expect(stale >= 0)
+            close(stale)
+        }
+        let mode = try #require(fileMode(backend.socketPath))
+        #expect(mode & S_IFMT == S_IFSOCK)
+        #expect(mode & 0o777 == 0o600)
+        let client = try TestClient(unixPath: backend.socketPath)
+        #expect(client.readLine()?.hasPrefix("* OK") == true)
+        backend.stop()
+        #expect(fileMode(backend.socketPath) == nil)
+    }
+
+    /// Connections on the local socket all share one "address" (the socket's path); they are not
+    /// held to the per-address limit, which would otherwise cap a front end's pool.
+    @Test func localConnectionsAreNotCountedAsOneAddress() throws {
+        let accounts = try TestAccounts()
+        var configuration = accounts.configuration()
+        configuration.listeners = []
+        configuration.localSocketPath = accounts.directory.path + "/imap4be-imap.sock"
+        configuration.maxConnectionsPerAddress = 1
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-unix")
+        let server = try BackendServer(
+            configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
+            metrics: MetricsRegistry())
+        defer {
+            server.beginShutdown()
+            group.shutdown(gracePeriod: .seconds(2))
+        }
+        _ = try server.start(on: group)
+        let clients = try (0..<3).map { _ in try TestClient(unixPath: configuration.localSocketPath!) }
+        for client in clients { #expect(client.readLine()?.hasPrefix("* OK") == true) }
+    }
+
+    @Test func overLongPathIsAStartupErrorNamingTheKey() throws {
+        let accounts = try TestAccounts()
+        var configuration = accounts.configuration()
+        configuration.listeners = []
+        configuration.localSocketPath = accounts.directory.path + "/" + String(repeating: "s", count: 200)
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-unix")
+        defer { group.shutdown(gracePeriod: .zero) }
+        let server = try BackendServer(
+            configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
+            metrics: MetricsRegistry())
+        #expect {
+            _ = try server.start(on: group)
+        } throws: { error in
+            "\(error)".hasPrefix("local_socket: ") && "\(error)".contains("longer than the 107 bytes")
+        }
+    }
+}
