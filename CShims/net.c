@@ -208,6 +208,12 @@ int cshim_listen_unix(const char *path, int backlog) {
     struct sockaddr_un sun;
     socklen_t len = unix_address(path, &sun);
     if (len == 0) return -ENAMETOOLONG;
+    /* A socket someone still accepts on is live, not stale: leave it to its owner. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe < 0) return -errno;
+    int live = connect(probe, (struct sockaddr *)&sun, len) == 0 || errno == EAGAIN;
+    close(probe);
+    if (live) return -EADDRINUSE;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     if (unlink(path) < 0 && errno != ENOENT) {

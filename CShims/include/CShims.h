@@ -120,8 +120,8 @@ int cshim_connect_tcp(const char *host, uint16_t port, const char *source_host, 
 
 /// Opens a non-blocking, close-on-exec UNIX stream listener at `path`, mode 0600 (owner only:
 /// the back end trusts whoever connects as it would a trusted proxy). A file already at `path`
-/// is unlinked first: the caller holds the guard against a second instance (the data
-/// directory's lock), so a socket file there is a stale one left by a crash. The mode is set
+/// is unlinked first, as one left by a crash is stale, unless a server still accepts on it
+/// (-EADDRINUSE: another instance with the same run directory owns it). The mode is set
 /// between bind and listen, when nobody can connect yet, rather than through the process-wide
 /// umask other threads may be using. Returns the fd or -errno (-ENAMETOOLONG when `path` does
 /// not fit sun_path). Why: sockaddr_un juggling, in one place.

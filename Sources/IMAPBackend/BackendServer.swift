@@ -96,8 +96,7 @@ public final class BackendServer: Sendable {
             logger.info("listening on \(listener.host):\(addresses.last!.port)\(listener.implicitTLS ? " (TLS)" : "")")
         }
         if let path = configuration.localSocketPath {
-            // Replacing a stale file is safe: init took the data directory's lock, so no other
-            // back end of this store runs.
+            // A stale file is replaced; a live one (another instance's) refused with EADDRINUSE.
             let spec = ListenerSpec(host: path, port: 0, options: options) { [self] connection in
                 self.makeHandler(connection, context: context)
             }

@@ -77,6 +77,28 @@ struct LocalSocketTests {
         #expect(fileMode(backend.socketPath) == nil)
     }
 
+    /// A socket another server still accepts on is not stale: a second back end is refused it.
+    @Test func aLiveSocketIsNotTakenOver() throws {
+        let first = try LocalSocketServer()
+        defer { first.stop() }
+        let accounts = try TestAccounts()
+        var configuration = accounts.configuration()
+        configuration.listeners = []
+        configuration.localSocketPath = first.socketPath
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-unix")
+        defer { group.shutdown(gracePeriod: .zero) }
+        let second = try BackendServer(
+            configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
+            metrics: MetricsRegistry())
+        #expect {
+            _ = try second.start(on: group)
+        } throws: { error in
+            "\(error)".hasPrefix("local_socket: cannot listen on \(first.socketPath)") && "\(error)".contains("in use")
+        }
+        let client = try TestClient(unixPath: first.socketPath)
+        #expect(client.readLine()?.hasPrefix("* OK") == true)
+    }
+
     /// Connections on the local socket all share one "address" (the socket's path); they are not
     /// held to the per-address limit, which would otherwise cap a front end's pool.
     @Test func localConnectionsAreNotCountedAsOneAddress() throws {
