@@ -18,15 +18,11 @@ private final class LocalSocketServer {
     /// `beforeStart` runs once the paths exist and before the listener is made (a stale file).
     init(beforeStart: (String) -> Void = { _ in }) throws {
         accounts = try TestAccounts()
-        var configuration = accounts.configuration()
-        configuration.listeners = []
-        configuration.localSocketPath = accounts.directory.path + "/imap4be-imap.sock"
-        beforeStart(configuration.localSocketPath!)
-        group = try EventLoopGroup(loopCount: 2, workerCount: 1, name: "betest-unix")
-        server = try BackendServer(
-            configuration: configuration,
-            logger: Logger(sink: try LogSink(path: accounts.directory.path + "/imap4be.log"), service: "imap4be"),
-            metrics: MetricsRegistry())
+        let path = accounts.directory.path + "/imap4be-imap.sock"
+        beforeStart(path)
+        (group, server) = try unstartedServer(
+            accounts, socketPath: path, loops: 2,
+            sink: try LogSink(path: accounts.directory.path + "/imap4be.log"))
         _ = try server.start(on: group)
     }
 
@@ -36,6 +32,26 @@ private final class LocalSocketServer {
     }
 
     var log: String { readFile(logPath) }
+}
+
+/// A back end of `accounts` with only a local socket at `socketPath`, not started yet.
+private func unstartedServer(
+    _ accounts: TestAccounts, socketPath: String, loops: Int = 1, sink: LogSink = LogSink(minimumLevel: .error),
+    configure: (inout BackendConfiguration) -> Void = { _ in }
+) throws -> (EventLoopGroup, BackendServer) {
+    var configuration = accounts.configuration()
+    configuration.listeners = []
+    configuration.localSocketPath = socketPath
+    configure(&configuration)
+    let group = try EventLoopGroup(loopCount: loops, workerCount: 1, name: "betest-unix")
+    do {
+        let server = try BackendServer(configuration: configuration, logger: Logger(sink: sink, service: "imap4be"),
+                                       metrics: MetricsRegistry())
+        return (group, server)
+    } catch {
+        group.shutdown(gracePeriod: .zero)
+        throw error
+    }
 }
 
 private func fileMode(_ path: String) -> mode_t? {
@@ -82,14 +98,8 @@ struct LocalSocketTests {
         let first = try LocalSocketServer()
         defer { first.stop() }
         let accounts = try TestAccounts()
-        var configuration = accounts.configuration()
-        configuration.listeners = []
-        configuration.localSocketPath = first.socketPath
-        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-unix")
+        let (group, second) = try unstartedServer(accounts, socketPath: first.socketPath)
         defer { group.shutdown(gracePeriod: .zero) }
-        let second = try BackendServer(
-            configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
-            metrics: MetricsRegistry())
         #expect {
             _ = try second.start(on: group)
         } throws: { error in
@@ -103,33 +113,22 @@ struct LocalSocketTests {
     /// held to the per-address limit, which would otherwise cap a front end's pool.
     @Test func localConnectionsAreNotCountedAsOneAddress() throws {
         let accounts = try TestAccounts()
-        var configuration = accounts.configuration()
-        configuration.listeners = []
-        configuration.localSocketPath = accounts.directory.path + "/imap4be-imap.sock"
-        configuration.maxConnectionsPerAddress = 1
-        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-unix")
-        let server = try BackendServer(
-            configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
-            metrics: MetricsRegistry())
+        let path = accounts.directory.path + "/imap4be-imap.sock"
+        let (group, server) = try unstartedServer(accounts, socketPath: path) { $0.maxConnectionsPerAddress = 1 }
         defer {
             server.beginShutdown()
             group.shutdown(gracePeriod: .seconds(2))
         }
         _ = try server.start(on: group)
-        let clients = try (0..<3).map { _ in try TestClient(unixPath: configuration.localSocketPath!) }
+        let clients = try (0..<3).map { _ in try TestClient(unixPath: path) }
         for client in clients { #expect(client.readLine()?.hasPrefix("* OK") == true) }
     }
 
     @Test func overLongPathIsAStartupErrorNamingTheKey() throws {
         let accounts = try TestAccounts()
-        var configuration = accounts.configuration()
-        configuration.listeners = []
-        configuration.localSocketPath = accounts.directory.path + "/" + String(repeating: "s", count: 200)
-        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-unix")
+        let (group, server) = try unstartedServer(
+            accounts, socketPath: accounts.directory.path + "/" + String(repeating: "s", count: 200))
         defer { group.shutdown(gracePeriod: .zero) }
-        let server = try BackendServer(
-            configuration: configuration, logger: Logger(sink: LogSink(minimumLevel: .error), service: "imap4be"),
-            metrics: MetricsRegistry())
         #expect {
             _ = try server.start(on: group)
         } throws: { error in
