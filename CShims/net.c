@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -16,6 +17,8 @@
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 _Static_assert(EPOLLIN == 0x001 && EPOLLOUT == 0x004 && EPOLLERR == 0x008 && EPOLLHUP == 0x010 &&
@@ -146,6 +149,23 @@ int cshim_accept(int listen_fd, cshim_address *peer) {
     }
 }
 
+/* Starts a non-blocking connect of `fd`: returns fd (with *in_progress set while it completes)
+   or -errno, the socket closed. */
+static int start_connect(int fd, const struct sockaddr *address, socklen_t len, int *in_progress) {
+    *in_progress = 0;
+    for (;;) {
+        if (connect(fd, address, len) == 0) return fd;
+        if (errno == EINTR) continue;
+        if (errno == EINPROGRESS) {
+            *in_progress = 1;
+            return fd;
+        }
+        int saved = errno;
+        close(fd);
+        return -saved;
+    }
+}
+
 int cshim_connect_tcp(const char *host, uint16_t port, const char *source_host, int *in_progress) {
     struct sockaddr_storage ss;
     socklen_t len = parse_address(host, port, &ss);
@@ -169,18 +189,53 @@ int cshim_connect_tcp(const char *host, uint16_t port, const char *source_host, 
             return -saved;
         }
     }
-    *in_progress = 0;
-    for (;;) {
-        if (connect(fd, (struct sockaddr *)&ss, len) == 0) return fd;
-        if (errno == EINTR) continue;
-        if (errno == EINPROGRESS) {
-            *in_progress = 1;
-            return fd;
-        }
+    return start_connect(fd, (struct sockaddr *)&ss, len, in_progress);
+}
+
+int cshim_unix_path_maximum(void) { return (int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1; }
+
+/* Fills `sun` for `path`; returns its length or 0 when the path does not fit. */
+static socklen_t unix_address(const char *path, struct sockaddr_un *sun) {
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof sun->sun_path) return 0;
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, length + 1);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length + 1);
+}
+
+int cshim_listen_unix(const char *path, int backlog) {
+    struct sockaddr_un sun;
+    socklen_t len = unix_address(path, &sun);
+    if (len == 0) return -ENAMETOOLONG;
+    /* A socket someone still accepts on is live, not stale: leave it to its owner. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe < 0) return -errno;
+    int live = connect(probe, (struct sockaddr *)&sun, len) == 0 || errno == EAGAIN;
+    close(probe);
+    if (live) return -EADDRINUSE;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (unlink(path) < 0 && errno != ENOENT) {
         int saved = errno;
         close(fd);
         return -saved;
     }
+    if (bind(fd, (struct sockaddr *)&sun, len) < 0 || chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        return -saved;
+    }
+    return fd;
+}
+
+int cshim_connect_unix(const char *path, int *in_progress) {
+    struct sockaddr_un sun;
+    socklen_t len = unix_address(path, &sun);
+    if (len == 0) return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    return start_connect(fd, (struct sockaddr *)&sun, len, in_progress);
 }
 
 int cshim_socket_error(int fd) {

@@ -118,6 +118,24 @@ int cshim_accept(int listen_fd, cshim_address *peer);
 /// (wait for writability, then call cshim_socket_error). Returns -errno on failure.
 int cshim_connect_tcp(const char *host, uint16_t port, const char *source_host, int *in_progress);
 
+/// Opens a non-blocking, close-on-exec UNIX stream listener at `path`, mode 0600 (owner only:
+/// the back end trusts whoever connects as it would a trusted proxy). A file already at `path`
+/// is unlinked first, as one left by a crash is stale, unless a server still accepts on it
+/// (-EADDRINUSE: another instance with the same run directory owns it). The mode is set
+/// between bind and listen, when nobody can connect yet, rather than through the process-wide
+/// umask other threads may be using. Returns the fd or -errno (-ENAMETOOLONG when `path` does
+/// not fit sun_path). Why: sockaddr_un juggling, in one place.
+int cshim_listen_unix(const char *path, int backlog);
+
+/// Starts a non-blocking connect to the UNIX stream socket at `path`, like cshim_connect_tcp
+/// (`*in_progress` 1 while it completes; AF_UNIX connects usually finish at once, or fail
+/// EAGAIN when the listener's backlog is full). Returns the fd or -errno. Why: a same-host
+/// hop over AF_UNIX skips the loopback device and two TCP stacks per message.
+int cshim_connect_unix(const char *path, int *in_progress);
+
+/// The longest path a UNIX socket may have (sun_path less its terminating NUL).
+int cshim_unix_path_maximum(void);
+
 /// The pending error of a socket (SO_ERROR): 0 when a non-blocking connect succeeded.
 int cshim_socket_error(int fd);
 /// Local and peer addresses of a connected socket. Return 0 or -errno.

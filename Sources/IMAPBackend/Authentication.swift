@@ -174,7 +174,9 @@ extension IMAPSession {
         state = .authenticated
         context.metrics.logins.increment()
         transport.setIdleTimeout(context.configuration.postLoginIdleTimeout)
-        logger.info("login user=\(name) address=\(clientAddress)"
+        // Through a proxy, which one (and over which hop: a local socket reads unix:/path).
+        let proxy = isTrustedProxy && clientAddress != peerAddress ? " proxy=\(SocketAddress(host: peerAddress, port: peerPort))" : ""
+        logger.info("login user=\(name) address=\(clientAddress)" + proxy
                     + (forwardedSessionID.map { " proxy-session=\($0)" } ?? ""))
         finish(tag, .ok, code: .capability(capabilities.names), "Logged in")
         resume()

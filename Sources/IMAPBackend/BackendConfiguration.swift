@@ -133,6 +133,10 @@ public struct BackendConfiguration: Sendable {
     public var usersFile: String
     /// Networks whose connections may use UNAUTHENTICATE and forward client addresses with ID.
     public var trustedProxies: [TrustedNetwork]
+    /// A UNIX stream socket to listen on as well (config `local_socket`; nil: none), for a front
+    /// end on the same host. Its connections are trusted like `trustedProxies`: the file is
+    /// mode 0600, so only the server's own user (or root) can connect.
+    public var localSocketPath: String? = nil
     /// Framing and parsing limits; `maxAppendLiteralSize` is the APPENDLIMIT advertised.
     public var limits: IMAPLimits
     /// Idle time allowed before login.
@@ -201,6 +205,9 @@ public struct BackendConfiguration: Sendable {
         self.greeting = greeting
     }
 
-    /// Whether `host` is a trusted proxy.
-    func isTrustedProxy(_ host: String) -> Bool { trustedProxies.contains { $0.contains(host) } }
+    /// Whether `peer` is a trusted proxy: one of `trustedProxies`, or any connection on the
+    /// local socket.
+    func isTrustedProxy(_ peer: SocketAddress) -> Bool {
+        peer.isUNIX || trustedProxies.contains { $0.contains(peer.host) }
+    }
 }

@@ -14,6 +14,8 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
     case tlsListenerWithoutCertificate(BackendListener)
     /// A listener could not be opened (port in use, permission denied).
     case listen(BackendListener, IOError)
+    /// The local socket could not be made (path too long, directory missing).
+    case localSocket(String, IOError)
 
     public var description: String {
         switch self {
@@ -22,6 +24,9 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
         case .tlsListenerWithoutCertificate(let listener):
             return "TLS listener \(listener.host):\(listener.port) needs [tls] cert and key"
         case .listen(let listener, let error): return "cannot listen on \(listener.host):\(listener.port): \(error)"
+        case .localSocket(let path, let error) where error.errno == ENAMETOOLONG:
+            return "local_socket: '\(path)' is longer than the \(SocketAddress.unixPathMaximum) bytes a UNIX socket path may have"
+        case .localSocket(let path, let error): return "local_socket: cannot listen on \(path): \(error)"
         }
     }
 }
@@ -71,19 +76,13 @@ public final class BackendServer: Sendable {
         self.context.withLock { $0 = context }
         self.group.withLock { $0 = group }
         var addresses: [SocketAddress] = []
+        let options = connectionOptions()
         for listener in configuration.listeners {
             var tls: TLSContextHolder? = nil
             if listener.implicitTLS {
                 guard let holder = configuration.tls else { throw BackendError.tlsListenerWithoutCertificate(listener) }
                 tls = holder
             }
-            var options = ConnectionOptions()
-            options.highWaterMark = configuration.outputHighWaterMark
-            options.lowWaterMark = configuration.outputHighWaterMark / 4
-            options.counters = connectionCounters
-            // A command is at most maxCommandLength; more unconsumed input than that plus a margin is abuse.
-            options.maximumBufferedInput = max(options.maximumBufferedInput, configuration.limits.maxCommandLength * 2,
-                                               IMAPSession.waitingInputLimit * 2)
             let spec = ListenerSpec(host: listener.host, port: listener.port, tls: tls, options: options) {
                 [self] connection in
                 self.makeHandler(connection, context: context)
@@ -96,7 +95,30 @@ public final class BackendServer: Sendable {
             }
             logger.info("listening on \(listener.host):\(addresses.last!.port)\(listener.implicitTLS ? " (TLS)" : "")")
         }
+        if let path = configuration.localSocketPath {
+            // A stale file is replaced; a live one (another instance's) refused with EADDRINUSE.
+            let spec = ListenerSpec(host: path, port: 0, options: options) { [self] connection in
+                self.makeHandler(connection, context: context)
+            }
+            do {
+                try group.listen(spec)
+            } catch {
+                throw BackendError.localSocket(path, error)
+            }
+            logger.info("listening on unix:\(path)")
+        }
         return addresses
+    }
+
+    private func connectionOptions() -> ConnectionOptions {
+        var options = ConnectionOptions()
+        options.highWaterMark = configuration.outputHighWaterMark
+        options.lowWaterMark = configuration.outputHighWaterMark / 4
+        options.counters = connectionCounters
+        // A command is at most maxCommandLength; more unconsumed input than that plus a margin is abuse.
+        options.maximumBufferedInput = max(options.maximumBufferedInput, configuration.limits.maxCommandLength * 2,
+                                           IMAPSession.waitingInputLimit * 2)
+        return options
     }
 
     private func makeHandler(_ connection: Connection, context: BackendContext) -> ConnectionHandler {
@@ -122,6 +144,8 @@ public final class BackendServer: Sendable {
             }
         }
         group.beginShutdown(gracePeriod: .seconds(10))
+        // The listeners are closed now: the socket file goes with them.
+        if let path = configuration.localSocketPath { EventLoopGroup.removeUNIXSocket(path) }
     }
 
     /// Open sessions.
@@ -155,6 +179,10 @@ final class BackendConnection: ConnectionHandler, IMAPSessionTransport {
     // MARK: ConnectionHandler
 
     func connectionActive(_ connection: Connection) {
+        // Every local-socket connection has the same "address" (the socket's path), and comes
+        // from a front end that limits its own clients per address: counting them together
+        // would cap the front end's pool, so they are not counted.
+        guard !connection.peer.isUNIX else { return session.start() }
         let address = connection.peer.host
         guard context.addressCounts.acquire(address, limit: context.configuration.maxConnectionsPerAddress) else {
             connection.write("* BYE Too many connections from your address\r\n")

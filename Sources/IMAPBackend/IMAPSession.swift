@@ -79,7 +79,7 @@ final class IMAPSession {
         peerPort = peer.port
         clientAddress = peer.host
         clientPort = peer.port
-        isTrustedProxy = context.configuration.isTrustedProxy(peer.host)
+        isTrustedProxy = context.configuration.isTrustedProxy(peer)
         self.sessionID = sessionID
         logger = context.logger.with("session", sessionID).with("client", peer.description)
     }

@@ -374,7 +374,8 @@ final class BackendPool {
         guard shared.reserveSlot() else { return false }
         let connection = BackendConnection(pool: self)
         var source: String?
-        if !settings.sourceAddresses.isEmpty {
+        // Source addresses spread TCP ports; a UNIX hop has none to spread.
+        if !settings.sourceAddresses.isEmpty && !SocketAddress(host: endpoint.host, port: endpoint.port).isUNIX {
             source = settings.sourceAddresses[sourceIndex % settings.sourceAddresses.count]
             sourceIndex &+= 1
         }

@@ -8,7 +8,9 @@ import Reactor
 public struct BackendEndpoint: Sendable {
     /// The name routes refer to (`alice@example.com mailbox2`) and status reports show.
     public var name: String
-    /// Numeric address of the back end.
+    /// Numeric address of the back end, or the absolute path of its UNIX socket (a back end on
+    /// this host: the hop then skips the loopback device and both TCP stacks; port 0, no TLS,
+    /// no source addresses).
     public var host: String
     public var port: UInt16
     /// A client TLS context for a TLS hop (certificate checking is set when it is made:

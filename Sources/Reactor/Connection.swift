@@ -5,7 +5,13 @@
 import CShims
 import Glibc
 
-/// A numeric socket address.
+/// A numeric socket address, or the path of a UNIX stream socket.
+///
+/// A UNIX socket is an address whose `host` is an absolute path (no numeric host starts with
+/// `/`) and whose port is 0, so listener specs, connects and pool settings carry it without a
+/// second type. A connection accepted on a UNIX listener has the listener's path as its peer:
+/// the connecting end has no name of its own, and saying which socket it came through is more
+/// honest than a made-up 127.0.0.1.
 public struct SocketAddress: Equatable, Hashable, Sendable, CustomStringConvertible {
     public var host: String
     public var port: UInt16
@@ -13,6 +19,15 @@ public struct SocketAddress: Equatable, Hashable, Sendable, CustomStringConverti
         self.host = host
         self.port = port
     }
+    /// The UNIX stream socket at `unixPath` (an absolute path).
+    public init(unixPath: String) {
+        host = unixPath
+        port = 0
+    }
+    /// True for a UNIX socket: only the same user (or root) can reach it.
+    public var isUNIX: Bool { host.utf8.first == UInt8(ascii: "/") }
+    /// The longest path a UNIX socket may have, in bytes.
+    public static var unixPathMaximum: Int { Int(cshim_unix_path_maximum()) }
     init(_ raw: cshim_address) {
         var raw = raw
         host = withUnsafeBytes(of: &raw.host) { bytes in
@@ -20,7 +35,9 @@ public struct SocketAddress: Equatable, Hashable, Sendable, CustomStringConverti
         }
         port = raw.port
     }
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String {
+        isUNIX ? "unix:\(host)" : host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 }
 
 /// A region of an open file to send, after the bytes queued before it. The connection owns
@@ -675,7 +692,7 @@ public final class Connection {
         guard error == 0 else {
             return finishClose(.connectFailed(IOError(errno: error, call: "connect to \(peer)")))
         }
-        _ = cshim_set_nodelay(descriptor)
+        if !peer.isUNIX { _ = cshim_set_nodelay(descriptor) } // TCP only: AF_UNIX has no Nagle
         setWriteArmed(false)
         if let pending = pendingStartTLS {
             pendingStartTLS = nil

@@ -57,7 +57,8 @@ struct ConnectionInTransit: @unchecked Sendable {
 
 /// What a listener accepts and how it sets each connection up.
 public struct ListenerSpec: Sendable {
-    /// Numeric address to bind ("127.0.0.1", "::", "0.0.0.0").
+    /// Numeric address to bind ("127.0.0.1", "::", "0.0.0.0"), or the absolute path of a UNIX
+    /// stream socket to create (port 0; see ``SocketAddress/isUNIX``).
     public var host: String
     /// Port; 0 for an ephemeral one (the group reports the port chosen).
     public var port: UInt16
@@ -84,9 +85,12 @@ final class Listener {
     var slot: UInt32 = 0
     var generation: UInt32 = 0
     var paused = false
+    /// Accepts on a UNIX socket (its peers have no address of their own).
+    let isUNIX: Bool
     init(descriptor: Int32, spec: ListenerSpec) {
         self.descriptor = descriptor
         self.spec = spec
+        isUNIX = SocketAddress(host: spec.host, port: spec.port).isUNIX
     }
 }
 
@@ -413,7 +417,8 @@ public final class EventLoop {
         return connection
     }
 
-    /// Opens an outbound connection to a numeric `host`. The handler hears
+    /// Opens an outbound connection to a numeric `host`, or to the UNIX socket at `host` when it
+    /// is an absolute path (`port` and `sourceAddress` are then unused). The handler hears
     /// `connectionActive` when connected (and the TLS handshake done, with `tls`), or
     /// `connectionClosed(.connectFailed)`. Throws only when no socket could be made.
     @discardableResult
@@ -421,9 +426,11 @@ public final class EventLoop {
                         serverName: String? = nil, session: TLSSession? = nil, handler: ConnectionHandler,
                         options: ConnectionOptions = ConnectionOptions()) throws(IOError) -> Connection {
         var inProgress: Int32 = 0
-        let descriptor = Int32(try IOError.check(cshim_connect_tcp(host, port, sourceAddress, &inProgress),
-                                                  "connect to \(host):\(port)"))
-        let connection = Connection(loop: self, descriptor: descriptor, peer: SocketAddress(host: host, port: port),
+        let peer = SocketAddress(host: host, port: port)
+        let descriptor = Int32(try IOError.check(
+            peer.isUNIX ? cshim_connect_unix(host, &inProgress) : cshim_connect_tcp(host, port, sourceAddress, &inProgress),
+            "connect to \(peer)"))
+        let connection = Connection(loop: self, descriptor: descriptor, peer: peer,
                                     state: .connecting, isServerSide: false, options: options, handler: handler)
         if let tls { connection.pendingStartTLS = (tls, serverName ?? host, session) }
         connection.handshakeDeadline = now.adding(options.handshakeTimeout)
@@ -456,8 +463,9 @@ public final class EventLoop {
                 }
                 return // EAGAIN, or a connection that died in the backlog (ECONNABORTED)
             }
-            _ = cshim_set_nodelay(descriptor)
-            let connection = Connection(loop: self, descriptor: descriptor, peer: SocketAddress(peer),
+            let address = listener.isUNIX ? SocketAddress(unixPath: listener.spec.host) : SocketAddress(peer)
+            if !listener.isUNIX { _ = cshim_set_nodelay(descriptor) } // TCP only: AF_UNIX has no Nagle
+            let connection = Connection(loop: self, descriptor: descriptor, peer: address,
                                         state: listener.spec.tls == nil ? .active : .handshaking,
                                         isServerSide: true, options: listener.spec.options, handler: nil)
             guard register(connection, writeInterest: false) else {

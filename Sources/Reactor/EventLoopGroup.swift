@@ -67,8 +67,17 @@ public final class EventLoopGroup: Sendable {
     /// A port any other socket listens on fails with `EADDRINUSE` (call `listen on ADDRESS`),
     /// even another process's SO_REUSEPORT listener, which the kernel would otherwise let the
     /// new listeners share silently.
+    ///
+    /// A spec whose host is an absolute path makes a UNIX stream socket there instead (mode 0600,
+    /// a stale file replaced: see `cshim_listen_unix`), shared by every loop through a duplicate
+    /// descriptor each, since SO_REUSEPORT does not spread AF_UNIX connections. The caller
+    /// removes the file when it is done with it (``removeUNIXSocket(_:)``).
     @discardableResult
     public func listen(_ spec: ListenerSpec) throws(IOError) -> UInt16 {
+        if SocketAddress(host: spec.host, port: spec.port).isUNIX {
+            try listenUNIX(spec)
+            return 0
+        }
         var port = spec.port
         if port != 0 {
             // Probed without SO_REUSEPORT first. A narrow race remains (another server binding
@@ -99,6 +108,32 @@ public final class EventLoopGroup: Sendable {
             handle.execute { loop in loop.addListener(descriptor: descriptor, spec: finalSpec) }
         }
         return port
+    }
+
+    private func listenUNIX(_ spec: ListenerSpec) throws(IOError) {
+        let call = Self.listenCall(SocketAddress(unixPath: spec.host))
+        let first = Int32(try IOError.check(cshim_listen_unix(spec.host, spec.backlog), call))
+        var descriptors = [first]
+        for _ in loops.dropFirst() {
+            // Each loop closes its own listener descriptor; the socket closes with the last one.
+            let duplicate = fcntl(first, F_DUPFD_CLOEXEC, 0)
+            guard duplicate >= 0 else {
+                let error = IOError(errno: errno, call: call)
+                for descriptor in descriptors { Glibc.close(descriptor) }
+                Self.removeUNIXSocket(spec.host)
+                throw error
+            }
+            descriptors.append(duplicate)
+        }
+        for (handle, descriptor) in zip(loops, descriptors) {
+            handle.execute { loop in loop.addListener(descriptor: descriptor, spec: spec) }
+        }
+    }
+
+    /// Removes a UNIX listener's socket file at a clean stop, so no stale file outlives the
+    /// server (a missing file is fine).
+    public static func removeUNIXSocket(_ path: String) {
+        _ = unlink(path)
     }
 
     /// The `call` of a listener's ``IOError``: `listen on 0.0.0.0:1143`.

@@ -25,7 +25,7 @@ final class BackendService: ManagedService {
             }
             trusted.append(network)
         }
-        let configuration = BackendConfiguration(
+        var configuration = BackendConfiguration(
             listeners: settings.listen.map { BackendListener(host: $0.host, port: $0.port) }
                 + settings.tlsListen.map { BackendListener(host: $0.host, port: $0.port, implicitTLS: true) },
             tls: context.tls, loginDisabledOnPlain: settings.loginDisabledOnPlain,
@@ -35,6 +35,13 @@ final class BackendService: ManagedService {
             maxConnectionsPerAddress: settings.maxConnectionsPerAddress,
             linger: settings.linger, lingerUsers: settings.lingerUsers, failedLoginDelay: settings.failedLoginDelay,
             maxFailedLoginDelay: settings.failedLoginDelayMax, storeFsync: settings.storeFsync)
+        if let path = settings.localSocket {
+            // `apus run` makes no run directory of its own (daemons do, for their pid files).
+            if let problem = Daemon.makeDirectory(directoryOf(path)) {
+                throw ServiceStartError("local_socket \(path): \(problem) (set local_socket = off to run without it)")
+            }
+            configuration.localSocketPath = path
+        }
         server = try BackendServer(configuration: configuration, logger: context.logger, metrics: context.metrics)
         ServiceMetrics.exposeTLSHandshakes(server.connectionCounters, prefix: "apus_imap4be", in: context.metrics)
         ServiceMetrics.exposeStoreSyncs(in: context.metrics)

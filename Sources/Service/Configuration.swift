@@ -20,7 +20,8 @@ public enum ServiceName: String, CaseIterable, Comparable, Sendable {
     var order: Int { self == .imap4be ? 0 : 1 }
 }
 
-/// One back end the front end relays to: `name=host:port[/tls][/noverify]`.
+/// One back end the front end relays to: `name=host:port[/tls][/noverify]`, or `name=unix:/path`
+/// for a back end on this host reached over its UNIX socket (never TLS).
 public struct BackendAddress: Equatable, Sendable, CustomStringConvertible {
     public var name: String
     public var address: SocketAddress
@@ -71,6 +72,9 @@ public struct ServiceSettings: Equatable, Sendable {
     public var startTimeout: Duration
     /// imap4be: addresses or CIDRs whose forwarded client address and UNAUTHENTICATE are honoured.
     public var trustedProxies: [String]
+    /// imap4be: the UNIX socket a front end on this host reaches it through (trusted like
+    /// `trustedProxies`; mode 0600); nil when `local_socket = off`. Default `<run_dir>/imap4be-imap.sock`.
+    public var localSocket: String?
     /// imap4: the back ends, in order.
     public var backends: [BackendAddress]
     /// imap4: users and domains routed explicitly; everyone else by rendezvous hashing.
@@ -172,7 +176,7 @@ public struct ApusConfiguration: Sendable {
                 // The front end outlasts the back end by a minute, so the back end's BYE reaches the client.
                 idleTimeout: .seconds(name == .imap4 ? 31 * 60 : 30 * 60),
                 shutdownTimeout: .seconds(30), startTimeout: .seconds(30),
-                trustedProxies: ["127.0.0.1", "::1"], backends: [], routes: [], routesFile: nil,
+                trustedProxies: ["127.0.0.1", "::1"], localSocket: nil, backends: [], routes: [], routesFile: nil,
                 poolMinIdle: 2, poolMax: 256, poolIdleTimeout: .seconds(300), sourceAddresses: [],
                 backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
                 poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
@@ -184,7 +188,8 @@ public struct ApusConfiguration: Sendable {
         var configuration = ApusConfiguration(
             path: nil, runDirectory: "/run/apus", imap4: settings(.imap4),
             imap4be: settings(.imap4be))
-        configuration.finish(baseDirectory: baseDirectory, explicitUsersFile: [:], explicitBackends: false)
+        configuration.finish(baseDirectory: baseDirectory, explicitUsersFile: [:], explicitBackends: false,
+                             explicitLocalSocket: false)
         return configuration
     }
 
@@ -226,6 +231,7 @@ public struct ApusConfiguration: Sendable {
         self.overrides = overrides
         var explicitUsersFile: [ServiceName: Bool] = [:]
         var explicitBackends = false
+        var explicitLocalSocket = false
         // Global first, whatever the order in the file, so a service section always wins.
         let ordered = file.sections.filter { $0.name == "global" } + file.sections.filter { $0.name != "global" }
         for section in ordered {
@@ -275,13 +281,15 @@ public struct ApusConfiguration: Sendable {
                         if key.name == "users_file" { explicitUsersFile[target] = true }
                     }
                     if key.name == "backends" { explicitBackends = true }
+                    if key.name == "local_socket" { explicitLocalSocket = true }
                 } catch {
                     throw ConfigurationError(
                         file: file.path, entry: entry, message: "\(entry.key): \(error.message)")
                 }
             }
         }
-        finish(baseDirectory: directory, explicitUsersFile: explicitUsersFile, explicitBackends: explicitBackends)
+        finish(baseDirectory: directory, explicitUsersFile: explicitUsersFile, explicitBackends: explicitBackends,
+               explicitLocalSocket: explicitLocalSocket)
         for route in imap4.routes where !imap4.backends.contains(where: { $0.name == route.backend }) {
             let message = "routes: no back end named '\(route.backend)'"
             guard let entry = file.sections.first(where: { $0.name == "imap4" })?.entries.first(where: {
@@ -300,12 +308,19 @@ public struct ApusConfiguration: Sendable {
         if service == .imap4 { try change(&imap4) } else { try change(&imap4be) }
     }
 
-    /// Derived defaults: the users file inside the data directory, the front end's back-end
-    /// list pointing at the local back end's first plain listener.
-    private mutating func finish(baseDirectory: String, explicitUsersFile: [ServiceName: Bool], explicitBackends: Bool)
-    {
+    /// Derived defaults: the users file inside the data directory, the back end's local socket
+    /// in the run directory, the front end's back-end list pointing at the local back end's
+    /// first plain listener.
+    private mutating func finish(
+        baseDirectory: String, explicitUsersFile: [ServiceName: Bool], explicitBackends: Bool,
+        explicitLocalSocket: Bool
+    ) {
         for service in ServiceName.allCases where explicitUsersFile[service] != true {
             update(service) { $0.usersFile = $0.dataDirectory + "/passwd" }
+        }
+        if !explicitLocalSocket {
+            // Not `imap4be.sock`: that name is the service's control socket.
+            imap4be.localSocket = runDirectory + "/imap4be-imap.sock"
         }
         if !explicitBackends {
             imap4.backends = ApusConfiguration.localBackends(for: imap4be)
@@ -313,7 +328,12 @@ public struct ApusConfiguration: Sendable {
     }
 
     /// The local back end as the front end reaches it: a wildcard listener becomes loopback.
-    public static func localBackends(for backend: ServiceSettings) -> [BackendAddress] {
+    /// `overLocalSocket` (both services in one process, so the socket is surely this host's)
+    /// prefers the back end's local socket when it has one.
+    public static func localBackends(for backend: ServiceSettings, overLocalSocket: Bool = false) -> [BackendAddress] {
+        if overLocalSocket, let path = backend.localSocket {
+            return [BackendAddress(name: "local", address: SocketAddress(unixPath: path), tls: false, verifyCertificate: false)]
+        }
         if var address = backend.listen.first {
             if address.host == "0.0.0.0" {
                 address.host = "127.0.0.1"
@@ -475,6 +495,9 @@ struct ConfigurationKey: Sendable {
             s.trustedProxies = try V.list(v).map { item throws(ConfigurationValueError) in try V.networkOrAddress(item)
             }
         },
+        ConfigurationKey(name: "local_socket", scope: .imap4beOnly) { s, v, base throws(ConfigurationValueError) in
+            s.localSocket = v == "off" || v == "no" ? nil : try V.unixSocketPath(absolutePath(try V.path(v), base: base))
+        },
         ConfigurationKey(name: "backends", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.backends = try V.backends(v)
         },
@@ -617,20 +640,50 @@ enum ConfigurationValue {
         return item
     }
 
-    /// `name=host:port[/tls][/noverify], …`
+    /// A UNIX socket's absolute path, checked against the length a socket path may have.
+    static func unixSocketPath(_ path: String) throws(ConfigurationValueError) -> String {
+        guard path.hasPrefix("/") else { throw ConfigurationValueError("'\(path)' is not an absolute path") }
+        let maximum = SocketAddress.unixPathMaximum
+        guard path.utf8.count <= maximum else {
+            throw ConfigurationValueError(
+                "'\(path)' is \(path.utf8.count) bytes, longer than the \(maximum) a UNIX socket path may have")
+        }
+        return path
+    }
+
+    static let backendOptions: Set<String> = ["tls", "noverify", "plain"]
+
+    /// `name=host:port[/tls][/noverify], …`, or `name=unix:/path[/noverify]` (options are the
+    /// trailing `/word`s that name one, so a path keeps its own slashes).
     static func backends(_ value: String) throws(ConfigurationValueError) -> [BackendAddress] {
         var result: [BackendAddress] = []
         for item in list(value) {
             guard let equals = item.firstIndex(of: "=") else {
-                throw ConfigurationValueError("'\(item)' is not name=address:port[/tls][/noverify]")
+                throw ConfigurationValueError("'\(item)' is not name=address:port[/tls][/noverify] or name=unix:/path")
             }
             let name = item[..<equals].trimmedASCIIWhitespace
-            var options = item[item.index(after: equals)...].split(separator: "/").map { $0.trimmedASCIIWhitespace }
-            guard !name.isEmpty, !options.isEmpty else { throw ConfigurationValueError("'\(item)' is incomplete") }
+            let target = item[item.index(after: equals)...].trimmedASCIIWhitespace
+            var options = target.split(separator: "/", omittingEmptySubsequences: false).map { $0.trimmedASCIIWhitespace }
+            guard !name.isEmpty, !target.isEmpty else { throw ConfigurationValueError("'\(item)' is incomplete") }
             guard !result.contains(where: { $0.name == name }) else {
                 throw ConfigurationValueError("back end '\(name)' listed twice")
             }
-            let address = try address(options.removeFirst())
+            let address: SocketAddress
+            if target.hasPrefix("unix:") {
+                var path = target.dropFirst("unix:".count)
+                options = []
+                while let slash = path.lastIndex(of: "/"), backendOptions.contains(String(path[path.index(after: slash)...])) {
+                    options.insert(String(path[path.index(after: slash)...]), at: 0)
+                    path = path[..<slash]
+                }
+                if options.contains("tls") {
+                    throw ConfigurationValueError(
+                        "back end '\(name)': a UNIX-socket back end cannot use TLS (the hop never leaves this host)")
+                }
+                address = SocketAddress(unixPath: try unixSocketPath(String(path)))
+            } else {
+                address = try self.address(options.removeFirst())
+            }
             var backend = BackendAddress(name: name, address: address, tls: false, verifyCertificate: true)
             for option in options {
                 switch option {

@@ -97,6 +97,7 @@ enum ConfigurationText {
         "tls_listen": { addresses($0.tlsListen) },
         "admin_listen": { $0.adminListen?.description ?? "off" },
         "trusted_proxies": { $0.trustedProxies.joined(separator: ", ") },
+        "local_socket": { $0.localSocket ?? "off" },
         "backends": { $0.backends.map(backend).joined(separator: ", ") },
         "routes": { $0.routes.map(\.description).joined(separator: ", ") },
         "routes_file": { $0.routesFile },

@@ -50,15 +50,16 @@ enum RunCommand {
         var bound: [ServiceName: [SocketAddress]] = [:]
         for service in services.sorted() {
             var settings = configuration.settings(for: service)
-            // One process: the front end's default back end is the back end just started, on the
-            // port it really got (0 asks for an ephemeral one).
+            // One process: the front end's default back end is the back end just started, over its
+            // local socket when it has one (the cheaper hop), else on the port it really got (0
+            // asks for an ephemeral one).
             if service == .imap4, let backend = bound[.imap4be],
                 settings.backends == ApusConfiguration.localBackends(for: configuration.imap4be)
             {
                 var local = configuration.imap4be
                 local.listen = Array(backend.prefix(local.listen.count))
                 local.tlsListen = Array(backend.dropFirst(local.listen.count))
-                settings.backends = ApusConfiguration.localBackends(for: local)
+                settings.backends = ApusConfiguration.localBackends(for: local, overLocalSocket: true)
             }
             do throws(ServiceStartError) {
                 bound[service] = try host.start(service, settings: settings)

@@ -306,6 +306,64 @@ struct ReactorSocketTests {
     }
 }
 
+extension ReactorSocketTests {
+    // MARK: - UNIX stream sockets
+
+    /// A UNIX listener on two loops echoes 1-byte and 200 KiB messages to connections made with
+    /// `connect(host: path)`; the server sees each peer as the listener's socket, not an IP;
+    /// closing the listener stops it accepting, and nothing is left open.
+    @Test func unixListenerAcceptsOnEveryLoopAndClosesCleanly() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/echo.sock"
+        let leaked = try leakedKernelObjects {
+            let server = try EventLoopGroup(loopCount: 2, workerCount: 1, name: "srv")
+            let client = try EventLoopGroup(loopCount: 2, workerCount: 1, name: "cli")
+            let peers = Shared<[String]>([])
+            try server.listen(ListenerSpec(host: path, port: 0) { connection in
+                peers.update { $0.append(connection.peer.description) }
+                return EchoHandler()
+            })
+            let total = 40
+            let done = Countdown(total)
+            let failures = Shared<[String]>([])
+            for index in 0..<total {
+                // 200 KiB: more than a UNIX socket's buffer takes at once (partial writes and reads),
+                // less than the output high-water mark (an echo of more, both ends writing without
+                // reading, would stall on the small AF_UNIX buffers; loopback TCP's grow to MBs).
+                let payload = index % 10 == 0 ? patternBytes(count: 200 << 10, seed: index) : [UInt8(truncatingIfNeeded: index)]
+                client.loops[index % 2].execute { loop in
+                    do {
+                        try loop.connect(host: path, port: 0,
+                                         handler: EchoProbe(payload: payload, done: done, failures: failures))
+                    } catch {
+                        failures.update { $0.append("connect: \(error)") }
+                        done.signal()
+                    }
+                }
+            }
+            #expect(done.wait(), "all echoes back (\(done.count) missing)")
+            #expect(failures.value.isEmpty, "\(failures.value.prefix(5))")
+            #expect(peers.value.count == total && peers.value.allSatisfy { $0 == "unix:" + path })
+            server.closeListeners([SocketAddress(unixPath: path)])
+            let refused = Countdown(1)
+            let late = Shared<[String]>([])
+            client.loops[0].execute { loop in
+                do {
+                    try loop.connect(host: path, port: 0, handler: EchoProbe(payload: [1], done: refused, failures: late))
+                } catch {
+                    late.update { $0.append("refused at once") }
+                    refused.signal()
+                }
+            }
+            #expect(refused.wait() && !late.value.isEmpty, "a connection after the listener closed got through")
+            client.shutdown(gracePeriod: .seconds(1))
+            server.shutdown(gracePeriod: .seconds(1))
+        }
+        #expect(leaked.isEmpty, "descriptors left open: \(leaked)")
+    }
+}
+
 // MARK: - Handlers used above
 
 /// A client probe that connects first and sends only when told.

@@ -4,6 +4,7 @@
 
 import Reactor
 import Telemetry
+import TestSupport
 import Testing
 
 @testable import Service

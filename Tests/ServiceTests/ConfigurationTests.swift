@@ -97,6 +97,33 @@ struct ConfigurationTests {
         #expect(configuration.imap4be.loginTimeout == .milliseconds(250))
     }
 
+    @Test func unixBackEndsAndTheLocalSocketParseAndPrintBack() throws {
+        let configuration = try parse(
+            """
+            run_dir = /srv/run
+            [imap4]
+            backends = near=unix:/run/apus/imap4be-imap.sock, nearer=unix:/tmp/a/b.sock/noverify, far=10.0.0.2:1143
+            [imap4be]
+            local_socket = /run/apus/be.sock
+            """)
+        #expect(
+            configuration.imap4.backends.map(\.description)
+                == ["near=unix:/run/apus/imap4be-imap.sock", "nearer=unix:/tmp/a/b.sock", "far=10.0.0.2:1143"])
+        #expect(configuration.imap4.backends[0].address == SocketAddress(unixPath: "/run/apus/imap4be-imap.sock"))
+        #expect(configuration.imap4be.localSocket == "/run/apus/be.sock")
+        // `apus config` writes them so that they read back the same.
+        let text = ConfigurationText.render(configuration)
+        #expect(text.contains("backends = near=unix:/run/apus/imap4be-imap.sock, nearer=unix:/tmp/a/b.sock/noverify"))
+        #expect(text.contains("local_socket = /run/apus/be.sock\n"))
+        let again = try parse(text)
+        #expect(again.imap4.backends == configuration.imap4.backends)
+        #expect(again.imap4be.localSocket == configuration.imap4be.localSocket)
+        // The default is in the run directory (beside, not on, the control socket); `off` disables it.
+        #expect(try parse("run_dir = /srv/run").imap4be.localSocket == "/srv/run/imap4be-imap.sock")
+        #expect(try parse("[imap4be]\nlocal_socket = off").imap4be.localSocket == nil)
+        #expect(ConfigurationText.render(try parse("[imap4be]\nlocal_socket = off")).contains("local_socket = off\n"))
+    }
+
     @Test func storeFsyncIsOptimizedUnlessTheStoreSectionSaysAlways() throws {
         #expect(try parse("").imap4be.storeFsync == .optimized)
         let always = try parse("[store]\nfsync = always\n[imap4be]\nlisten = 127.0.0.1:1\n")
@@ -129,6 +156,14 @@ struct ConfigurationTests {
         ("[imap4]\nroutes = alice@example.com=nowhere", 2, "no back end named 'nowhere'"),
         ("[imap4]\nbackends = a=127.0.0.1:1/bogus", 2, "unknown back-end option 'bogus'"),
         ("[imap4]\nbackends = a=127.0.0.1:1, a=127.0.0.1:2", 2, "back end 'a' listed twice"),
+        ("[imap4]\nbackends = a=unix:/run/apus/be.sock/tls", 2,
+         "back end 'a': a UNIX-socket back end cannot use TLS"),
+        ("[imap4]\nbackends = a=unix:run/be.sock", 2, "'run/be.sock' is not an absolute path"),
+        ("[imap4]\nbackends = a=unix:/" + String(repeating: "d", count: 120), 2,
+         "is 121 bytes, longer than the 107 a UNIX socket path may have"),
+        ("[imap4be]\nlocal_socket = /" + String(repeating: "d", count: 120), 2,
+         "local_socket: '/ddd"),
+        ("[imap4]\nlocal_socket = /run/be.sock", 2, "'local_socket' does not belong in [imap4]"),
         ("log_level = loud", 1, "'loud' is not one of debug"),
         ("[imap4]\npool_max = 0", 2, "must be at least 1"),
         ("[imap4]\npool_min_idle = -1", 2, "'-1' is not a count"),

@@ -522,7 +522,13 @@ struct ServiceProcessTests {
                                                      fixture.directory.path + "/tls/cert.pem"],
                                 in: fixture.directory.path + "/client-output")
         #expect(result.output.contains("mail ok"), "\(result)")
+        // Both services in one process with the default back end: the hop ran over the back end's
+        // local socket, as the back end saw it.
+        let socket = fixture.runDirectory + "/imap4be-imap.sock"
+        let log = readFile(fixture.directory.path + "/run-output/stderr")
+        #expect(log.contains("login user=demo address=127.0.0.1 proxy=unix:\(socket)"), "\(log)")
         #expect(run.interrupt() == 0)
+        #expect(!fileExists(socket))
     }
 
     @Test func runServesBothInOneProcessAndMakesFirstRunFiles() throws {

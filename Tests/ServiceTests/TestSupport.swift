@@ -15,20 +15,6 @@ func writeFile(_ path: String, _ text: String) {
     close(descriptor)
 }
 
-func readFile(_ path: String) -> String {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { return "" }
-    defer { close(descriptor) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        if count <= 0 { break }
-        bytes += chunk[0..<count]
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
 func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
 extension Substring {

@@ -127,6 +127,21 @@ public func writeFile(_ path: String, _ text: String) {
     fclose(file)
 }
 
+/// The text of the file at `path` ("" when it cannot be read).
+public func readFile(_ path: String) -> String {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return "" }
+    defer { close(descriptor) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count <= 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
 /// Files in a directory (names only).
 public func directoryEntries(_ path: String) -> [String] {
     guard let handle = opendir(path) else { return [] }

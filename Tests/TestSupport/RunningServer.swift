@@ -141,20 +141,40 @@ public func connectToLoopback(port: UInt16, timeout: Duration, receiveBuffer: In
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = port.bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    try connect(descriptor, to: &address, "connect to port \(port)", timeout: timeout)
+    return descriptor
+}
+
+/// A blocking socket connected to the UNIX stream socket at `path`, reads bounded like
+/// ``connectToLoopback(port:timeout:receiveBuffer:)``'s.
+public func connectToUNIXSocket(path: String, timeout: Duration) throws -> Int32 {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard descriptor >= 0 else { throw StoreError.system(call: "socket", errno: errno) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+        for (index, byte) in path.utf8.prefix(bytes.count - 1).enumerated() { bytes[index] = byte }
+    }
+    try connect(descriptor, to: &address, "connect to \(path)", timeout: timeout)
+    return descriptor
+}
+
+/// Connects `descriptor` to `address` (a sockaddr_in or sockaddr_un), closing it on failure,
+/// then bounds its reads by `timeout`.
+private func connect<Address>(_ descriptor: Int32, to address: inout Address, _ call: String, timeout: Duration) throws {
     let result = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<Address>.size))
         }
     }
     guard result == 0 else {
         let code = errno
         Glibc.close(descriptor)
-        throw StoreError.system(call: "connect to port \(port)", errno: code)
+        throw StoreError.system(call: call, errno: code)
     }
     let (seconds, attoseconds) = timeout.components
     var limit = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
     setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-    return descriptor
 }
 
 /// A blocking IMAP client over a plain socket, for tests. Every read has a timeout.
@@ -166,6 +186,11 @@ public final class TestClient {
     /// to tens of megabytes), for tests that bound what the server runs ahead.
     public init(port: UInt16, timeoutSeconds: Int = 30, receiveBuffer: Int32? = nil) throws {
         descriptor = try connectToLoopback(port: port, timeout: .seconds(timeoutSeconds), receiveBuffer: receiveBuffer)
+    }
+
+    /// A client of the UNIX stream socket at `unixPath` (a back end's local socket).
+    public init(unixPath: String, timeoutSeconds: Int = 30) throws {
+        descriptor = try connectToUNIXSocket(path: unixPath, timeout: .seconds(timeoutSeconds))
     }
 
     deinit { Glibc.close(descriptor) }

@@ -10,8 +10,10 @@
 #   nginx-apus, imapproxy-apus             second instances of the peers' nginx and imapproxy, in
 #                                          front of apus-backend (see start_peer_before_apus)
 #   apus-backend                           `apus run --service imap4be` with the peers' users and a
-#                                          copy of Dovecot's Maildirs
-#   apus-frontend                          `apus run --service imap4` in front of apus-backend
+#                                          copy of Dovecot's Maildirs, and a local (UNIX) socket
+#   apus-frontend                          `apus run --service imap4` in front of apus-backend, the
+#                                          hop over apus-backend's local socket (same host)
+#   apus-frontend-tcp                      the same over loopback TCP (the hop nginx and imapproxy use)
 #   apus-frontend-dovecot                  `apus run --service imap4` in front of Dovecot 10143
 #   responder                              perf/responder (a C server answering every command at once)
 # Apus listens on ephemeral ports (port 0) and the script reads the ports it got from its output.
@@ -187,7 +189,11 @@ start_target() {
         apus-backend) start_peer dovecot && start_apus apus-backend imap4be ;;
         apus-frontend)
             [ -s "$RUN_DIR/apus-backend/port" ] || start_target apus-backend || return 1
-            start_apus apus-frontend imap4 "local=127.0.0.1:$(target_port apus-backend)"
+            start_apus apus-frontend imap4 "local=unix:$(backend_local_socket)"
+            ;;
+        apus-frontend-tcp)
+            [ -s "$RUN_DIR/apus-backend/port" ] || start_target apus-backend || return 1
+            start_apus apus-frontend-tcp imap4 "local=127.0.0.1:$(target_port apus-backend)"
             ;;
         apus-frontend-dovecot) start_peer dovecot && start_apus apus-frontend-dovecot imap4 "dovecot=127.0.0.1:10143" ;;
         responder)
@@ -214,12 +220,16 @@ target_pidfile() {
     esac
 }
 
+# The local socket apus-backend listens on besides TCP (in its run directory).
+backend_local_socket() { echo "$RUN_DIR/apus-backend/run/imap4be-imap.sock"; }
+
 # start_apus INSTANCE SERVICE [BACKENDS]: one Apus service in its own process (`apus run --service`),
 # so each is measured (CPU, memory) on its own. The configuration lives in $RUN_DIR/INSTANCE/apus.conf:
 #   imap4be  the peers' passwd-file and a copy of Dovecot's Maildirs (the same users and messages),
 #            limits off (load tests open hundreds of sessions per user from one address), the front
-#            ends' addresses trusted (UNAUTHENTICATE, forwarded client addresses).
-#   imap4    in front of BACKENDS (name=address:port), a pool large enough for every session
+#            ends' addresses trusted (UNAUTHENTICATE, forwarded client addresses), a local socket
+#            in its run directory (trusted likewise) for front ends on this host.
+#   imap4    in front of BACKENDS (name=address:port or name=unix:/path), a pool large enough for every session
 #            (IDLE sessions hold a back-end connection each), the hop from APUS_SOURCE_ADDRESSES.
 # Listeners use port 0; the ports the service got are read from its output. APUS_BINARY runs another
 # build of apus (a copy without debug information for valgrind, say), APUS_WRAPPER a tool around it.
@@ -267,6 +277,7 @@ listen = 127.0.0.1:0
 tls_listen = 127.0.0.1:0
 admin_listen = 127.0.0.1:0
 trusted_proxies = 127.0.0.0/8
+local_socket = $dir/run/imap4be-imap.sock
 max_connections_per_user = 0
 auth_cache_ttl = 60s
 
