@@ -73,6 +73,10 @@ public struct FrontendConfiguration: Sendable {
     public var listeners: [SocketAddress] = [SocketAddress(host: "0.0.0.0", port: 143)]
     /// Implicit-TLS listeners (`tls_listen`, default 993); ignored without `tls`.
     public var tlsListeners: [SocketAddress] = [SocketAddress(host: "0.0.0.0", port: 993)]
+    /// Other front-end processes may listen on the same addresses, the kernel spreading clients
+    /// over them (`listen_reuse_port`): how a machine runs more sessions than one process's
+    /// descriptor limit allows. Off: a port in use fails the start.
+    public var listenersSharedWithOtherProcesses = false
     /// The server certificate for STARTTLS and the implicit-TLS listeners.
     public var tls: TLSContextHolder?
     /// Refuse LOGIN and AUTHENTICATE before TLS on plain listeners (LOGINDISABLED). Only takes

@@ -50,14 +50,16 @@ public final class FrontendServer: Sendable {
         var options = ConnectionOptions()
         options.counters = connectionCounters
         for address in configuration.listeners {
-            let spec = ListenerSpec(host: address.host, port: address.port, options: options,
+            var spec = ListenerSpec(host: address.host, port: address.port, options: options,
                                     makeHandler: FrontendServer.handlerMaker(core, boxes))
+            spec.sharedWithOtherProcesses = configuration.listenersSharedWithOtherProcesses
             addresses.append(SocketAddress(host: address.host, port: try group.listen(spec)))
         }
         if let tls = configuration.tls {
             for address in configuration.tlsListeners {
-                let spec = ListenerSpec(host: address.host, port: address.port, tls: tls, options: options,
+                var spec = ListenerSpec(host: address.host, port: address.port, tls: tls, options: options,
                                         makeHandler: FrontendServer.handlerMaker(core, boxes))
+                spec.sharedWithOtherProcesses = configuration.listenersSharedWithOtherProcesses
                 addresses.append(SocketAddress(host: address.host, port: try group.listen(spec)))
             }
         }

@@ -66,6 +66,10 @@ public struct ListenerSpec: Sendable {
     public var tls: TLSContextHolder?
     public var backlog: Int32 = 1024
     public var options = ConnectionOptions()
+    /// Other processes may listen on the same address and port (SO_REUSEPORT; the kernel spreads
+    /// new connections over every listener), as several front-end processes do when one cannot
+    /// hold all sessions. Off: a port another socket listens on fails with `EADDRINUSE`.
+    public var sharedWithOtherProcesses = false
     /// Makes the handler of each accepted connection, on the accepting loop's thread.
     public var makeHandler: @Sendable (Connection) -> ConnectionHandler
 

@@ -66,7 +66,7 @@ public final class EventLoopGroup: Sendable {
     ///
     /// A port any other socket listens on fails with `EADDRINUSE` (call `listen on ADDRESS`),
     /// even another process's SO_REUSEPORT listener, which the kernel would otherwise let the
-    /// new listeners share silently.
+    /// new listeners share silently; unless `spec.sharedWithOtherProcesses` asks for that.
     ///
     /// A spec whose host is an absolute path makes a UNIX stream socket there instead (mode 0600,
     /// a stale file replaced: see `cshim_listen_unix`), shared by every loop through a duplicate
@@ -79,7 +79,7 @@ public final class EventLoopGroup: Sendable {
             return 0
         }
         var port = spec.port
-        if port != 0 {
+        if port != 0 && !spec.sharedWithOtherProcesses {
             // Probed without SO_REUSEPORT first. A narrow race remains (another server binding
             // between the probe and our bind), which only two servers starting at once can hit.
             let probe = cshim_probe_tcp_address(spec.host, port)

@@ -73,6 +73,7 @@ final class FrontendService: ManagedService {
         var configuration = FrontendConfiguration()
         configuration.listeners = settings.listen
         configuration.tlsListeners = settings.tlsListen
+        configuration.listenersSharedWithOtherProcesses = settings.listenReusePort
         configuration.tls = context.tls
         configuration.loginDisabledOnPlain = settings.loginDisabledOnPlain
         configuration.backends = try settings.backends.map { backend in

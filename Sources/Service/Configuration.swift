@@ -86,6 +86,8 @@ public struct ServiceSettings: Equatable, Sendable {
     public var poolIdleTimeout: Duration
     /// imap4: source addresses for the hop (more than 64k sessions to one back end).
     public var sourceAddresses: [String]
+    /// imap4: other processes may listen on the same `listen`/`tls_listen` ports (SO_REUSEPORT).
+    public var listenReusePort: Bool
     /// imap4: the CA bundle that checks TLS back ends' certificates (nil: the system store).
     public var backendCAFile: String?
     /// imap4: NOOP health check interval of idle pool connections.
@@ -178,6 +180,7 @@ public struct ApusConfiguration: Sendable {
                 shutdownTimeout: .seconds(30), startTimeout: .seconds(30),
                 trustedProxies: ["127.0.0.1", "::1"], localSocket: nil, backends: [], routes: [], routesFile: nil,
                 poolMinIdle: 2, poolMax: 256, poolIdleTimeout: .seconds(300), sourceAddresses: [],
+                listenReusePort: false,
                 backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
                 poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
                 maxConnectionsPerAddress: name == .imap4 ? 50 : 0, maxConnectionsPerUser: 50,
@@ -522,6 +525,9 @@ struct ConfigurationKey: Sendable {
                 throw ConfigurationValueError("'\(v)' is not optimized or always")
             }
             s.storeFsync = policy
+        },
+        ConfigurationKey(name: "listen_reuse_port", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.listenReusePort = try V.bool(v)
         },
         ConfigurationKey(name: "source_addresses", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.sourceAddresses = try V.list(v).map { item throws(ConfigurationValueError) in

@@ -105,6 +105,7 @@ enum ConfigurationText {
         "pool_max": { String($0.poolMax) },
         "pool_idle_timeout": { duration($0.poolIdleTimeout) },
         "source_addresses": { $0.sourceAddresses.joined(separator: ", ") },
+        "listen_reuse_port": { yesNo($0.listenReusePort) },
         "fsync": { $0.storeFsync.rawValue },
     ]
 }

@@ -72,6 +72,43 @@ extension ReactorSocketTests {
         try Self.expectEchoes(on: port)
     }
 
+    /// Several front-end processes on one port, on purpose: the second group listens too and the
+    /// kernel spreads connections over both (64 connections all landing on one of four listeners
+    /// by chance is a 2^-62 event).
+    @Test func aPortSharedOnPurposeServesBothGroups() throws {
+        let accepted = AcceptCounts()
+        func spec(_ group: Int, port: UInt16) -> ListenerSpec {
+            var spec = ListenerSpec(host: "127.0.0.1", port: port) { _ in
+                accepted.counts.withLock { $0[group] += 1 }
+                return EchoHandler()
+            }
+            spec.sharedWithOtherProcesses = true
+            return spec
+        }
+        let first = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { first.shutdown(gracePeriod: .seconds(1)) }
+        let port = try first.listen(spec(0, port: 0))
+        let second = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { second.shutdown(gracePeriod: .seconds(1)) }
+        #expect(try second.listen(spec(1, port: port)) == port)
+        for _ in 0..<64 { try Self.expectEchoes(on: port) }
+        let counts = accepted.counts.withLock { $0 }
+        #expect(counts[0] + counts[1] == 64)
+        #expect(counts[0] > 0 && counts[1] > 0)
+    }
+
+    /// Sharing is between SO_REUSEPORT listeners only: a port a plain socket holds stays in use.
+    @Test func aSharedListenerStillFailsOnAPortHeldByAPlainSocket() throws {
+        let held = try Self.plainLoopbackListener()
+        defer { close(held.descriptor) }
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        var spec = ListenerSpec(host: "127.0.0.1", port: held.port) { _ in EchoHandler() }
+        spec.sharedWithOtherProcesses = true
+        let error = #expect(throws: IOError.self) { try group.listen(spec) }
+        #expect(error?.errno == EADDRINUSE)
+    }
+
     /// A stopped server's connections linger in TIME_WAIT on its port; a restart must not be refused.
     @Test func aPortInTimeWaitCanBeListenedOnAgain() throws {
         let first = try EventLoopGroup(loopCount: 1, workerCount: 1)
@@ -164,4 +201,9 @@ func eventually(_ condition: () -> Bool) -> Bool {
 final class CloseAtOnce: ConnectionHandler {
     func connectionActive(_ connection: Connection) { connection.close(.immediately) }
     func connectionRead(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int { bytes.count }
+}
+
+/// Connections accepted per group, counted on the loops' threads.
+private final class AcceptCounts: Sendable {
+    let counts = Mutex([0, 0])
 }

@@ -105,6 +105,7 @@ struct ConfigurationOverrideTests {
         routes_file = /srv/routes
         backend_ca_file = /srv/ca.pem
         source_addresses = 127.0.0.2, 127.0.0.3
+        listen_reuse_port = yes
         pool_idle_timeout = 2h
         login_disabled_on_plain = no
         [store]

@@ -80,6 +80,7 @@ struct ConfigurationTests {
             routes = Alice@Example.com=b2, @example.org=b3
             pool_max = 8
             source_addresses = 127.0.0.2, 127.0.0.3
+            listen_reuse_port = yes
             [imap4be]
             trusted_proxies = 10.0.0.0/8, ::1
             idle_timeout = 31m
@@ -92,6 +93,8 @@ struct ConfigurationTests {
         #expect(configuration.imap4.routes.map(\.description) == ["alice@example.com=b2", "@example.org=b3"])
         #expect(configuration.imap4.poolMax == 8)
         #expect(configuration.imap4.sourceAddresses == ["127.0.0.2", "127.0.0.3"])
+        #expect(configuration.imap4.listenReusePort)
+        #expect(!configuration.imap4be.listenReusePort)
         #expect(configuration.imap4be.trustedProxies == ["10.0.0.0/8", "::1"])
         #expect(configuration.imap4be.idleTimeout == .seconds(31 * 60))
         #expect(configuration.imap4be.loginTimeout == .milliseconds(250))
@@ -147,6 +150,7 @@ struct ConfigurationTests {
         ("[imap4]\nlisten = 127.0.0.1:70000", 2, "'70000' is not a port"),
         ("listen = 127.0.0.1:1", 1, "'listen' does not belong in [global]"),
         ("[imap4be]\nbackends = a=127.0.0.1:1", 2, "'backends' does not belong in [imap4be]"),
+        ("[imap4be]\nlisten_reuse_port = yes", 2, "'listen_reuse_port' does not belong in [imap4be]"),
         ("[imap4]\nrun_dir = /tmp", 2, "'run_dir' does not belong in [imap4]"),
         ("idle_timeout = soon", 1, "'soon' is not a duration"),
         ("[imap4]\nlisten = 127.0.0.1:1\n\nlisten = 127.0.0.1:2", 4, "'listen' already set in [imap4] on line 2"),

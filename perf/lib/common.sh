@@ -232,7 +232,8 @@ backend_local_socket() { echo "$RUN_DIR/apus-backend/run/imap4be-imap.sock"; }
 #   imap4    in front of BACKENDS (name=address:port or name=unix:/path), a pool large enough for every session
 #            (IDLE sessions hold a back-end connection each), the hop from APUS_SOURCE_ADDRESSES.
 # Listeners use port 0; the ports the service got are read from its output. APUS_BINARY runs another
-# build of apus (a copy without debug information for valgrind, say), APUS_WRAPPER a tool around it.
+# build of apus (a copy without debug information for valgrind, say), APUS_WRAPPER a tool around it,
+# APUS_RUN_OPTIONS more `apus run` arguments (`-o imap4.listen=127.0.0.1:P`: overrides of the file).
 start_apus() {
     local instance=$1 service=$2 backends=${3:-}
     local dir="$RUN_DIR/$instance"
@@ -301,7 +302,8 @@ EOF
         ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
         # APUS_WRAPPER runs the service under a tool (valgrind --tool=callgrind ...); the tool keeps the pid.
         # shellcheck disable=SC2086
-        exec ${APUS_WRAPPER:-} "${APUS_BINARY:-$APUS}" run --service "$service" --config "$dir/apus.conf"
+        exec ${APUS_WRAPPER:-} "${APUS_BINARY:-$APUS}" run --service "$service" --config "$dir/apus.conf" \
+            ${APUS_RUN_OPTIONS:-}
     ) >"$dir/apus.log" 2>&1 </dev/null &
     echo $! >"$dir/apus.pid"
     # `imap4be: listening on 127.0.0.1:P1, 127.0.0.1:P2 (TLS); admin http://127.0.0.1:P3/`
