@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "IMAPBackendTests",
                     dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry", "TestSupport"]),
         .testTarget(name: "IMAPFrontendTests",
-                    dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport"]),
+                    dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport", "CShims"]),
         // IMAPBackend: the stress run against Apus's own back end, started in process.
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol", "IMAPBackend", "Telemetry"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "MailStore", "Telemetry", "TestSupport"]),
