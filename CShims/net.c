@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 _Static_assert(EPOLLIN == 0x001 && EPOLLOUT == 0x004 && EPOLLERR == 0x008 && EPOLLHUP == 0x010 &&
-               EPOLLRDHUP == 0x2000 && EPOLLET == (1u << 31), "epoll constants mirrored in CShims.h");
+               EPOLLRDHUP == 0x2000 && EPOLLET == (1u << 31) && EPOLLEXCLUSIVE == (1u << 28), "epoll constants mirrored in CShims.h");
 _Static_assert(EPOLL_CTL_ADD == 1 && EPOLL_CTL_DEL == 2 && EPOLL_CTL_MOD == 3, "epoll_ctl ops mirrored");
 
 int cshim_epoll_create(void) {

@@ -65,6 +65,9 @@ static const uint32_t CSHIM_EPOLLERR = 0x008;
 static const uint32_t CSHIM_EPOLLHUP = 0x010;
 static const uint32_t CSHIM_EPOLLRDHUP = 0x2000;
 static const uint32_t CSHIM_EPOLLET = 1u << 31;
+/// Wake one of the epoll instances watching a shared descriptor, not all (ADD only: MOD
+/// refuses it with EINVAL).
+static const uint32_t CSHIM_EPOLLEXCLUSIVE = 1u << 28;
 static const int CSHIM_EPOLL_CTL_ADD = 1;
 static const int CSHIM_EPOLL_CTL_DEL = 2;
 static const int CSHIM_EPOLL_CTL_MOD = 3;
