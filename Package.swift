@@ -48,7 +48,7 @@ let package = Package(
         // apus load: the load generator.
         .target(name: "LoadGen", dependencies: ["Reactor", "IMAPProtocol", "Telemetry"], swiftSettings: hotPathSettings),
         // Configuration, daemons, control socket, service start/stop/status, admin endpoint.
-        .target(name: "Service", dependencies: ["Reactor", "IMAPBackend", "IMAPFrontend", "MailStore", "Telemetry"]),
+        .target(name: "Service", dependencies: ["Reactor", "IMAPBackend", "IMAPFrontend", "MailStore", "Telemetry", "CShims"]),
 
         // MARK: - Executables
         .executableTarget(name: "apus", dependencies: ["Service", "LoadGen", "Reactor", "MailStore", "Telemetry"]),

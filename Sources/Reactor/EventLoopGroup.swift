@@ -231,13 +231,19 @@ final class LoopBarrier: Sendable {
     }
 }
 
-/// Which file a UNIX listener's socket is (st_dev, st_ino), recorded right after bind.
-struct UNIXSocketIdentity: Sendable {
-    var device: UInt64
-    var inode: UInt64
+/// Which file a UNIX listener's socket is (st_dev, st_ino), recorded right after bind
+/// (`cshim_listen_unix` reports it), so that removing it leaves a file that has replaced it.
+public struct UNIXSocketIdentity: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
 
     /// Unlinks `path` when it is still this file.
-    func removeFile(at path: String) {
+    public func removeFile(at path: String) {
         var status = stat()
         guard lstat(path, &status) == 0, UInt64(status.st_dev) == device, UInt64(status.st_ino) == inode else { return }
         _ = unlink(path)
