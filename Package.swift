@@ -48,7 +48,7 @@ let package = Package(
         // apus load: the load generator.
         .target(name: "LoadGen", dependencies: ["Reactor", "IMAPProtocol", "Telemetry"], swiftSettings: hotPathSettings),
         // Configuration, daemons, control socket, service start/stop/status, admin endpoint.
-        .target(name: "Service", dependencies: ["Reactor", "IMAPBackend", "IMAPFrontend", "MailStore", "Telemetry"]),
+        .target(name: "Service", dependencies: ["Reactor", "IMAPBackend", "IMAPFrontend", "MailStore", "Telemetry", "CShims"]),
 
         // MARK: - Executables
         .executableTarget(name: "apus", dependencies: ["Service", "LoadGen", "Reactor", "MailStore", "Telemetry"]),
@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "IMAPBackendTests",
                     dependencies: ["IMAPBackend", "Reactor", "IMAPProtocol", "MailStore", "Telemetry", "TestSupport"]),
         .testTarget(name: "IMAPFrontendTests",
-                    dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport"]),
+                    dependencies: ["IMAPFrontend", "IMAPBackend", "Reactor", "IMAPProtocol", "Telemetry", "TestSupport", "CShims"]),
         // IMAPBackend: the stress run against Apus's own back end, started in process.
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "IMAPProtocol", "IMAPBackend", "Telemetry"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Reactor", "MailStore", "Telemetry", "TestSupport"]),

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 _Static_assert(EPOLLIN == 0x001 && EPOLLOUT == 0x004 && EPOLLERR == 0x008 && EPOLLHUP == 0x010 &&
-               EPOLLRDHUP == 0x2000 && EPOLLET == (1u << 31), "epoll constants mirrored in CShims.h");
+               EPOLLRDHUP == 0x2000 && EPOLLET == (1u << 31) && EPOLLEXCLUSIVE == (1u << 28), "epoll constants mirrored in CShims.h");
 _Static_assert(EPOLL_CTL_ADD == 1 && EPOLL_CTL_DEL == 2 && EPOLL_CTL_MOD == 3, "epoll_ctl ops mirrored");
 
 int cshim_epoll_create(void) {
@@ -204,28 +204,37 @@ static socklen_t unix_address(const char *path, struct sockaddr_un *sun) {
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length + 1);
 }
 
-int cshim_listen_unix(const char *path, int backlog) {
+int cshim_listen_unix(const char *path, int backlog, uint64_t *device, uint64_t *inode) {
     struct sockaddr_un sun;
     socklen_t len = unix_address(path, &sun);
     if (len == 0) return -ENAMETOOLONG;
-    /* A socket someone still accepts on is live, not stale: leave it to its owner. */
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (probe < 0) return -errno;
-    int live = connect(probe, (struct sockaddr *)&sun, len) == 0 || errno == EAGAIN;
-    close(probe);
-    if (live) return -EADDRINUSE;
+    /* Only our own socket nobody accepts on is stale. lstat, not stat: a symlink is never
+       followed, nor removed; a regular file (a mistyped path) is never removed. */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) return -ENOTSOCK;
+        if (st.st_uid != geteuid()) return -EPERM;
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (probe < 0) return -errno;
+        int result = connect(probe, (struct sockaddr *)&sun, len) == 0 ? 0 : errno;
+        close(probe);
+        /* Accepted, or a full backlog (EAGAIN): live, another instance's. */
+        if (result == 0 || result == EAGAIN) return -EADDRINUSE;
+        if (result != ECONNREFUSED) return -result;
+        if (unlink(path) < 0 && errno != ENOENT) return -errno;
+    } else if (errno != ENOENT) {
+        return -errno;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    if (unlink(path) < 0 && errno != ENOENT) {
+    if (bind(fd, (struct sockaddr *)&sun, len) < 0 || chmod(path, 0600) < 0 || lstat(path, &st) < 0 ||
+        listen(fd, backlog) < 0) {
         int saved = errno;
         close(fd);
         return -saved;
     }
-    if (bind(fd, (struct sockaddr *)&sun, len) < 0 || chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
-        int saved = errno;
-        close(fd);
-        return -saved;
-    }
+    *device = (uint64_t)st.st_dev;
+    *inode = (uint64_t)st.st_ino;
     return fd;
 }
 

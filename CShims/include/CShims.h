@@ -65,6 +65,9 @@ static const uint32_t CSHIM_EPOLLERR = 0x008;
 static const uint32_t CSHIM_EPOLLHUP = 0x010;
 static const uint32_t CSHIM_EPOLLRDHUP = 0x2000;
 static const uint32_t CSHIM_EPOLLET = 1u << 31;
+/// Wake one of the epoll instances watching a shared descriptor, not all (ADD only: MOD
+/// refuses it with EINVAL).
+static const uint32_t CSHIM_EPOLLEXCLUSIVE = 1u << 28;
 static const int CSHIM_EPOLL_CTL_ADD = 1;
 static const int CSHIM_EPOLL_CTL_DEL = 2;
 static const int CSHIM_EPOLL_CTL_MOD = 3;
@@ -119,13 +122,16 @@ int cshim_accept(int listen_fd, cshim_address *peer);
 int cshim_connect_tcp(const char *host, uint16_t port, const char *source_host, int *in_progress);
 
 /// Opens a non-blocking, close-on-exec UNIX stream listener at `path`, mode 0600 (owner only:
-/// the back end trusts whoever connects as it would a trusted proxy). A file already at `path`
-/// is unlinked first, as one left by a crash is stale, unless a server still accepts on it
-/// (-EADDRINUSE: another instance with the same run directory owns it). The mode is set
-/// between bind and listen, when nobody can connect yet, rather than through the process-wide
-/// umask other threads may be using. Returns the fd or -errno (-ENAMETOOLONG when `path` does
-/// not fit sun_path). Why: sockaddr_un juggling, in one place.
-int cshim_listen_unix(const char *path, int backlog);
+/// the back end trusts whoever connects as it would a trusted proxy). A socket already at
+/// `path` is replaced only when it is stale: our own (same euid) and refusing connections, as
+/// one left by a crash is. Otherwise nothing is removed and the call fails: -EADDRINUSE (a
+/// server still accepts on it), -ENOTSOCK (a file, directory or symlink: never followed),
+/// -EPERM (another user's socket), or the probe's errno. The mode is set between bind and
+/// listen, when nobody can connect yet, rather than through the process-wide umask other
+/// threads may be using. `*device`/`*inode` receive the new file's identity, so a later
+/// removal can check the file is still ours. Returns the fd or -errno (-ENAMETOOLONG when
+/// `path` does not fit sun_path). Why: sockaddr_un juggling and the stale check, in one place.
+int cshim_listen_unix(const char *path, int backlog, uint64_t *device, uint64_t *inode);
 
 /// Starts a non-blocking connect to the UNIX stream socket at `path`, like cshim_connect_tcp
 /// (`*in_progress` 1 while it completes; AF_UNIX connects usually finish at once, or fail

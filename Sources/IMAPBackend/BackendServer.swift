@@ -26,6 +26,10 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
         case .listen(let listener, let error): return "cannot listen on \(listener.host):\(listener.port): \(error)"
         case .localSocket(let path, let error) where error.errno == ENAMETOOLONG:
             return "local_socket: '\(path)' is longer than the \(SocketAddress.unixPathMaximum) bytes a UNIX socket path may have"
+        case .localSocket(let path, let error) where error.errno == ENOTSOCK:
+            return "local_socket: '\(path)' exists and is not a UNIX socket (left as it is: remove it or set local_socket to another path)"
+        case .localSocket(let path, let error) where error.errno == EPERM:
+            return "local_socket: '\(path)' is another user's socket (left as it is)"
         case .localSocket(let path, let error): return "local_socket: cannot listen on \(path): \(error)"
         }
     }
@@ -144,8 +148,8 @@ public final class BackendServer: Sendable {
             }
         }
         group.beginShutdown(gracePeriod: .seconds(10))
-        // The listeners are closed now: the socket file goes with them.
-        if let path = configuration.localSocketPath { EventLoopGroup.removeUNIXSocket(path) }
+        // The listeners are closed now: the socket file goes with them (unless no longer ours).
+        if let path = configuration.localSocketPath { group.removeUNIXSocket(path) }
     }
 
     /// Open sessions.

@@ -1,5 +1,6 @@
 // IMAPFrontend: BackendPool, one loop's share of the persistent connections to one back end.
 
+import Glibc
 import Reactor
 import Synchronization
 import Telemetry
@@ -36,6 +37,8 @@ final class BackendPoolShared: Sendable {
     let wantingLoops = Atomic<UInt64>(0)
     /// Connections moved to another loop's pool (internal: for tests and logs, not the status).
     let lent = Atomic<Int>(0)
+    /// Connects put off because the back end's UNIX backlog was full (internal, like `lent`).
+    let deferredConnects = Atomic<Int>(0)
     private let directory = Mutex<PoolDirectory?>(nil)
 
     init(name: String, index: Int = 0, maximum: Int = 1, minimumIdle: Int = 0) {
@@ -144,6 +147,9 @@ final class BackendPool {
     private var tlsSession: TLSSession?
     private var backoff: Duration
     private var reconnectTimer: Timer?
+    /// The delay before refilling after a connect deferred for a full backlog (``scheduleBusyRetry()``).
+    private var busyBackoff: Duration
+    private var busyRetryTimer: Timer?
     private var healthTimer: Timer?
     /// Due when the oldest connection parked still logged in reaches the lazy-reset window.
     private var lazyResetTimer: Timer?
@@ -158,6 +164,7 @@ final class BackendPool {
         self.loop = loop
         self.logger = logger
         backoff = settings.reconnectInitialBackoff
+        busyBackoff = settings.reconnectInitialBackoff
         var options = ConnectionOptions()
         options.handshakeTimeout = settings.connectTimeout
         options.closingGracePeriod = settings.responseTimeout
@@ -176,6 +183,7 @@ final class BackendPool {
     func stop() {
         stopped = true
         reconnectTimer?.cancel()
+        busyRetryTimer?.cancel()
         healthTimer?.cancel()
         lazyResetTimer?.cancel()
         // Parked connections still logged in close too: closing ends the user's session as well.
@@ -383,6 +391,14 @@ final class BackendPool {
             connection.connection = try loop.connect(
                 host: endpoint.host, port: endpoint.port, sourceAddress: source, tls: endpoint.tls,
                 serverName: endpoint.serverName, session: tlsSession, handler: connection, options: options)
+        } catch where error.errno == EAGAIN && SocketAddress(host: endpoint.host, port: endpoint.port).isUNIX {
+            // The back end's UNIX listener has a full backlog: AF_UNIX connects fail at once
+            // where TCP's would wait. The back end is busy, not down: its users keep waiting
+            // (within their checkout timeout) and the pool tries again shortly.
+            shared.releaseSlot()
+            shared.deferredConnects.add(1, ordering: .relaxed)
+            scheduleBusyRetry()
+            return false
         } catch {
             shared.releaseSlot()
             logger.warning("connect to back end \(endpoint.name) failed: \(error)")
@@ -396,8 +412,21 @@ final class BackendPool {
         return true
     }
 
+    /// Refills after a connect deferred for a full backlog, backing off while it stays full.
+    private func scheduleBusyRetry() {
+        guard !stopped, busyRetryTimer?.isPending != true else { return }
+        let delay = busyBackoff
+        busyBackoff = min(busyBackoff * 2, settings.reconnectMaximumBackoff)
+        busyRetryTimer = loop.schedule(after: delay) { [weak self] in
+            guard let self else { return }
+            self.busyRetryTimer = nil
+            self.refill() // nothing while down: the reconnect probe owns a down back end
+        }
+    }
+
     /// A new connection was greeted and its capabilities are known.
     func connectionGreeted(_ connection: BackendConnection) {
+        busyBackoff = settings.reconnectInitialBackoff
         openingCount -= 1
         shared.opening.subtract(1, ordering: .relaxed)
         if let hop = connection.connection, hop.isTLS {

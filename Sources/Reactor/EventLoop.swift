@@ -451,10 +451,17 @@ public final class EventLoop {
         let listener = Listener(descriptor: descriptor, spec: spec)
         listener.slot = allocateSlot(.listener(listener))
         listener.generation = slots[Int(listener.slot)].generation
-        // Level-triggered: connections left in the backlog (accept budget, EMFILE) are
-        // announced again on the next wait.
-        _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_ADD, descriptor, CSHIM_EPOLLIN, userData(listener.slot))
+        watch(listener)
         listeners.append(listener)
+    }
+
+    /// Watches `listener` for connections. Level-triggered: connections left in the backlog
+    /// (accept budget, EMFILE) are announced again on the next wait. A UNIX listener is one
+    /// socket every loop shares (a descriptor each), so it is exclusive: a new connection wakes
+    /// one loop, not all of them (TCP listeners are a socket per loop under SO_REUSEPORT).
+    private func watch(_ listener: Listener) {
+        let events = CSHIM_EPOLLIN | (listener.isUNIX ? CSHIM_EPOLLEXCLUSIVE : 0)
+        _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_ADD, listener.descriptor, events, userData(listener.slot))
     }
 
     private func acceptConnections(_ listener: Listener) {
@@ -491,11 +498,12 @@ public final class EventLoop {
     private func pauseListener(_ listener: Listener) {
         guard !listener.paused else { return }
         listener.paused = true
-        _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_MOD, listener.descriptor, 0, userData(listener.slot))
+        // Removed and added again, not modified: epoll_ctl refuses MOD on an exclusive watch.
+        _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_DEL, listener.descriptor, 0, 0)
         schedule(after: .milliseconds(100)) { [self] in
             guard listener.paused, self.running else { return }
             listener.paused = false
-            _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_MOD, listener.descriptor, CSHIM_EPOLLIN, userData(listener.slot))
+            watch(listener)
         }
     }
 
@@ -509,6 +517,9 @@ public final class EventLoop {
             let address = SocketAddress(host: listener.spec.host, port: listener.spec.port)
             guard addresses?.contains(address) ?? true else { return false }
             releaseSlot(listener.slot)
+            // Unwatched first: a UNIX listener's socket outlives this descriptor (other loops
+            // hold duplicates), and epoll drops a watch only when the socket itself closes.
+            _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_DEL, listener.descriptor, 0, 0)
             Glibc.close(listener.descriptor)
             return true
         }

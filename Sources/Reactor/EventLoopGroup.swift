@@ -22,6 +22,8 @@ public final class EventLoopGroup: Sendable {
     public let workers: WorkerPool
     private let threads: Mutex<[JoinableThread]>
     private let nextLoop = Atomic<Int>(0)
+    /// The UNIX listeners' socket files this group made, by path.
+    private let unixSockets = Mutex<[String: UNIXSocketIdentity]>([:])
 
     /// Starts `loopCount` loops (default: one per core), `workerCount` storage workers and
     /// `computeWorkerCount` compute workers (default: one per core, as hashing is CPU-bound).
@@ -112,7 +114,9 @@ public final class EventLoopGroup: Sendable {
 
     private func listenUNIX(_ spec: ListenerSpec) throws(IOError) {
         let call = Self.listenCall(SocketAddress(unixPath: spec.host))
-        let first = Int32(try IOError.check(cshim_listen_unix(spec.host, spec.backlog), call))
+        var identity = UNIXSocketIdentity(device: 0, inode: 0)
+        let first = Int32(try IOError.check(cshim_listen_unix(spec.host, spec.backlog, &identity.device, &identity.inode),
+                                            call))
         var descriptors = [first]
         for _ in loops.dropFirst() {
             // Each loop closes its own listener descriptor; the socket closes with the last one.
@@ -120,20 +124,23 @@ public final class EventLoopGroup: Sendable {
             guard duplicate >= 0 else {
                 let error = IOError(errno: errno, call: call)
                 for descriptor in descriptors { Glibc.close(descriptor) }
-                Self.removeUNIXSocket(spec.host)
+                identity.removeFile(at: spec.host)
                 throw error
             }
             descriptors.append(duplicate)
         }
+        unixSockets.withLock { $0[spec.host] = identity }
         for (handle, descriptor) in zip(loops, descriptors) {
             handle.execute { loop in loop.addListener(descriptor: descriptor, spec: spec) }
         }
     }
 
-    /// Removes a UNIX listener's socket file at a clean stop, so no stale file outlives the
-    /// server (a missing file is fine).
-    public static func removeUNIXSocket(_ path: String) {
-        _ = unlink(path)
+    /// Removes the socket file of a UNIX listener this group made, at a clean stop, so no
+    /// stale file outlives the server; but only while the file at `path` is still the one it
+    /// made: another instance that has since replaced it keeps its own (a missing file is fine).
+    public func removeUNIXSocket(_ path: String) {
+        guard let identity = unixSockets.withLock({ $0.removeValue(forKey: path) }) else { return }
+        identity.removeFile(at: path)
     }
 
     /// The `call` of a listener's ``IOError``: `listen on 0.0.0.0:1143`.
@@ -221,5 +228,24 @@ final class LoopBarrier: Sendable {
             _ = poll(&entry, 1, wakeDescriptor >= 0 ? 100 : 10)
             if wakeDescriptor >= 0 { _ = cshim_eventfd_drain(wakeDescriptor) }
         }
+    }
+}
+
+/// Which file a UNIX listener's socket is (st_dev, st_ino), recorded right after bind
+/// (`cshim_listen_unix` reports it), so that removing it leaves a file that has replaced it.
+public struct UNIXSocketIdentity: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+
+    /// Unlinks `path` when it is still this file.
+    public func removeFile(at path: String) {
+        var status = stat()
+        guard lstat(path, &status) == 0, UInt64(status.st_dev) == device, UInt64(status.st_ino) == inode else { return }
+        _ = unlink(path)
     }
 }

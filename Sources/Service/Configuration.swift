@@ -139,6 +139,9 @@ public struct ApusConfiguration: Sendable {
     public var runDirectory: String
     public var imap4: ServiceSettings
     public var imap4be: ServiceSettings
+    /// Whether the file or an `-o` option set `local_socket` (false: the run-directory default,
+    /// which `apus run` drops with a warning when it cannot make the run directory).
+    public var localSocketIsExplicit = false
 
     init(path: String?, runDirectory: String, imap4: ServiceSettings, imap4be: ServiceSettings) {
         self.path = path
@@ -321,6 +324,7 @@ public struct ApusConfiguration: Sendable {
         for service in ServiceName.allCases where explicitUsersFile[service] != true {
             update(service) { $0.usersFile = $0.dataDirectory + "/passwd" }
         }
+        localSocketIsExplicit = explicitLocalSocket
         if !explicitLocalSocket {
             // Not `imap4be.sock`: that name is the service's control socket.
             imap4be.localSocket = runDirectory + "/imap4be-imap.sock"

@@ -2,7 +2,9 @@
 // Apus Service: the control socket (a Unix socket in run_dir) and systemd's notify socket.
 //===----------------------------------------------------------------------===//
 
+import CShims
 import Glibc
+import Reactor
 
 /// Unix domain socket addresses and calls.
 enum UnixSocket {
@@ -24,27 +26,30 @@ enum UnixSocket {
         return (address, socklen_t(base + bytes.count + (abstract ? 0 : 1)))
     }
 
-    /// A listening stream socket at `path` (a leftover socket file is replaced; the caller
-    /// holds the pid file lock, so it can only be a dead service's).
-    static func listen(path: String) throws(ServiceStartError) -> Int32 {
-        guard let resolved = address(path) else {
-            throw ServiceStartError("control socket path too long: \(path)")
+    /// A listening, blocking stream socket at `path`, mode 0600 from the start, and the file's
+    /// identity (for ``UNIXSocketIdentity/removeFile(at:)``). A leftover socket file is replaced
+    /// when stale (the caller holds the pid file lock, so it can only be a dead service's); a
+    /// file, directory or symlink there is left and refused (see `cshim_listen_unix`).
+    static func listen(path: String) throws(ServiceStartError) -> (Int32, UNIXSocketIdentity) {
+        var identity = UNIXSocketIdentity(device: 0, inode: 0)
+        let descriptor = cshim_listen_unix(path, 16, &identity.device, &identity.inode)
+        guard descriptor >= 0 else {
+            switch -descriptor {
+            case ENAMETOOLONG: throw ServiceStartError("control socket path too long: \(path)")
+            case ENOTSOCK: throw ServiceStartError("cannot bind control socket \(path): a file that is not a socket is there")
+            default:
+                throw ServiceStartError("cannot bind control socket \(path): \(String(cString: strerror(-descriptor)))")
+            }
         }
-        var (address, length) = (resolved.0, resolved.1)
-        unlink(path)
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw ServiceStartError("socket(AF_UNIX): \(String(cString: strerror(errno)))") }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-        }
-        guard bound == 0, Glibc.listen(descriptor, 16) == 0 else {
+        // The control thread's accept blocks.
+        let flags = fcntl(descriptor, F_GETFL)
+        guard flags >= 0, fcntl(descriptor, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
             let code = errno
             close(descriptor)
-            throw ServiceStartError("cannot bind control socket \(path): \(String(cString: strerror(code)))")
+            identity.removeFile(at: path)
+            throw ServiceStartError("control socket \(path): fcntl: \(String(cString: strerror(code)))")
         }
-        // Only the service's own user (and root) may stop or reload it.
-        chmod(path, 0o600)
-        return descriptor
+        return (descriptor, identity)
     }
 
     /// A connected stream socket to `path` with send and receive timeouts, or nil.
@@ -110,12 +115,14 @@ enum UnixSocket {
 final class ControlServer: Sendable {
     let path: String
     private let descriptor: Int32
+    private let identity: UNIXSocketIdentity
 
     /// Binds `path`; requests are answered by `respond` on the control thread.
     init(path: String, respond: @escaping @Sendable (String) -> String) throws(ServiceStartError) {
         self.path = path
-        let descriptor = try UnixSocket.listen(path: path)
+        let (descriptor, identity) = try UnixSocket.listen(path: path)
         self.descriptor = descriptor
+        self.identity = identity
         startDetachedThread {
             while true {
                 let client = accept(descriptor, nil, nil)
@@ -134,8 +141,8 @@ final class ControlServer: Sendable {
         }
     }
 
-    /// Removes the socket file (at exit).
-    func remove() { unlink(path) }
+    /// Removes the socket file (at exit), unless another file has replaced it since.
+    func remove() { identity.removeFile(at: path) }
 
     /// Sends `request` to the control socket at `path`; nil when nobody answers.
     static func request(_ request: String, path: String, timeout: Duration = .seconds(10)) -> String? {

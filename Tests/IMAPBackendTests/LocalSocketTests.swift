@@ -54,6 +54,13 @@ private func unstartedServer(
     }
 }
 
+/// Leaves a socket file at `path` that nobody accepts on, as a crashed server would.
+private func makeStaleSocket(_ path: String) throws {
+    let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "betest-stale")
+    defer { group.shutdown(gracePeriod: .zero) }
+    try group.listen(ListenerSpec(host: path, port: 0) { _ in preconditionFailure("no connection expected") })
+}
+
 private func fileMode(_ path: String) -> mode_t? {
     var status = stat()
     guard stat(path, &status) == 0 else { return nil }
@@ -77,12 +84,10 @@ struct LocalSocketTests {
         #expect(client.command("m", "LOGIN bob hunter2").contains("m OK"))
     }
 
-    @Test func socketIsOwnerOnlyReplacesAStaleFileAndIsGoneAfterAStop() throws {
+    @Test func socketIsOwnerOnlyReplacesAStaleSocketAndIsGoneAfterAStop() throws {
         let backend = try LocalSocketServer { path in
-            // A regular file where the socket goes: what a crash would have left, stale.
-            let stale = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-            #expect(stale >= 0)
-            close(stale)
+            // What a crash leaves: our own socket file that nobody accepts on any more.
+            #expect(throws: Never.self) { try makeStaleSocket(path) }
         }
         let mode = try #require(fileMode(backend.socketPath))
         #expect(mode & S_IFMT == S_IFSOCK)
@@ -91,6 +96,49 @@ struct LocalSocketTests {
         #expect(client.readLine()?.hasPrefix("* OK") == true)
         backend.stop()
         #expect(fileMode(backend.socketPath) == nil)
+    }
+
+    /// A mistyped local_socket naming a regular file must not delete it: start-up fails instead.
+    @Test func aRegularFileAtThePathIsLeftAndStartFails() throws {
+        let accounts = try TestAccounts()
+        let path = accounts.directory.path + "/notes.txt"
+        writeFile(path, "keep me\n")
+        let (group, server) = try unstartedServer(accounts, socketPath: path)
+        defer { group.shutdown(gracePeriod: .zero) }
+        #expect {
+            _ = try server.start(on: group)
+        } throws: { error in
+            "\(error)" == "local_socket: '\(path)' exists and is not a UNIX socket (left as it is: remove it or set local_socket to another path)"
+        }
+        #expect(readFile(path) == "keep me\n")
+    }
+
+    /// A symlink at the path is neither followed (to the stale socket it names) nor removed.
+    @Test func aSymlinkAtThePathIsNotFollowedNorRemoved() throws {
+        let accounts = try TestAccounts()
+        let target = accounts.directory.path + "/elsewhere.sock"
+        try makeStaleSocket(target)
+        let path = accounts.directory.path + "/imap4be-imap.sock"
+        #expect(symlink(target, path) == 0)
+        let (group, server) = try unstartedServer(accounts, socketPath: path)
+        defer { group.shutdown(gracePeriod: .zero) }
+        #expect {
+            _ = try server.start(on: group)
+        } throws: { error in
+            "\(error)".contains("exists and is not a UNIX socket")
+        }
+        var status = stat()
+        #expect(lstat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFLNK)
+        #expect(fileMode(target).map { $0 & S_IFMT } == S_IFSOCK)
+    }
+
+    /// A socket file replaced after start (a new instance's) is left alone by the old one's stop.
+    @Test func aStopLeavesAReplacementSocketFile() throws {
+        let backend = try LocalSocketServer()
+        #expect(unlink(backend.socketPath) == 0)
+        try makeStaleSocket(backend.socketPath)
+        backend.stop()
+        #expect(fileMode(backend.socketPath).map { $0 & S_IFMT } == S_IFSOCK)
     }
 
     /// A socket another server still accepts on is not stale: a second back end is refused it.

@@ -1,8 +1,11 @@
 // IMAPFrontend tests: the hop to a back end on the same host over its local (UNIX) socket.
 
+import CShims
+import Glibc
 import IMAPBackend
 import MailStore
 import Reactor
+import Synchronization
 import Telemetry
 import Testing
 import TestSupport
@@ -110,5 +113,30 @@ struct UNIXHopTests {
         #expect(hop.backendConnections <= 2, "the back end accepted \(hop.backendConnections)")
         let status = hop.frontend.server.poolStatus()[0]
         #expect(status.reused >= 22 && !status.down, "\(status)")
+    }
+
+    /// AF_UNIX connects fail at once (EAGAIN) when the listener's backlog is full, where TCP's
+    /// would wait: a burst of pool refills must not mark the back end down (failing every login).
+    @Test func aFullBacklogDefersConnectsWithoutMarkingTheBackEndDown() throws {
+        let directory = TemporaryDirectory(prefix: "apus-unixfull")
+        defer { directory.remove() }
+        let path = directory.path + "/imap4be-imap.sock"
+        // A listener of backlog 1 that never accepts: the third connect finds the backlog full.
+        var device: UInt64 = 0, inode: UInt64 = 0
+        let listener = cshim_listen_unix(path, 1, &device, &inode)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        let frontend = try FrontendHarness(backends: [("local", 0)], loops: 1) {
+            $0.backends = [BackendEndpoint(name: "local", host: path, port: 0)]
+            $0.pool.minimumIdle = 6
+            $0.pool.maximumConnections = 6
+            // The two queued connects must not time out (and count as a silent back end) first.
+            $0.pool.connectTimeout = .seconds(60)
+        }
+        defer { frontend.stop() }
+        let shared = frontend.server.core.poolShares[0]
+        // Deferred more than once: the pool went on retrying rather than giving up.
+        #expect(frontend.waitFor { shared.deferredConnects.load(ordering: .relaxed) >= 3 })
+        #expect(!frontend.server.poolStatus()[0].down)
     }
 }

@@ -258,6 +258,37 @@ struct CommandLineTests {
             "\(run.errors())")
     }
 
+    /// The default local socket lives in the run directory (default /run/apus): an ordinary user
+    /// who cannot make it still runs, without the socket, warned.
+    @Test func anUnmakeableRunDirectoryDropsTheDefaultLocalSocketWithAWarning() throws {
+        let fixture = ServiceFixture(global: "run_dir = locked/run\n" + CommandLineTests.localCertificate)
+        defer { fixture.cleanUp() }
+        #expect(chown(fixture.directory.path, 65534, 65534) == 0)
+        mkdir(fixture.directory.path + "/locked", 0o755)  // root's: nobody cannot make run/ in it
+        let run = try AsNobody(in: fixture.directory.path, ["run", "imap4be", "--config", fixture.configurationPath])
+        defer { run.end() }
+        let printed = run.readUntil { $0.hasPrefix("apus: Ctrl-C") }
+        #expect(printed.last?.hasPrefix("apus: Ctrl-C") == true, "\(printed) \(run.errors())")
+        let socket = fixture.directory.path + "/locked/run/imap4be-imap.sock"
+        #expect(run.errors().contains("apus: warning: running without the back end's local socket \(socket): Permission denied"),
+                "\(run.errors())")
+        #expect(run.interrupt() == 0)
+    }
+
+    /// A local socket set explicitly is wanted: one that cannot be made stops the start, in words.
+    @Test func anExplicitLocalSocketThatCannotBeMadeFailsTheStart() throws {
+        let fixture = ServiceFixture(imap4be: "local_socket = locked/sub/imap.sock", global: CommandLineTests.localCertificate)
+        defer { fixture.cleanUp() }
+        #expect(chown(fixture.directory.path, 65534, 65534) == 0)
+        mkdir(fixture.directory.path + "/locked", 0o755)
+        let run = try AsNobody(in: fixture.directory.path, ["run", "imap4be", "--config", fixture.configurationPath])
+        defer { run.end() }
+        #expect(run.wait() == 1)
+        let path = fixture.directory.path + "/locked/sub/imap.sock"
+        #expect(run.errors().contains("apus: local_socket \(path): Permission denied (set local_socket = off to run without it)"),
+                "\(run.errors())")
+    }
+
     @Test func anUnreadableCertificateIsNamed() throws {
         let fixture = ServiceFixture(
             imap4be: "tls_listen = 127.0.0.1:0\ncertificate = secret/cert.pem\nprivate_key = secret/key.pem")
