@@ -147,10 +147,12 @@ final class BackendConnection: ConnectionHandler {
 
     // MARK: - Pool transitions
 
-    /// Into the pool: `.idle`, or `.parked` when still logged in (``needsReset``).
-    func markIdle(since: Deadline) {
-        state = needsReset ? .parked : .idle
-        idleSince = since
+    /// Ends one use of the connection as it goes back to the pool, whatever the pool does with it
+    /// next (keep it, hand it straight to a waiting login, reset it, lend it): the pool calls this
+    /// before any of those. Why one place: a connection handed on with reading still paused for
+    /// its last client never reads the next login's answers (the response timeout then marks the
+    /// back end down), and untagged lines of a failed login kept here would reach the next user.
+    func prepareForPool() {
         owner = nil
         outstanding = 0
         isOpaque = false
@@ -161,6 +163,13 @@ final class BackendConnection: ConnectionHandler {
             pausedForClient = false
             connection?.resumeReading()
         }
+    }
+
+    /// Into the idle list: `.idle`, or `.parked` when still logged in (``needsReset``).
+    /// (``prepareForPool()`` has already ended the last use.)
+    func markIdle(since: Deadline) {
+        state = needsReset ? .parked : .idle
+        idleSince = since
     }
 
     func markCheckedOut() { state = .reserved }
@@ -214,7 +223,11 @@ final class BackendConnection: ConnectionHandler {
     /// the window passes) sends the UNAUTHENTICATE; without one it is sent now.
     func release() {
         owner = nil
-        guard state == .relaying, outstanding == 0, !isOpaque, supportsUnauthenticate, connection?.isOpen == true else {
+        // Not implied by `outstanding == 0`: an untagged response with a streamed literal (an
+        // unsolicited FETCH, say) may still be passing after the last tagged answer.
+        guard state == .relaying, outstanding == 0, !inStreamedResponse, !isOpaque, supportsUnauthenticate,
+              connection?.isOpen == true
+        else {
             close()
             return
         }

@@ -247,6 +247,8 @@ final class BackendPool {
     /// waiting login (whose write then starts with the reset), lend it to a loop whose logins wait,
     /// or keep it.
     private func makeAvailable(_ connection: BackendConnection, keepIdleSince: Bool = false) {
+        // First, for every branch below: reading resumed, nothing of the last use kept.
+        connection.prepareForPool()
         if stopped {
             connection.close()
             return
