@@ -81,8 +81,6 @@ final class BackendConnection: ConnectionHandler {
     /// The back end's event loop this connection is on, when the back end says (an Apus back end's
     /// `x-apus-loop` ID field, then the home loop of each user logged in); nil when unknown.
     private(set) var backendLoop: Int?
-    /// The back end's loop count from the same ID answer; 0 when it does not say.
-    private var backendLoopCount = 0
     /// The user of the login under way: after it the back end has moved the connection to that
     /// user's home loop, where it stays through UNAUTHENTICATE.
     private var loginUser: [UInt8] = []
@@ -457,7 +455,9 @@ final class BackendConnection: ConnectionHandler {
             switch line.status {
             case .ok:
                 // The back end answered from the user's home loop (moved there, or already on it).
-                if backendLoopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: backendLoopCount) }
+                // The loop count is the pool's (one per back end, from the ID answers), not a copy here.
+                let loopCount = pool.backendLoopCount
+                if loopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: loopCount) }
                 // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
                 if line.containsToken("UNAUTHENTICATE")
                     || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
@@ -507,15 +507,15 @@ final class BackendConnection: ConnectionHandler {
         var loopCount: Int?
         for (field, value) in parameters {
             guard let digits = value?.unescapedView, let number = BackendConnection.decimal(digits) else { continue }
-            // Field names ignore case (RFC 2971 section 3.3).
-            if field.raw.equalsCaseInsensitive("X-APUS-LOOP") { loop = number }
-            if field.raw.equalsCaseInsensitive("X-APUS-LOOPS") { loopCount = number }
+            // Field names ignore case (RFC 2971 section 3.3); compared unescaped, as the back end's
+            // `id()` reads them, so a quoted name with escapes matches too.
+            if field.equalsCaseInsensitive("X-APUS-LOOP") { loop = number }
+            if field.equalsCaseInsensitive("X-APUS-LOOPS") { loopCount = number }
         }
         guard let loop, let loopCount, loopCount >= 1, loopCount <= BackendConnection.maximumBackendLoops,
               loop < loopCount
         else { return }
         backendLoop = loop
-        backendLoopCount = loopCount
         pool.backendReported(loopCount: loopCount)
     }
 

@@ -202,7 +202,8 @@ final class BackendPool {
     }
 
     /// How many event loops the back end runs, as its ID answers say (0: not said, as Dovecot).
-    private var backendLoopCount = 0
+    /// The one copy: a connection's login reads it here to know the loop it ends on.
+    private(set) var backendLoopCount = 0
 
     /// A back-end connection's ID answer said how many event loops the back end runs.
     func backendReported(loopCount: Int) { backendLoopCount = loopCount }
