@@ -81,8 +81,6 @@ final class BackendConnection: ConnectionHandler {
     /// The back end's event loop this connection is on, when the back end says (an Apus back end's
     /// `x-apus-loop` ID field, then the home loop of each user logged in); nil when unknown.
     private(set) var backendLoop: Int?
-    /// The back end's loop count from the same ID answer; 0 when it does not say.
-    private var backendLoopCount = 0
     /// The user of the login under way: after it the back end has moved the connection to that
     /// user's home loop, where it stays through UNAUTHENTICATE.
     private var loginUser: [UInt8] = []
@@ -147,10 +145,12 @@ final class BackendConnection: ConnectionHandler {
 
     // MARK: - Pool transitions
 
-    /// Into the pool: `.idle`, or `.parked` when still logged in (``needsReset``).
-    func markIdle(since: Deadline) {
-        state = needsReset ? .parked : .idle
-        idleSince = since
+    /// Ends one use of the connection as it goes back to the pool, whatever the pool does with it
+    /// next (keep it, hand it straight to a waiting login, reset it, lend it): the pool calls this
+    /// before any of those. Why one place: a connection handed on with reading still paused for
+    /// its last client never reads the next login's answers (the response timeout then marks the
+    /// back end down), and untagged lines of a failed login kept here would reach the next user.
+    func prepareForPool() {
         owner = nil
         outstanding = 0
         isOpaque = false
@@ -161,6 +161,13 @@ final class BackendConnection: ConnectionHandler {
             pausedForClient = false
             connection?.resumeReading()
         }
+    }
+
+    /// Into the idle list: `.idle`, or `.parked` when still logged in (``needsReset``).
+    /// (``prepareForPool()`` has already ended the last use.)
+    func markIdle(since: Deadline) {
+        state = needsReset ? .parked : .idle
+        idleSince = since
     }
 
     func markCheckedOut() { state = .reserved }
@@ -214,7 +221,11 @@ final class BackendConnection: ConnectionHandler {
     /// the window passes) sends the UNAUTHENTICATE; without one it is sent now.
     func release() {
         owner = nil
-        guard state == .relaying, outstanding == 0, !isOpaque, supportsUnauthenticate, connection?.isOpen == true else {
+        // Not implied by `outstanding == 0`: an untagged response with a streamed literal (an
+        // unsolicited FETCH, say) may still be passing after the last tagged answer.
+        guard state == .relaying, outstanding == 0, !inStreamedResponse, !isOpaque, supportsUnauthenticate,
+              connection?.isOpen == true
+        else {
             close()
             return
         }
@@ -444,7 +455,9 @@ final class BackendConnection: ConnectionHandler {
             switch line.status {
             case .ok:
                 // The back end answered from the user's home loop (moved there, or already on it).
-                if backendLoopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: backendLoopCount) }
+                // The loop count is the pool's (one per back end, from the ID answers), not a copy here.
+                let loopCount = pool.backendLoopCount
+                if loopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: loopCount) }
                 // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
                 if line.containsToken("UNAUTHENTICATE")
                     || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
@@ -494,15 +507,15 @@ final class BackendConnection: ConnectionHandler {
         var loopCount: Int?
         for (field, value) in parameters {
             guard let digits = value?.unescapedView, let number = BackendConnection.decimal(digits) else { continue }
-            // Field names ignore case (RFC 2971 section 3.3).
-            if field.raw.equalsCaseInsensitive("X-APUS-LOOP") { loop = number }
-            if field.raw.equalsCaseInsensitive("X-APUS-LOOPS") { loopCount = number }
+            // Field names ignore case (RFC 2971 section 3.3); compared unescaped, as the back end's
+            // `id()` reads them, so a quoted name with escapes matches too.
+            if field.equalsCaseInsensitive("X-APUS-LOOP") { loop = number }
+            if field.equalsCaseInsensitive("X-APUS-LOOPS") { loopCount = number }
         }
         guard let loop, let loopCount, loopCount >= 1, loopCount <= BackendConnection.maximumBackendLoops,
               loop < loopCount
         else { return }
         backendLoop = loop
-        backendLoopCount = loopCount
         pool.backendReported(loopCount: loopCount)
     }
 

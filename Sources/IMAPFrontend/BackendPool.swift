@@ -210,19 +210,28 @@ final class BackendPool {
     }
 
     /// How many event loops the back end runs, as its ID answers say (0: not said, as Dovecot).
-    private var backendLoopCount = 0
+    /// The one copy: a connection's login reads it here to know the loop it ends on.
+    private(set) var backendLoopCount = 0
 
     /// A back-end connection's ID answer said how many event loops the back end runs.
     func backendReported(loopCount: Int) { backendLoopCount = loopCount }
 
+    /// How many of the most recently returned idle connections a login looks through for one on
+    /// its user's home loop. Why a cap: a pool can hold thousands of idle connections, and every
+    /// login would pay a scan of them all plus a removal from deep in the list; with a few back-end
+    /// loops, 32 of the warmest almost always include one on any given loop, and missing it costs
+    /// only the back end's move of the session, not a failure.
+    static let homeLoopScanLimit = 32
+
     /// The idle connection that already sits on `user`'s home loop in the back end (its login then
-    /// skips the back end's move to that loop), the most recently returned of them; otherwise the
-    /// most recently returned one (the warmest). The list is short: a scan, no allocation.
+    /// skips the back end's move to that loop), the most recently returned of them among the last
+    /// ``homeLoopScanLimit``; otherwise the most recently returned one (the warmest). No allocation.
     private func takeIdle(forUser user: [UInt8]) -> BackendConnection? {
         guard backendLoopCount > 1, idle.count > 1 else { return idle.popLast() }
         let home = HomeLoop.index(ofUser: user, loopCount: backendLoopCount)
+        let lowest = max(0, idle.count - BackendPool.homeLoopScanLimit)
         var index = idle.count - 1
-        while index >= 0 {
+        while index >= lowest {
             if idle[index].backendLoop == home { return idle.remove(at: index) }
             index -= 1
         }
@@ -255,6 +264,8 @@ final class BackendPool {
     /// waiting login (whose write then starts with the reset), lend it to a loop whose logins wait,
     /// or keep it.
     private func makeAvailable(_ connection: BackendConnection, keepIdleSince: Bool = false) {
+        // First, for every branch below: reading resumed, nothing of the last use kept.
+        connection.prepareForPool()
         if stopped {
             connection.close()
             return

@@ -94,6 +94,10 @@ struct FakeBackendOptions: Sendable {
     /// Pairs added to the ID answer (`"x-apus-loop" "1" "x-apus-loops" "2"`, as an Apus back end
     /// tells a trusted proxy), each with a space before it.
     var idFields = ""
+    /// Untagged lines (CRLF-terminated) sent ahead of the NO to a login with a wrong password.
+    var failedLoginUntagged = ""
+    /// Hold the NO to a wrong password until ``FakeBackend/releaseHeldAnswers()``.
+    var holdFailedLogins = false
 }
 
 /// A scripted failure of UNAUTHENTICATE.
@@ -137,36 +141,51 @@ final class FakeBackend: Sendable {
     /// Stops at once: listener and every connection closed (a killed back end).
     func kill() { group.shutdown(gracePeriod: .zero) }
 
-    /// Writes `lines` (CRLF-terminated) unasked to every connection logged in as `user`, as a
-    /// server reports changes to a selected mailbox; returns how many connections that was.
-    func announce(_ lines: String, toSessionsOf user: String) -> Int {
-        let written = Mutex<Int?>(nil)
+    /// Runs `body` on the fake's loop, over its open connections, and returns its result (nil if
+    /// the loop did not run it within 10 seconds).
+    private func onLoop<Result: Sendable>(_ body: @escaping @Sendable (FakeSessionRegistry) -> Result) -> Result? {
+        let result = Mutex<Result?>(nil)
         let done = Semaphore()
         let registry = registry
         group.next().execute { _ in
+            let value = body(registry)
+            result.withLock { $0 = value }
+            done.post()
+        }
+        _ = done.wait(timeout: .seconds(10))
+        return result.withLock { $0 }
+    }
+
+    /// Writes `lines` (CRLF-terminated) unasked to every connection logged in as `user`, as a
+    /// server reports changes to a selected mailbox; returns how many connections that was.
+    func announce(_ lines: String, toSessionsOf user: String) -> Int {
+        onLoop { registry in
             var count = 0
             for session in registry.sessions.values where session.user == user {
                 session.connection?.write(lines)
                 count += 1
             }
-            written.withLock { $0 = count }
-            done.post()
-        }
-        _ = done.wait(timeout: .seconds(10))
-        return written.withLock { $0 } ?? 0
+            return count
+        } ?? 0
+    }
+
+    /// Writes the answers held back by ``FakeBackendOptions/holdFailedLogins``; returns how many.
+    func releaseHeldAnswers() -> Int {
+        onLoop { registry in
+            var count = 0
+            for session in registry.sessions.values {
+                guard let answer = session.heldAnswer else { continue }
+                session.heldAnswer = nil
+                session.connection?.write(answer)
+                count += 1
+            }
+            return count
+        } ?? 0
     }
 
     /// The connections logged in as `user` now.
     func connectionCount(of user: String) -> Int {
-        let count = Mutex<Int?>(nil)
-        let done = Semaphore()
-        let registry = registry
-        group.next().execute { _ in
-            count.withLock { $0 = registry.sessions.values.filter { $0.user == user }.count }
-            done.post()
-        }
-        _ = done.wait(timeout: .seconds(10))
-        return count.withLock { $0 } ?? -1
+        onLoop { registry in registry.sessions.values.filter { $0.user == user }.count } ?? -1
     }
 }
 
@@ -189,6 +208,8 @@ final class FakeBackendSession: ConnectionHandler {
     var originatingSession: String?
     var idleTag: String?
     var sessions = 0
+    /// An answer held back until the test releases it.
+    var heldAnswer: String?
 
     init(options: FakeBackendOptions, events: EventLog, registry: FakeSessionRegistry) {
         self.options = options
@@ -316,7 +337,9 @@ final class FakeBackendSession: ConnectionHandler {
                 String(decoding: $0, as: UTF8.self)
             }
             guard fields.count == 3, fields[2] == "pw-" + fields[1] else {
-                reply("NO [AUTHENTICATIONFAILED] wrong password")
+                if !options.failedLoginUntagged.isEmpty { connection.write(options.failedLoginUntagged) }
+                let answer = "\(tag) NO [AUTHENTICATIONFAILED] wrong password\r\n"
+                if options.holdFailedLogins { heldAnswer = answer } else { connection.write(answer) }
                 return
             }
             user = fields[1]

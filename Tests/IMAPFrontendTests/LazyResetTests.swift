@@ -2,6 +2,7 @@
 // the next login's one write starts with UNAUTHENTICATE, and nothing of the last user reaches the next.
 
 import IMAPBackend
+import Synchronization
 import Telemetry
 import Testing
 import TestSupport
@@ -299,6 +300,42 @@ struct LazyResetTests {
         #expect(try client.command("s", "XSTATE").first?.hasPrefix("* XSTATE user=bob selected=NIL") == true)
         try client.send("z LOGOUT\r\n")
         _ = try client.readToEnd()
+    }
+
+    /// Whether a login on the front end waits for a connection (every slot taken).
+    private func aLoginWaits(_ harness: FrontendHarness) -> Bool {
+        harness.waitFor { harness.server.core.poolShares[0].wantingLoops.load(ordering: .relaxed) != 0 }
+    }
+
+    /// A failed login's untagged lines (sent ahead of its NO) are the failed client's: bob, whose
+    /// login was waiting for that connection, sees none of them.
+    @Test func untaggedLinesOfAFailedLoginNeverReachTheNextLogin() throws {
+        var options = FakeBackendOptions()
+        options.failedLoginUntagged = "* XLEAK carol\r\n* OK [ALERT] carol, check your password\r\n"
+        options.holdFailedLogins = true
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let harness = try frontend(backend)
+        defer { harness.stop() }
+        let carol = try TestClient(port: harness.port)
+        _ = try carol.readResponse()
+        try carol.send("c1 LOGIN carol wrong\r\n")
+        #expect(backend.events.wait { _ in !backend.events.commands("AUTHENTICATE").isEmpty })
+        let bob = try TestClient(port: harness.port)
+        _ = try bob.readResponse()
+        try bob.send("L1 LOGIN bob pw-bob\r\n")
+        #expect(aLoginWaits(harness))
+        #expect(backend.releaseHeldAnswers() == 1)
+
+        let refused = try carol.responses(until: "c1")
+        #expect(refused.last?.hasPrefix("c1 NO [AUTHENTICATIONFAILED]") == true, "\(refused)")
+        let login = try bob.responses(until: "L1")
+        #expect(login.count == 1 && login[0].hasPrefix("L1 OK"), "\(login)")
+        let everything = login.joined(separator: "\n")
+        for leak in ["XLEAK", "carol", "ALERT"] { #expect(!everything.contains(leak), "bob saw \(leak): \(everything)") }
+        #expect(backend.events.acceptedCount == 1, "bob's login took carol's connection")
+        try bob.send("z LOGOUT\r\n")
+        _ = try bob.readToEnd()
     }
 
     /// A zero window is the eager reset: UNAUTHENTICATE on its own at release, as before.

@@ -324,6 +324,42 @@ struct PoolReuseTests {
         #expect(harness.server.poolStatus()[0].created == 2)
     }
 
+    /// A login looks for a connection on its user's home loop among the most recently returned
+    /// ``BackendPool/homeLoopScanLimit`` idle connections only; past them it takes the warmest.
+    /// alice's connection (on her home loop, 1) went back first, then `others` of bob (home loop
+    /// 0): within the limit alice gets hers back, one deeper she gets the last of bob's.
+    @Test(arguments: [BackendPool.homeLoopScanLimit - 1, BackendPool.homeLoopScanLimit])
+    func theHomeLoopSearchLooksAtTheWarmestConnectionsOnly(others: Int) throws {
+        var options = FakeBackendOptions()
+        options.idFields = " \"x-apus-loop\" \"0\" \"x-apus-loops\" \"2\""
+        let backend = try FakeBackend(options: options)
+        defer { backend.kill() }
+        let harness = try FrontendHarness(backends: [("one", backend.port)], loops: 1) {
+            $0.pool.maximumConnections = others + 1
+            $0.pool.lazyResetWindow = .seconds(60)
+        }
+        defer { harness.stop() }
+        let clients = try (0...others).map { number in
+            let client = try TestClient(port: harness.port)
+            _ = try client.readResponse()
+            try client.login(number == 0 ? "alice" : "bob")
+            return client
+        }
+        // One at a time, so the pool's list is in this order, alice's deepest.
+        for (number, client) in clients.enumerated() {
+            try client.send("z LOGOUT\r\n")
+            _ = try client.readToEnd()
+            #expect(harness.waitForPool(0) { $0.idle == number + 1 })
+        }
+        try session(port: harness.port, user: "alice")
+        // The connection a login takes is reset first: by the user it was left logged in as.
+        let resetBy = backend.events.commands("UNAUTHENTICATE").compactMap { event -> String? in
+            if case .command(_, _, let user) = event { user } else { nil }
+        }
+        let expected = others < BackendPool.homeLoopScanLimit ? "alice" : "bob"
+        #expect(resetBy == [expected], "\(resetBy)")
+    }
+
     /// Loop fields a back end gets wrong (out of range, not numbers, one without the other) are
     /// ignored: logins go on over the pooled connection as with a back end that sends none.
     @Test(arguments: [
