@@ -419,12 +419,12 @@ final class BackendConnection: ConnectionHandler {
             pool.checkin(self)
         case .loggingIn:
             handleLoginFrame(frame, line)
-        case .parked, .reserved where needsReset:
+        case .parked, .reserved:
             // Still the last user's session: its mailbox may report changes (EXISTS, EXPUNGE,
             // FETCH), which are dropped. BYE or anything tagged: it cannot be reused.
-            if line.kind != .untagged || line.status == .bye { close() }
-        case .idle, .reserved, .lent:
             // An unauthenticated connection has nothing to say but BYE (its autologout).
+            if !needsReset || line.kind != .untagged || line.status == .bye { close() }
+        case .idle, .lent:
             close()
         case .connecting, .closed:
             break

@@ -129,11 +129,10 @@ struct HeaderValueShortcutTests {
         for name in Corpus.names {
             let message = Corpus.message(name)
             let blob = message.withUnsafeBytes { MIMEMessageAnalyzer().analyze($0) }
-            let subject = MessageStructure(parsing: message).envelope.subject.map { _ in () }
             var needles = Self.fixedNeedles
-            if subject != nil {
-                let structure = MessageStructure(parsing: message)
-                needles += Self.needles(for: Array(structure.bytes(structure.envelope.subject!)))
+            let structure = MessageStructure(parsing: message)
+            if let subject = structure.envelope.subject {
+                needles += Self.needles(for: Array(structure.bytes(subject)))
             }
             for needle in needles {
                 let key = ContentSearchKey.subject(String(decoding: needle, as: UTF8.self))
