@@ -77,7 +77,7 @@ final class ClientSession: ConnectionHandler {
     init(context: FrontendLoopContext, connection: Connection) {
         self.context = context
         self.connection = connection
-        sessionID = ClientSession.makeSessionID()
+        sessionID = context.sessionIDs.next()
         let limits = context.core.configuration.limits
         parser = IMAPCommandParser(limits: limits)
         framer = IMAPCommandFramer(limits: limits)
@@ -89,12 +89,6 @@ final class ClientSession: ConnectionHandler {
         relayLimits.maxCommandLength = max(limits.maxCommandLength, 1024 * 1024)
         relayLimits.nonSynchronizingLiterals = .literalPlus
         relayFramer = IMAPCommandFramer(limits: relayLimits)
-    }
-
-    private static func makeSessionID() -> String {
-        let value = UInt64.random(in: 0...UInt64.max)
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     private var core: FrontendCore { context.core }

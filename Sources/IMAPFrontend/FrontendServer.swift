@@ -183,6 +183,8 @@ final class FrontendLoopContext {
     let core: FrontendCore
     unowned let loop: EventLoop
     let pools: [BackendPool]
+    /// This loop's session IDs (`x-session-id`).
+    var sessionIDs = SessionIDGenerator()
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
 
     init(core: FrontendCore, loop: EventLoop) {

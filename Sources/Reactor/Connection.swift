@@ -802,7 +802,7 @@ public final class Connection {
         loop.recycle(&outbound)
         inbound = ByteBuffer()
         queuedOutputBytes = 0
-        loop.unregister(self)
+        loop.unregister(self, closing: true)
         Glibc.close(descriptor)
         let handler = self.handler
         self.handler = nil // break the usual handler <-> connection cycle

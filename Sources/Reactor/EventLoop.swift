@@ -389,12 +389,15 @@ public final class EventLoop {
                             userData(connection.slot))
     }
 
-    func unregister(_ connection: Connection) {
+    /// Forgets `connection`. `closing`: its descriptor is about to be closed, which removes the
+    /// epoll registration by itself (connection descriptors are never duplicated), so the
+    /// EPOLL_CTL_DEL, a syscall per session, is skipped; a connection moving to another loop
+    /// stays open and is removed explicitly.
+    func unregister(_ connection: Connection, closing: Bool) {
         guard Int(connection.slot) < slots.count, slots[Int(connection.slot)].generation == connection.generation,
               case .connection(let registered) = slots[Int(connection.slot)].registration, registered === connection
         else { return }
-        // close(2) alone would leave the registration if the descriptor were duplicated.
-        _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_DEL, connection.descriptor, 0, 0)
+        if !closing { _ = cshim_epoll_ctl(epoll, CSHIM_EPOLL_CTL_DEL, connection.descriptor, 0, 0) }
         releaseSlot(connection.slot)
         connectionCount -= 1
     }
@@ -475,7 +478,7 @@ public final class EventLoop {
                 return // EAGAIN, or a connection that died in the backlog (ECONNABORTED)
             }
             let address = listener.isUNIX ? SocketAddress(unixPath: listener.spec.host) : SocketAddress(peer)
-            if !listener.isUNIX { _ = cshim_set_nodelay(descriptor) } // TCP only: AF_UNIX has no Nagle
+            // TCP_NODELAY comes from the listener (cshim_listen_tcp), as Linux copies it on accept.
             let connection = Connection(loop: self, descriptor: descriptor, peer: address,
                                         state: listener.spec.tls == nil ? .active : .handshaking,
                                         isServerSide: true, options: listener.spec.options, handler: nil)
@@ -545,7 +548,7 @@ public final class EventLoop {
             // resumeReading after transfer in the same callback would have put it on the ready list).
             if connection.inReadyList { readyList.removeAll { $0 === connection } }
             if connection.inFlushList { flushList.removeAll { $0 === connection } }
-            unregister(connection)
+            unregister(connection, closing: false)
             let parcel = ConnectionInTransit(connection: connection)
             target.execute { loop in loop.receive(parcel.connection) }
         }

@@ -351,7 +351,7 @@ struct PoolReuseTests {
             _ = try client.readToEnd()
             #expect(harness.waitForPool(0) { $0.idle == number + 1 })
         }
-        try session(port: harness.port, user: "alice")
+        _ = try session(port: harness.port, user: "alice")
         // The connection a login takes is reset first: by the user it was left logged in as.
         let resetBy = backend.events.commands("UNAUTHENTICATE").compactMap { event -> String? in
             if case .command(_, _, let user) = event { user } else { nil }

@@ -143,6 +143,24 @@ extension ReactorSocketTests {
         try Self.expectEchoes(on: staying)
     }
 
+    /// Request/response traffic must not wait on Nagle: every accepted TCP connection has
+    /// TCP_NODELAY, which it now inherits from its listener instead of a setsockopt of its own.
+    @Test func acceptedConnectionsHaveNoDelay() throws {
+        let noDelay = Shared<[Int32]>([])
+        let group = try EventLoopGroup(loopCount: 2, workerCount: 1)
+        defer { group.shutdown(gracePeriod: .seconds(1)) }
+        let port = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { connection in
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = getsockopt(connection.descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &value, &length)
+            noDelay.update { $0.append(value) }
+            return EchoHandler()
+        })
+        for _ in 0..<8 { try Self.expectEchoes(on: port) }
+        #expect(noDelay.value.count == 8)
+        #expect(noDelay.value.allSatisfy { $0 != 0 }, "TCP_NODELAY per accepted connection: \(noDelay.value)")
+    }
+
     @Test func connectionsCountBytesAndTLSHandshakes() throws {
         let certificate = try TestCertificate()
         defer { certificate.directory.remove() }
