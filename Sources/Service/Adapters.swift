@@ -96,6 +96,7 @@ final class FrontendService: ManagedService {
         configuration.pool.responseTimeout = settings.poolResponseTimeout
         configuration.pool.connectTimeout = settings.poolConnectTimeout
         configuration.pool.checkoutTimeout = settings.poolCheckoutTimeout
+        configuration.pool.lazyResetWindow = settings.poolLazyReset
         configuration.pool.reconnectMaximumBackoff = settings.poolReconnectMax
         configuration.pool.sourceAddresses = settings.sourceAddresses
         configuration.maximumConnectionsPerAddress = settings.maxConnectionsPerAddress

@@ -100,6 +100,9 @@ public struct ServiceSettings: Equatable, Sendable {
     public var poolCheckoutTimeout: Duration
     /// imap4: the longest wait between reconnects to a back end that is down.
     public var poolReconnectMax: Duration
+    /// imap4: how long a connection released by a client's LOGOUT may wait in the pool still logged
+    /// in, its UNAUTHENTICATE sent with the next login (a round trip fewer); 0 sends it at once.
+    public var poolLazyReset: Duration
     /// Concurrent connections allowed from one client address (0: no limit). The back end's
     /// default is 0: behind a front end every client comes from the front end's address.
     public var maxConnectionsPerAddress: Int
@@ -186,6 +189,7 @@ public struct ApusConfiguration: Sendable {
                 listenReusePort: false,
                 backendCAFile: nil, poolHealthInterval: .seconds(30), poolResponseTimeout: .seconds(5),
                 poolConnectTimeout: .seconds(5), poolCheckoutTimeout: .seconds(10), poolReconnectMax: .seconds(10),
+                poolLazyReset: .seconds(1),
                 maxConnectionsPerAddress: name == .imap4 ? 50 : 0, maxConnectionsPerUser: 50,
                 authCacheTTL: .seconds(60), linger: .seconds(30), lingerUsers: 256,
                 failedLoginDelay: .milliseconds(name == .imap4 ? 250 : 500),
@@ -482,6 +486,9 @@ struct ConfigurationKey: Sendable {
         },
         ConfigurationKey(name: "pool_reconnect_max", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
             s.poolReconnectMax = try V.duration(v)
+        },
+        ConfigurationKey(name: "pool_lazy_reset", scope: .imap4Only) { s, v, _ throws(ConfigurationValueError) in
+            s.poolLazyReset = try V.duration(v)
         },
         ConfigurationKey(name: "listen", scope: .serviceOnly) { s, v, _ throws(ConfigurationValueError) in
             s.listen = try V.addresses(v)

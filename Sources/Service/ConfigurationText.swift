@@ -92,6 +92,7 @@ enum ConfigurationText {
         "pool_response_timeout": { duration($0.poolResponseTimeout) },
         "pool_connect_timeout": { duration($0.poolConnectTimeout) },
         "pool_checkout_timeout": { duration($0.poolCheckoutTimeout) },
+        "pool_lazy_reset": { duration($0.poolLazyReset) },
         "pool_reconnect_max": { duration($0.poolReconnectMax) },
         "listen": { addresses($0.listen) },
         "tls_listen": { addresses($0.tlsListen) },

@@ -81,6 +81,7 @@ struct ConfigurationTests {
             pool_max = 8
             source_addresses = 127.0.0.2, 127.0.0.3
             listen_reuse_port = yes
+            pool_lazy_reset = 250ms
             [imap4be]
             trusted_proxies = 10.0.0.0/8, ::1
             idle_timeout = 31m
@@ -95,6 +96,8 @@ struct ConfigurationTests {
         #expect(configuration.imap4.sourceAddresses == ["127.0.0.2", "127.0.0.3"])
         #expect(configuration.imap4.listenReusePort)
         #expect(!configuration.imap4be.listenReusePort)
+        #expect(configuration.imap4.poolLazyReset == .milliseconds(250))
+        #expect(configuration.imap4be.poolLazyReset == .seconds(1), "the default, unused by the back end")
         #expect(configuration.imap4be.trustedProxies == ["10.0.0.0/8", "::1"])
         #expect(configuration.imap4be.idleTimeout == .seconds(31 * 60))
         #expect(configuration.imap4be.loginTimeout == .milliseconds(250))
