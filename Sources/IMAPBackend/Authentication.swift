@@ -226,9 +226,9 @@ extension IMAPSession {
     ///
     /// A trusted proxy's answer also says which event loop the connection is on now and how many
     /// there are: `"x-apus-loop" "1" "x-apus-loops" "2"` (RFC 2971 section 3.3 allows any field
-    /// name of at most 30 octets; the "x-" prefix keeps clear of names it defines). With the loop count and Reactor's ``HomeLoop`` the front end knows where
-    /// each pooled connection sits after a login, and hands a user one already on the user's home
-    /// loop, which spares the move. Plain clients are not told: it is of no use to them and says
+    /// name of at most 30 octets; the "x-" prefix keeps clear of names it defines). With the loop
+    /// count and Reactor's ``HomeLoop`` the front end knows where each pooled connection sits
+    /// after a login, and hands a user one already on the user's home loop, which spares the move. Plain clients are not told: it is of no use to them and says
     /// something about the server's layout.
     func id(tag: IMAPBytes, parameters: IMAPIDParameters?) {
         if isTrustedProxy, let parameters {

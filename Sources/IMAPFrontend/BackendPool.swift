@@ -393,8 +393,9 @@ final class BackendPool {
         guard shared.reserveSlot() else { return false }
         let connection = BackendConnection(pool: self)
         var source: String?
+        let overUNIXSocket = SocketAddress(host: endpoint.host, port: endpoint.port).isUNIX
         // Source addresses spread TCP ports; a UNIX hop has none to spread.
-        if !settings.sourceAddresses.isEmpty && !SocketAddress(host: endpoint.host, port: endpoint.port).isUNIX {
+        if !settings.sourceAddresses.isEmpty && !overUNIXSocket {
             source = settings.sourceAddresses[sourceIndex % settings.sourceAddresses.count]
             sourceIndex &+= 1
         }
@@ -402,7 +403,7 @@ final class BackendPool {
             connection.connection = try loop.connect(
                 host: endpoint.host, port: endpoint.port, sourceAddress: source, tls: endpoint.tls,
                 serverName: endpoint.serverName, session: tlsSession, handler: connection, options: options)
-        } catch where error.errno == EAGAIN && SocketAddress(host: endpoint.host, port: endpoint.port).isUNIX {
+        } catch where error.errno == EAGAIN && overUNIXSocket {
             // The back end's UNIX listener has a full backlog: AF_UNIX connects fail at once
             // where TCP's would wait. The back end is busy, not down: its users keep waiting
             // (within their checkout timeout) and the pool tries again shortly.

@@ -15,6 +15,15 @@ import Telemetry
 final class BackendService: ManagedService {
     let server: BackendServer
 
+    /// Makes the directory the local socket `path` goes in (`apus run` makes no run directory of
+    /// its own; daemons do, for their pid files). Nil, or why it could not.
+    static func makeLocalSocketDirectory(_ path: String) -> String? { Daemon.makeDirectory(directoryOf(path)) }
+
+    /// The start-up error for a local socket whose directory could not be made.
+    static func localSocketFailure(_ path: String, _ problem: String) -> String {
+        "local_socket \(path): \(problem) (set local_socket = off to run without it)"
+    }
+
     init(context: ServiceContext) throws {
         let settings = context.settings
         var trusted: [TrustedNetwork] = []
@@ -36,9 +45,8 @@ final class BackendService: ManagedService {
             linger: settings.linger, lingerUsers: settings.lingerUsers, failedLoginDelay: settings.failedLoginDelay,
             maxFailedLoginDelay: settings.failedLoginDelayMax, storeFsync: settings.storeFsync)
         if let path = settings.localSocket {
-            // `apus run` makes no run directory of its own (daemons do, for their pid files).
-            if let problem = Daemon.makeDirectory(directoryOf(path)) {
-                throw ServiceStartError("local_socket \(path): \(problem) (set local_socket = off to run without it)")
+            if let problem = BackendService.makeLocalSocketDirectory(path) {
+                throw ServiceStartError(BackendService.localSocketFailure(path, problem))
             }
             configuration.localSocketPath = path
         }

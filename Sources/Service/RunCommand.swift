@@ -110,12 +110,10 @@ enum RunCommand {
                 }
                 print("apus: made \(settings.usersFile) with the user 'demo', password '\(password)' (shown once)")
             }
-            if service == .imap4be, let path = settings.localSocket, let problem = Daemon.makeDirectory(directoryOf(path)) {
-                // `apus run` makes no run directory of its own (daemons do, for their pid files).
+            if service == .imap4be, let path = settings.localSocket,
+               let problem = BackendService.makeLocalSocketDirectory(path) {
                 // The default socket is a convenience: without it the front end takes TCP.
-                guard !configuration.localSocketIsExplicit else {
-                    return "local_socket \(path): \(problem) (set local_socket = off to run without it)"
-                }
+                guard !configuration.localSocketIsExplicit else { return BackendService.localSocketFailure(path, problem) }
                 printError("apus: warning: running without the back end's local socket \(path): \(problem) "
                            + "(set run_dir or local_socket to a writable place, or local_socket = off)")
                 configuration.imap4be.localSocket = nil
