@@ -109,7 +109,10 @@ final class BackendConnection: ConnectionHandler {
 
     private func nextTag() -> [UInt8] {
         tagNumber &+= 1
-        return Array("H\(tagNumber)".utf8)
+        var tag = IMAPOutputBuffer(capacity: 12)
+        tag.write(byte: UInt8(ascii: "H"))
+        tag.write(number: tagNumber)
+        return tag.bytes
     }
 
     private func send(_ tag: [UInt8], _ text: String) {
@@ -193,27 +196,35 @@ final class BackendConnection: ConnectionHandler {
         owner = session
         state = .loggingIn
         loginUser = credentials.user
-        var bytes: [UInt8] = []
+        // Written into the pool's buffer (taken out for the while, so that it stays uniquely
+        // referenced, and put back): a login builds its commands without allocating or formatting
+        // Strings, and idle connections keep no buffer of their own.
+        var loginCommands = pool.takeCommandBuffer()
+        defer { pool.returnCommandBuffer(loginCommands) }
         if needsReset {
             // Still the last user's session: UNAUTHENTICATE first, in the same write.
             resetTag = nextTag()
-            bytes = resetTag + BackendConnection.unauthenticateCommand
+            loginCommands.write(contentsOf: resetTag)
+            loginCommands.write(" UNAUTHENTICATE\r\n")
         }
         idTag = nextTag()
         expectedTag = nextTag()
-        bytes += idTag
-        bytes += Array(" ID (\"x-originating-ip\" \"\(clientAddress.host)\"".utf8)
-        bytes += Array(" \"x-originating-port\" \"\(clientAddress.port)\" \"x-session-id\" \"\(sessionID)\")\r\n".utf8)
-        bytes += expectedTag
-        bytes += Array(" AUTHENTICATE PLAIN ".utf8)
-        bytes += credentials.plainInitialResponse
-        bytes += [0x0D, 0x0A]
-        connection?.write(bytes)
+        // A numeric host and a hex session ID never need escaping inside a quoted string.
+        loginCommands.write(contentsOf: idTag)
+        loginCommands.write(" ID (\"x-originating-ip\" \"")
+        loginCommands.write(contentsOf: clientAddress.host.utf8)
+        loginCommands.write("\" \"x-originating-port\" \"")
+        loginCommands.write(number: UInt32(clientAddress.port))
+        loginCommands.write("\" \"x-session-id\" \"")
+        loginCommands.write(contentsOf: sessionID.utf8)
+        loginCommands.write("\")\r\n")
+        loginCommands.write(contentsOf: expectedTag)
+        loginCommands.write(" AUTHENTICATE PLAIN ")
+        loginCommands.write(contentsOf: credentials.plainInitialResponse)
+        loginCommands.write("\r\n")
+        connection?.write(loginCommands.bytes)
         armTimer()
     }
-
-    /// What follows the tag of a lazy reset's UNAUTHENTICATE (made once, not per login).
-    private static let unauthenticateCommand = Array(" UNAUTHENTICATE\r\n".utf8)
 
     /// Ends the session's use of the connection when the back end allows UNAUTHENTICATE and nothing
     /// is in flight, otherwise closes it. Called after LOGOUT was answered. With a lazy-reset window
@@ -458,13 +469,10 @@ final class BackendConnection: ConnectionHandler {
                 // The loop count is the pool's (one per back end, from the ID answers), not a copy here.
                 let loopCount = pool.backendLoopCount
                 if loopCount > 0 { backendLoop = HomeLoop.index(ofUser: user, loopCount: loopCount) }
-                // RFC 8437 section 3: a server may advertise UNAUTHENTICATE only after login.
-                if line.containsToken("UNAUTHENTICATE")
-                    || loginUntagged.withUnsafeBytes({ ResponseLine(bytes: $0).containsToken("UNAUTHENTICATE") }) {
-                    supportsUnauthenticate = true
-                }
+                let answer = pool.postLoginAnswer(untagged: loginUntagged, taggedText: text)
+                if answer.backendOffersUnauthenticate { supportsUnauthenticate = true }
                 state = .relaying
-                session?.backendLoginSucceeded(untagged: loginUntagged, taggedText: text)
+                session?.backendLoginSucceeded(answer)
                 loginUntagged.removeAll()
             case .no:
                 owner = nil

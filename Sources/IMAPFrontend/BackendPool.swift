@@ -1,6 +1,7 @@
 // IMAPFrontend: BackendPool, one loop's share of the persistent connections to one back end.
 
 import Glibc
+import IMAPProtocol
 import Reactor
 import Synchronization
 import Telemetry
@@ -155,6 +156,11 @@ final class BackendPool {
     private var lazyResetTimer: Timer?
     private var sourceIndex = 0
     private var stopped = false
+    /// Where a login's commands are written (``BackendConnection/beginLogin``): one per pool, since
+    /// a loop builds one login at a time, rather than one per pooled connection.
+    private var commandBuffer = IMAPOutputBuffer(capacity: 256)
+    /// The back end's last login answer and what the client is told of it.
+    private var loginAnswers = PostLoginAnswerCache()
 
     init(endpoint: BackendEndpoint, settings: BackendPoolSettings, shared: BackendPoolShared, loop: EventLoop,
          logger: Logger) {
@@ -172,6 +178,22 @@ final class BackendPool {
     }
 
     private var loopBit: UInt64 { 1 << UInt64(loop.index & 63) }
+
+    /// The pool's command buffer, emptied; give it back with ``returnCommandBuffer(_:)``.
+    func takeCommandBuffer() -> IMAPOutputBuffer {
+        var buffer = commandBuffer
+        commandBuffer = IMAPOutputBuffer(capacity: 0)
+        buffer.clear()
+        return buffer
+    }
+
+    func returnCommandBuffer(_ buffer: IMAPOutputBuffer) { commandBuffer = buffer }
+
+    /// What the client is told of a successful login the back end answered with `untagged` lines
+    /// and `taggedText` after our tag: worked out once per distinct answer, not per login.
+    func postLoginAnswer(untagged: [UInt8], taggedText: UnsafeRawBufferPointer) -> PostLoginAnswer {
+        loginAnswers.answer(untagged: untagged, taggedText: taggedText)
+    }
 
     /// Opens the minimum idle connections and starts the health checks.
     func start() {

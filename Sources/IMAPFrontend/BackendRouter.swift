@@ -36,12 +36,16 @@ final class BackendRouter: Sendable {
         let fromFile = fileRoutes.withLock { routes -> Int? in
             if routes.isEmpty { return nil }
             if let index = routes[key] { return index }
-            if let at = key.lastIndex(of: "@") { return routes[String(key[at...])] }
+            if let at = key.utf8.lastIndex(of: UInt8(ascii: "@")) { return routes[String(key[at...])] }
             return nil
         }
         if let fromFile { return fromFile }
-        if let index = configuredRoutes[key] { return index }
-        if let at = key.lastIndex(of: "@"), let index = configuredRoutes[String(key[at...])] { return index }
+        if !configuredRoutes.isEmpty {
+            if let index = configuredRoutes[key] { return index }
+            if let at = key.utf8.lastIndex(of: UInt8(ascii: "@")), let index = configuredRoutes[String(key[at...])] {
+                return index
+            }
+        }
         return rendezvousIndex(for: key)
     }
 

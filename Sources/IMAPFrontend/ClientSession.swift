@@ -452,23 +452,20 @@ final class ClientSession: ConnectionHandler {
         connection.resumeReading()
     }
 
-    /// The back end accepted the login: relay its answer (with the post-login CAPABILITY it gives)
-    /// under the client's tag and start relaying.
-    func backendLoginSucceeded(untagged: [UInt8], taggedText: UnsafeRawBufferPointer) {
+    /// The back end accepted the login: relay its answer (with the post-login CAPABILITY it gives,
+    /// UNAUTHENTICATE left out) under the client's tag and start relaying.
+    func backendLoginSucceeded(_ answer: PostLoginAnswer) {
         core.addressLimits.recordSuccess(connection.peer.host)
         core.loginsSucceeded.increment()
         credentials = nil
         phase = .relaying
         connection.idleTimeout = core.configuration.idleTimeout
-        // UNAUTHENTICATE is offered to us as a trusted proxy; clients cannot use it through the
-        // front end (it answers BAD), so they must not see it advertised.
-        var bytes = ClientSession.removingToken("UNAUTHENTICATE", from: untagged)
-        let tagged = ClientSession.removingToken("UNAUTHENTICATE", from: Array(taggedText))
-        postLoginCapabilityLine = ClientSession.capabilityLine(untagged: bytes, tagged: tagged)
-        bytes += loginTag
-        bytes.append(0x20)
-        bytes += tagged
-        connection.write(bytes)
+        postLoginCapabilityLine = answer.capabilityLine
+        // Queued writes join in the connection's buffer: one send.
+        connection.write(answer.untagged)
+        connection.write(loginTag)
+        connection.write(ClientSession.space)
+        connection.write(answer.taggedText)
         if shutdownRequested {
             beginShutdown()
             return
@@ -689,10 +686,9 @@ final class ClientSession: ConnectionHandler {
 
     /// LOGOUT with nothing in flight: answer it here and hand the hop back for UNAUTHENTICATE.
     private func finishLogout() {
-        var bytes = Array("* BYE Logging out\r\n".utf8)
-        bytes += logoutTag
-        bytes += Array(" OK LOGOUT completed\r\n".utf8)
-        writeToClient(bytes)
+        writeToClient(ClientSession.byeLine)
+        writeToClient(logoutTag)
+        writeToClient(ClientSession.logoutCompleted)
         phase = .closed
         connection.close(.afterFlush)
         let hop = backend
@@ -701,6 +697,10 @@ final class ClientSession: ConnectionHandler {
     }
 
     // MARK: - Small helpers
+
+    private static let space: [UInt8] = [0x20]
+    private static let byeLine = Array("* BYE Logging out\r\n".utf8)
+    private static let logoutCompleted = Array(" OK LOGOUT completed\r\n".utf8)
 
     private func reply(_ tag: [UInt8], _ text: String) {
         connection.write(tag + Array(" \(text)\r\n".utf8))
@@ -715,45 +715,6 @@ final class ClientSession: ConnectionHandler {
     }
 
     /// The word after the tag, ending at a space, a brace, or the line's end.
-    /// `bytes` without the capability token `token` (matched case-insensitively as a whole word
-    /// after a space, before a space, `]` or CR).
-    static func removingToken(_ token: String, from bytes: [UInt8]) -> [UInt8] {
-        let needle = Array(token.utf8)
-        var result: [UInt8] = []
-        result.reserveCapacity(bytes.count)
-        var index = 0
-        while index < bytes.count {
-            let end = index + 1 + needle.count
-            if bytes[index] == 0x20, end <= bytes.count,
-               zip(bytes[(index + 1)..<end], needle).allSatisfy({ ($0 & 0xDF) == $1 }),
-               end == bytes.count || bytes[end] == 0x20 || bytes[end] == UInt8(ascii: "]") || bytes[end] == 0x0D {
-                index = end
-                continue
-            }
-            result.append(bytes[index])
-            index += 1
-        }
-        return result
-    }
-
-    /// The `* CAPABILITY …\r\n` line from the login's untagged data, or built from the
-    /// `[CAPABILITY …]` code of its tagged answer; empty when the back end gave neither.
-    static func capabilityLine(untagged: [UInt8], tagged: [UInt8]) -> [UInt8] {
-        let prefix = Array("* CAPABILITY ".utf8)
-        var start = 0
-        while start < untagged.count {
-            var end = start
-            while end < untagged.count, untagged[end] != 0x0A { end += 1 }
-            let line = untagged[start..<min(end + 1, untagged.count)]
-            if line.count > prefix.count, zip(line, prefix).allSatisfy({ ($0 & 0xDF) == ($1 & 0xDF) }) { return Array(line) }
-            start = end + 1
-        }
-        let code = Array("[CAPABILITY ".utf8)
-        guard let open = tagged.indices.first(where: { tagged[$0...].starts(with: code) }),
-              let close = tagged[open...].firstIndex(of: UInt8(ascii: "]")) else { return [] }
-        return prefix + tagged[(open + code.count)..<close] + [0x0D, 0x0A]
-    }
-
     static func commandName(of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         var start = 0
         while start < bytes.count, bytes[start] != 0x20, bytes[start] != 0x0A { start += 1 }

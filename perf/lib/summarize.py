@@ -63,6 +63,8 @@ def other_figure(runs):
     """The figure of a result that is not a throughput run: instructions or memory per unit."""
     if all("instructions_per_command" in r for r in runs):
         return "%d instructions/command" % statistics.median(r["instructions_per_command"] for r in runs)
+    if all("instructions_per_session" in r for r in runs):
+        return "%d instructions/session" % statistics.median(r["instructions_per_session"] for r in runs)
     if all("rss_kib" in r for r in runs):
         return "%.1f KiB/session front end, %.1f KiB back end (%d sessions)" % (
             statistics.median(r["rss_kib"]["apus-frontend"]["per_session"] for r in runs),
