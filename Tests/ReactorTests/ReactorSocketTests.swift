@@ -493,3 +493,26 @@ func socketPair() -> (local: Int32, peer: Int32) {
     precondition(result == 0, "socketpair failed")
     return (fds[0], fds[1])
 }
+
+extension ReactorSocketTests {
+    // MARK: - Peer addresses
+
+    /// Logs, per-address limits and the front end's x-originating-ip all read the accepted peer's
+    /// text form: one-, two- and three-digit octets and zeros come out as dotted quads.
+    @Test func acceptedIPv4PeersAreWrittenAsDottedQuads() throws {
+        let group = try EventLoopGroup(loopCount: 1, workerCount: 1, name: "peers")
+        let peers = Shared<[String]>([])
+        let accepted = Countdown(4)
+        let port = try group.listen(ListenerSpec(host: "127.0.0.1", port: 0) { connection in
+            peers.update { $0.append(connection.peer.host) }
+            accepted.signal()
+            return EchoHandler()
+        })
+        let sources: [UInt32] = [0x7F00_0001, 0x7F0A_00FF, 0x7FFF_6309, 0x7F64_0A00]
+        let clients = try sources.map { try BlockingClient(port: port, source: $0) }
+        #expect(accepted.wait())
+        #expect(Set(peers.value) == ["127.0.0.1", "127.10.0.255", "127.255.99.9", "127.100.10.0"])
+        for client in clients { client.close() }
+        group.shutdown()
+    }
+}

@@ -194,8 +194,23 @@ final class BlockingClient {
 
     struct ConnectError: Error { let errno: Int32 }
 
-    init(port: UInt16) throws {
+    /// Connects to 127.0.0.1:`port`, from `source` (an IPv4 address in host order, bound first)
+    /// when given.
+    init(port: UInt16, source: UInt32? = nil) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = source.bigEndian
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound != 0 {
+                let code = errno
+                Glibc.close(descriptor)
+                throw ConnectError(errno: code)
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
