@@ -202,6 +202,7 @@ extension IMAPSession {
             guard let position = mailbox.position(of: target.uid) else { continue }  // expunged meanwhile
             var info = mailbox.message(at: position)
             if job.seenChanged.contains(target.uid) { info.flags.insert(.seen) }
+            announceNewKeywords(selected)
             out.beginFetch(sequenceNumber: target.sequence)
             job.current = MessageInProgress(sequence: target.sequence, uid: target.uid, info: info,
                                             structure: job.spareStructure.take())

@@ -67,6 +67,7 @@ extension IMAPSession {
         let answer = { [self] in
             // Without .SILENT every named message's flags are returned (RFC 9051 6.4.6).
             if !action.silent {
+                announceNewKeywords(selected)
                 for target in targets {
                     guard let position = selected.mailbox.position(of: target.uid) else { continue }
                     out.beginFetch(sequenceNumber: target.sequence)

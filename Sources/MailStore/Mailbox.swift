@@ -127,7 +127,12 @@ public final class Mailbox {
     var uidListFile: FileHandle
     var cache: MessageCache
     var index: MessageIndex
-    var keywordTable: KeywordTable
+    var keywordTable: KeywordTable {
+        didSet { if keywordTable != oldValue { keywordsVersion &+= 1 } }
+    }
+    /// Counts changes to the keyword table, so a session can tell cheaply (without building the list)
+    /// that it must announce FLAGS again.
+    public private(set) var keywordsVersion = 0
     private var observers: [WeakObserver] = []
     var isClosed = false
     /// True while the index file on disk is a clean snapshot of what is in memory and on disk.

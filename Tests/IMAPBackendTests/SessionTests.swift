@@ -336,7 +336,9 @@ import Testing
             == "* 2 FETCH (FLAGS (\\Deleted \\Recent))\r\na OK STORE completed\r\n")
         #expect(driver.send("a STORE 1 +FLAGS.SILENT (\\Seen)\r\n") == "a OK STORE completed\r\n")
         #expect(driver.send("a UID STORE 3 FLAGS (\\Answered Custom)\r\n")
-            == "* 3 FETCH (FLAGS (\\Answered \\Recent Custom) UID 3)\r\na OK STORE completed\r\n")
+            == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Custom)\r\n"
+            + "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Custom \\*)] Limited\r\n"
+            + "* 3 FETCH (FLAGS (\\Answered \\Recent Custom) UID 3)\r\na OK STORE completed\r\n")
         #expect(driver.send("a STORE 1 +FLAGS (\\Recent)\r\n").hasPrefix("a BAD"))
         #expect(driver.send("a STORE 9 +FLAGS (\\Seen)\r\n").hasPrefix("a BAD"))
         #expect(driver.send("b SEARCH DELETED\r\n") == "* SEARCH 2\r\nb OK SEARCH completed\r\n")
@@ -365,6 +367,39 @@ import Testing
         #expect(driver.send("m FETCH 1 FLAGS\r\n").hasPrefix("m BAD"))
     }
 
+    /// Two sessions of one user with INBOX selected, after the first appended `messages`.
+    func twoSessionsOnInbox(holding messages: [String]) throws -> (SessionDriver, SessionDriver) {
+        let first = try SessionDriver(accounts: try TestAccounts())
+        first.login()
+        for message in messages { _ = appendMessage(first, message) }
+        _ = first.send("s SELECT INBOX\r\n")
+        let second = SessionDriver(sibling: first)
+        _ = second.take()
+        second.login()
+        _ = second.send("s SELECT INBOX\r\n")
+        return (first, second)
+    }
+
+    /// A client learns a mailbox's keywords from FLAGS (RFC 9051 7.3.5) and may reject a FETCH FLAGS
+    /// naming one it was never told of (imaptest counts it as an error): a keyword made by this
+    /// session's STORE or APPEND, or by another session, is announced before it first appears.
+    @Test func newKeywordsAreAnnouncedWithFlagsBeforeFetchShowsThem() throws {
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n"])
+        let system = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+        #expect(first.send("a STORE 1 +FLAGS ($Label1)\r\n")
+            == "* FLAGS (\(system) $Label1)\r\n* OK [PERMANENTFLAGS (\(system) $Label1 \\*)] Limited\r\n"
+            + "* 1 FETCH (FLAGS (\\Recent $Label1))\r\na OK STORE completed\r\n")
+        #expect(first.send("b STORE 1 +FLAGS ($Label1)\r\n") == "* 1 FETCH (FLAGS (\\Recent $Label1))\r\nb OK STORE completed\r\n",
+                "a keyword is announced once")
+        #expect(second.send("n NOOP\r\n")
+            == "* FLAGS (\(system) $Label1)\r\n* OK [PERMANENTFLAGS (\(system) $Label1 \\*)] Limited\r\n"
+            + "* 1 FETCH (FLAGS ($Label1))\r\nn OK NOOP completed\r\n")
+        #expect(second.send("i IDLE\r\n") == "+ idling\r\n")
+        #expect(appendMessage(first, "Subject: b\r\n\r\nx\r\n", flags: "($Label2) ")
+            .hasPrefix("* FLAGS (\(system) $Label1 $Label2)\r\n"))
+        #expect(second.take().hasPrefix("* FLAGS (\(system) $Label1 $Label2)\r\n"))
+    }
+
     @Test func twoSessionsSeeEachOthersChangesInNoopAndIdle() throws {
         let accounts = try TestAccounts()
         let first = try SessionDriver(accounts: accounts)
@@ -387,16 +422,7 @@ import Testing
     }
 
     @Test func expungeIsNotSentDuringFetchStoreSearch() throws {
-        let accounts = try TestAccounts()
-        let first = try SessionDriver(accounts: accounts)
-        first.login()
-        _ = appendMessage(first, "Subject: a\r\n\r\nx\r\n")
-        _ = appendMessage(first, "Subject: b\r\n\r\nx\r\n")
-        _ = first.send("s SELECT INBOX\r\n")
-        let second = SessionDriver(sibling: first)
-        _ = second.take()
-        second.login()
-        _ = second.send("s SELECT INBOX\r\n")
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\nx\r\n"])
         _ = second.send("st STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
         _ = second.send("x EXPUNGE\r\n")
         let fetch = first.send("f FETCH 1:2 FLAGS\r\n")
