@@ -391,13 +391,15 @@ import Testing
             + "* 1 FETCH (FLAGS (\\Recent $Label1))\r\na OK STORE completed\r\n")
         #expect(first.send("b STORE 1 +FLAGS ($Label1)\r\n") == "* 1 FETCH (FLAGS (\\Recent $Label1))\r\nb OK STORE completed\r\n",
                 "a keyword is announced once")
+        #expect(first.send("r STORE 1 -FLAGS ($Label9)\r\n").hasPrefix("* FLAGS (\(system) $Label1 $Label9)\r\n"),
+                "a keyword named by a removal is defined too, as a client checking its STORE expects")
         #expect(second.send("n NOOP\r\n")
-            == "* FLAGS (\(system) $Label1)\r\n* OK [PERMANENTFLAGS (\(system) $Label1 \\*)] Limited\r\n"
+            == "* FLAGS (\(system) $Label1 $Label9)\r\n* OK [PERMANENTFLAGS (\(system) $Label1 $Label9 \\*)] Limited\r\n"
             + "* 1 FETCH (FLAGS ($Label1))\r\nn OK NOOP completed\r\n")
         #expect(second.send("i IDLE\r\n") == "+ idling\r\n")
         #expect(appendMessage(first, "Subject: b\r\n\r\nx\r\n", flags: "($Label2) ")
-            .hasPrefix("* FLAGS (\(system) $Label1 $Label2)\r\n"))
-        #expect(second.take().hasPrefix("* FLAGS (\(system) $Label1 $Label2)\r\n"))
+            .hasPrefix("* FLAGS (\(system) $Label1 $Label9 $Label2)\r\n"))
+        #expect(second.take().hasPrefix("* FLAGS (\(system) $Label1 $Label9 $Label2)\r\n"))
     }
 
     @Test func twoSessionsSeeEachOthersChangesInNoopAndIdle() throws {
