@@ -386,7 +386,9 @@ extension IMAPSession {
             location = located
         }
         guard let opened = try? mailbox.openMessage(uid: message.uid) else {
-            out.write("\"\"")
+            // Expunged meanwhile (the FETCH waited on a slow client): NIL, which a client knows
+            // for "no data"; an empty string would pass for the body itself.
+            out.write("NIL")
             return
         }
         let fileSize = Int(opened.size)

@@ -36,6 +36,11 @@ final class SelectedMailbox {
 
     var count: UInt32 { UInt32(uids.count) }
 
+    /// Whether another session expunged messages whose EXPUNGE this session has not sent yet.
+    var holdsExpungedMessages: Bool {
+        events.contains { if case .expunged = $0 { true } else { false } }
+    }
+
     /// The sequence number of `uid` in this view.
     func sequenceNumber(of uid: UInt32) -> UInt32? {
         let position = lowerBound(uid)
