@@ -36,9 +36,12 @@ final class SelectedMailbox {
 
     var count: UInt32 { UInt32(uids.count) }
 
-    /// Whether another session expunged messages whose EXPUNGE this session has not sent yet.
+    /// Whether another session expunged messages whose EXPUNGE this session has not sent yet: the
+    /// mailbox holds fewer messages up to this view's last UID than the view numbers (counted, not
+    /// read from `events`, which hear of an expunge only once it is durable).
     var holdsExpungedMessages: Bool {
-        events.contains { if case .expunged = $0 { true } else { false } }
+        guard let last = uids.last else { return false }
+        return mailbox.messageCount(throughUID: last) < uids.count
     }
 
     /// The sequence number of `uid` in this view.

@@ -179,6 +179,11 @@ public final class Mailbox {
         return (record.uid, record.flags, record.keywords, record.modseq)
     }
 
+    /// How many messages have a UID of at most `uid` (one binary search).
+    public func messageCount(throughUID uid: UInt32) -> Int {
+        uid == .max ? count : index.lowerBound(of: uid + 1)
+    }
+
     /// The 0-based position of a UID, or nil when no such message exists.
     public func position(of uid: UInt32) -> Int? { index.position(of: uid) }
 
@@ -273,16 +278,24 @@ public final class Mailbox {
         guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
         let record = index.records[position]
         let name = index.name(of: record)
-        do {
-            return (try FileHandle.openFile(name, in: cur.fd, flags: O_RDONLY), record.fileSize)
-        } catch .system(_, let code) where code == ENOENT {
-            // The name changes with the flags: a STORE whose rename has not run yet, or another
-            // Maildir reader, may have it under its previous info suffix. The base stays.
-            let base = MailboxSynchronizer.base(of: name)
-            guard let current = try Directory.entries(of: cur.fd).first(where: { MailboxSynchronizer.base(of: $0) == base })
-            else { throw .noSuchMessage(uid) }
-            return (try FileHandle.openFile(current, in: cur.fd, flags: O_RDONLY), record.fileSize)
+        let base = MailboxSynchronizer.base(of: name)
+        // The name changes with the flags: a STORE whose rename has not run yet, or another Maildir
+        // reader, may have it under its previous info suffix (the base stays). A directory read
+        // racing that rename can miss both names, so a miss is tried again, a bounded few times.
+        for _ in 0..<3 {
+            do {
+                return (try FileHandle.openFile(name, in: cur.fd, flags: O_RDONLY), record.fileSize)
+            } catch .system(_, let code) where code == ENOENT {
+                guard let current = try Directory.entries(of: cur.fd).first(where: { MailboxSynchronizer.base(of: $0) == base })
+                else { continue }
+                do {
+                    return (try FileHandle.openFile(current, in: cur.fd, flags: O_RDONLY), record.fileSize)
+                } catch .system(_, let code) where code == ENOENT {
+                    continue  // renamed again between the read and the open
+                }
+            }
         }
+        throw .noSuchMessage(uid)
     }
 
     /// Maps a message read-only and runs `body` over its bytes.
