@@ -447,6 +447,20 @@ import Testing
         #expect(first.send("s SEARCH 1\r\n") == "* SEARCH 1\r\ns OK SEARCH completed\r\n")
     }
 
+    /// A STORE naming a message another session expunged (its EXPUNGE not sent yet) sets the
+    /// others' flags and answers NO [EXPUNGEISSUED] (RFC 2180 4.2.3), so a client checking that
+    /// every message it named came back with FLAGS knows why one did not; .SILENT answers OK
+    /// (RFC 2180 4.2.1).
+    @Test func storeOnAMessageExpungedElsewhereSaysSo() throws {
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\ny\r\n"])
+        _ = second.send("st STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        _ = second.send("x EXPUNGE\r\n")
+        #expect(first.send("a STORE 1:2 +FLAGS (\\Seen)\r\n")
+            == "* 2 FETCH (FLAGS (\\Seen \\Recent))\r\na NO [EXPUNGEISSUED] Some of the messages have been deleted\r\n")
+        #expect(first.send("b STORE 1:2 +FLAGS.SILENT (\\Flagged)\r\n") == "b OK STORE completed\r\n")
+        #expect(first.send("c FETCH 2 FLAGS\r\n") == "* 2 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\nc OK FETCH completed\r\n")
+    }
+
     /// A message whose file is gone when its body is read (expunged while a long FETCH waited on a
     /// slow client) answers NIL, not an empty string a client would take for the body.
     @Test func bodyOfAMessageWhoseFileVanishedIsNil() throws {
