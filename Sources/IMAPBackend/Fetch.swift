@@ -202,6 +202,7 @@ extension IMAPSession {
             guard let position = mailbox.position(of: target.uid) else { continue }  // expunged meanwhile
             var info = mailbox.message(at: position)
             if job.seenChanged.contains(target.uid) { info.flags.insert(.seen) }
+            announceNewKeywords(selected)
             out.beginFetch(sequenceNumber: target.sequence)
             job.current = MessageInProgress(sequence: target.sequence, uid: target.uid, info: info,
                                             structure: job.spareStructure.take())
@@ -385,7 +386,9 @@ extension IMAPSession {
             location = located
         }
         guard let opened = try? mailbox.openMessage(uid: message.uid) else {
-            out.write("\"\"")
+            // Expunged meanwhile (the FETCH waited on a slow client): NIL, which a client knows
+            // for "no data"; an empty string would pass for the body itself.
+            out.write("NIL")
             return
         }
         let fileSize = Int(opened.size)

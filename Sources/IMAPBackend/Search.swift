@@ -61,7 +61,9 @@ extension IMAPSession {
             }
             out.write("\r\n")
         }
-        finish(tag, .ok, "SEARCH completed")
+        // A message expunged elsewhere keeps its number here until EXPUNGE may be sent, but no
+        // longer matches anything: say so (RFC 5530) rather than let the result look complete.
+        finish(tag, .ok, code: selected.holdsExpungedMessages ? .expungeIssued : nil, "SEARCH completed")
     }
 
     /// The store's key for a wire key; sequence sets become UID ranges of this session's view.

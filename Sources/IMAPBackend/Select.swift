@@ -24,14 +24,25 @@ final class SelectedMailbox {
     var savedSearch: [UInt32] = []
     /// While the session completes its own STORE, it answers those flags itself.
     var ignoreFlagChanges = false
+    /// The mailbox's `keywordsVersion` when this session last sent FLAGS.
+    var announcedKeywordsVersion: Int
 
     init(mailbox: Mailbox, readOnly: Bool) {
         self.mailbox = mailbox
         self.readOnly = readOnly
         uids = mailbox.uids
+        announcedKeywordsVersion = mailbox.keywordsVersion
     }
 
     var count: UInt32 { UInt32(uids.count) }
+
+    /// Whether another session expunged messages whose EXPUNGE this session has not sent yet: the
+    /// mailbox holds fewer messages up to this view's last UID than the view numbers (counted, not
+    /// read from `events`, which hear of an expunge only once it is durable).
+    var holdsExpungedMessages: Bool {
+        guard let last = uids.last else { return false }
+        return mailbox.messageCount(throughUID: last) < uids.count
+    }
 
     /// The sequence number of `uid` in this view.
     func sequenceNumber(of uid: UInt32) -> UInt32? {
@@ -142,6 +153,7 @@ extension IMAPSession: MailboxObserver {
     /// `allowExpunge`, then FETCH FLAGS of changed messages still in the view.
     func writeUpdates(allowExpunge: Bool) {
         guard let selected else { return }
+        announceNewKeywords(selected)
         if allowExpunge && !selected.events.isEmpty {
             var announcedCount = selected.count
             var newMessages = false
@@ -312,25 +324,10 @@ extension IMAPSession: MailboxObserver {
         mailbox.addObserver(self)
         user?.maildir.noteSelected(mailbox)
         state = .selected
-        let keywords = mailbox.keywords
-        out.write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
-        for keyword in keywords {
-            out.write(byte: 0x20)
-            out.write(contentsOf: keyword.utf8)
-        }
-        out.write(")\r\n")
+        writeFlagsResponse(view)
         out.writeUntagged(number: view.count, "EXISTS")
         if !isRev2 { out.writeUntagged(number: UInt32(view.recent.count), "RECENT") }
-        if readOnly {
-            out.write("* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
-        } else {
-            out.write("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
-            for keyword in keywords {
-                out.write(byte: 0x20)
-                out.write(contentsOf: keyword.utf8)
-            }
-            out.write(mailbox.canCreateKeywords ? " \\*)] Limited\r\n" : ")] Limited\r\n")
-        }
+        writePermanentFlags(view)
         out.write("* OK [UIDVALIDITY ")
         out.write(number: mailbox.uidValidity)
         out.write("] UIDs valid\r\n* OK [UIDNEXT ")
@@ -351,6 +348,41 @@ extension IMAPSession: MailboxObserver {
         } else {
             finish(tag, .ok, code: .readWrite, "SELECT completed")
         }
+    }
+
+    /// `* FLAGS (...)`: the flags and keywords a client may see on this mailbox's messages.
+    private func writeFlagsResponse(_ selected: SelectedMailbox) {
+        out.write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
+        for keyword in selected.mailbox.keywords {
+            out.write(byte: 0x20)
+            out.write(contentsOf: keyword.utf8)
+        }
+        out.write(")\r\n")
+        selected.announcedKeywordsVersion = selected.mailbox.keywordsVersion
+    }
+
+    /// `* OK [PERMANENTFLAGS (...)]`, with `\*` while keywords can still be created.
+    private func writePermanentFlags(_ selected: SelectedMailbox) {
+        if selected.readOnly {
+            out.write("* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
+            return
+        }
+        out.write("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
+        for keyword in selected.mailbox.keywords {
+            out.write(byte: 0x20)
+            out.write(contentsOf: keyword.utf8)
+        }
+        out.write(selected.mailbox.canCreateKeywords ? " \\*)] Limited\r\n" : ")] Limited\r\n")
+    }
+
+    /// FLAGS and PERMANENTFLAGS again when keywords were created since the session last said them
+    /// (by its own STORE or APPEND or by another session): a client learns keywords from FLAGS
+    /// (RFC 9051 7.3.5) and may reject a FETCH FLAGS naming one it was not told of. Called before
+    /// any FETCH that may show flags; costs one comparison when nothing changed.
+    func announceNewKeywords(_ selected: SelectedMailbox) {
+        guard selected.announcedKeywordsVersion != selected.mailbox.keywordsVersion else { return }
+        writeFlagsResponse(selected)
+        writePermanentFlags(selected)
     }
 
     private func firstUnseenSequenceNumber(_ view: SelectedMailbox) -> UInt32? {

@@ -66,9 +66,14 @@ extension IMAPSession {
         let modified = result.modified
         let answer = { [self] in
             // Without .SILENT every named message's flags are returned (RFC 9051 6.4.6).
+            var expungedElsewhere = false
             if !action.silent {
+                announceNewKeywords(selected)
                 for target in targets {
-                    guard let position = selected.mailbox.position(of: target.uid) else { continue }
+                    guard let position = selected.mailbox.position(of: target.uid) else {
+                        expungedElsewhere = true
+                        continue
+                    }
                     out.beginFetch(sequenceNumber: target.sequence)
                     out.write("FLAGS ")
                     writeFlags(selected.mailbox.message(at: position), selected)
@@ -79,7 +84,11 @@ extension IMAPSession {
                     out.endFetch()
                 }
             }
-            if modified.isEmpty {
+            if expungedElsewhere {
+                // RFC 2180 4.2.3: the others' flags are set and returned, with a tagged NO that says
+                // why a message named came back without FLAGS.
+                finish(tagCopy, .no, code: .expungeIssued, "Some of the messages have been deleted")
+            } else if modified.isEmpty {
                 finish(tagCopy, .ok, "STORE completed")
             } else {
                 let set = IMAPSession.sequenceSetText(modified.compactMap { uid ? $0 : selected.sequenceNumber(of: $0) })

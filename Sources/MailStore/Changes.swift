@@ -135,14 +135,17 @@ extension Mailbox {
     public func prepareStore(uids: [UInt32], change: FlagChange, flags: SystemFlags, keywords: [String] = [],
                              unchangedSince: UInt64? = nil) throws(StoreError) -> StoreFlagsResult
     {
-        let keywordSet: KeywordSet
+        var keywordSet = KeywordSet()
         var tableChanged = false
-        if change == .remove {
-            var set = KeywordSet()
-            for name in keywords { if let position = keywordTable.index(of: name) { set.insert(position) } }
-            keywordSet = set
-        } else {
+        do {
+            // A removal defines the keywords it names too, as Dovecot does: a client that named one
+            // then finds it in FLAGS (imaptest's own_flags mode checks that every keyword a STORE
+            // named exists afterwards).
             (keywordSet, tableChanged) = try resolveKeywords(keywords)
+        } catch {
+            // A removal still succeeds when the table is full: it removes the keywords that exist.
+            guard change == .remove else { throw error }
+            for name in keywords { if let position = keywordTable.index(of: name) { keywordSet.insert(position) } }
         }
         var commit = makeCommit()
         if tableChanged { addKeywordTableWrite(to: &commit) }

@@ -127,7 +127,12 @@ public final class Mailbox {
     var uidListFile: FileHandle
     var cache: MessageCache
     var index: MessageIndex
-    var keywordTable: KeywordTable
+    var keywordTable: KeywordTable {
+        didSet { if keywordTable != oldValue { keywordsVersion &+= 1 } }
+    }
+    /// Counts changes to the keyword table, so a session can tell cheaply (without building the list)
+    /// that it must announce FLAGS again.
+    public private(set) var keywordsVersion = 0
     private var observers: [WeakObserver] = []
     var isClosed = false
     /// True while the index file on disk is a clean snapshot of what is in memory and on disk.
@@ -172,6 +177,11 @@ public final class Mailbox {
     public func flags(at position: Int) -> (uid: UInt32, flags: SystemFlags, keywords: KeywordSet, modseq: UInt64) {
         let record = index.records.hot[position]
         return (record.uid, record.flags, record.keywords, record.modseq)
+    }
+
+    /// How many messages have a UID of at most `uid` (one binary search).
+    public func messageCount(throughUID uid: UInt32) -> Int {
+        uid == .max ? count : index.lowerBound(of: uid + 1)
     }
 
     /// The 0-based position of a UID, or nil when no such message exists.
@@ -268,16 +278,24 @@ public final class Mailbox {
         guard let position = index.position(of: uid) else { throw .noSuchMessage(uid) }
         let record = index.records[position]
         let name = index.name(of: record)
-        do {
-            return (try FileHandle.openFile(name, in: cur.fd, flags: O_RDONLY), record.fileSize)
-        } catch .system(_, let code) where code == ENOENT {
-            // The name changes with the flags: a STORE whose rename has not run yet, or another
-            // Maildir reader, may have it under its previous info suffix. The base stays.
-            let base = MailboxSynchronizer.base(of: name)
-            guard let current = try Directory.entries(of: cur.fd).first(where: { MailboxSynchronizer.base(of: $0) == base })
-            else { throw .noSuchMessage(uid) }
-            return (try FileHandle.openFile(current, in: cur.fd, flags: O_RDONLY), record.fileSize)
+        let base = MailboxSynchronizer.base(of: name)
+        // The name changes with the flags: a STORE whose rename has not run yet, or another Maildir
+        // reader, may have it under its previous info suffix (the base stays). A directory read
+        // racing that rename can miss both names, so a miss is tried again, a bounded few times.
+        for _ in 0..<3 {
+            do {
+                return (try FileHandle.openFile(name, in: cur.fd, flags: O_RDONLY), record.fileSize)
+            } catch .system(_, let code) where code == ENOENT {
+                guard let current = try Directory.entries(of: cur.fd).first(where: { MailboxSynchronizer.base(of: $0) == base })
+                else { continue }
+                do {
+                    return (try FileHandle.openFile(current, in: cur.fd, flags: O_RDONLY), record.fileSize)
+                } catch .system(_, let code) where code == ENOENT {
+                    continue  // renamed again between the read and the open
+                }
+            }
         }
+        throw .noSuchMessage(uid)
     }
 
     /// Maps a message read-only and runs `body` over its bytes.

@@ -336,7 +336,9 @@ import Testing
             == "* 2 FETCH (FLAGS (\\Deleted \\Recent))\r\na OK STORE completed\r\n")
         #expect(driver.send("a STORE 1 +FLAGS.SILENT (\\Seen)\r\n") == "a OK STORE completed\r\n")
         #expect(driver.send("a UID STORE 3 FLAGS (\\Answered Custom)\r\n")
-            == "* 3 FETCH (FLAGS (\\Answered \\Recent Custom) UID 3)\r\na OK STORE completed\r\n")
+            == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Custom)\r\n"
+            + "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Custom \\*)] Limited\r\n"
+            + "* 3 FETCH (FLAGS (\\Answered \\Recent Custom) UID 3)\r\na OK STORE completed\r\n")
         #expect(driver.send("a STORE 1 +FLAGS (\\Recent)\r\n").hasPrefix("a BAD"))
         #expect(driver.send("a STORE 9 +FLAGS (\\Seen)\r\n").hasPrefix("a BAD"))
         #expect(driver.send("b SEARCH DELETED\r\n") == "* SEARCH 2\r\nb OK SEARCH completed\r\n")
@@ -365,6 +367,41 @@ import Testing
         #expect(driver.send("m FETCH 1 FLAGS\r\n").hasPrefix("m BAD"))
     }
 
+    /// Two sessions of one user with INBOX selected, after the first appended `messages`.
+    func twoSessionsOnInbox(holding messages: [String]) throws -> (SessionDriver, SessionDriver) {
+        let first = try SessionDriver(accounts: try TestAccounts())
+        first.login()
+        for message in messages { _ = appendMessage(first, message) }
+        _ = first.send("s SELECT INBOX\r\n")
+        let second = SessionDriver(sibling: first)
+        _ = second.take()
+        second.login()
+        _ = second.send("s SELECT INBOX\r\n")
+        return (first, second)
+    }
+
+    /// A client learns a mailbox's keywords from FLAGS (RFC 9051 7.3.5) and may reject a FETCH FLAGS
+    /// naming one it was never told of (imaptest counts it as an error): a keyword made by this
+    /// session's STORE or APPEND, or by another session, is announced before it first appears.
+    @Test func newKeywordsAreAnnouncedWithFlagsBeforeFetchShowsThem() throws {
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n"])
+        let system = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+        #expect(first.send("a STORE 1 +FLAGS ($Label1)\r\n")
+            == "* FLAGS (\(system) $Label1)\r\n* OK [PERMANENTFLAGS (\(system) $Label1 \\*)] Limited\r\n"
+            + "* 1 FETCH (FLAGS (\\Recent $Label1))\r\na OK STORE completed\r\n")
+        #expect(first.send("b STORE 1 +FLAGS ($Label1)\r\n") == "* 1 FETCH (FLAGS (\\Recent $Label1))\r\nb OK STORE completed\r\n",
+                "a keyword is announced once")
+        #expect(first.send("r STORE 1 -FLAGS ($Label9)\r\n").hasPrefix("* FLAGS (\(system) $Label1 $Label9)\r\n"),
+                "a keyword named by a removal is defined too, as a client checking its STORE expects")
+        #expect(second.send("n NOOP\r\n")
+            == "* FLAGS (\(system) $Label1 $Label9)\r\n* OK [PERMANENTFLAGS (\(system) $Label1 $Label9 \\*)] Limited\r\n"
+            + "* 1 FETCH (FLAGS ($Label1))\r\nn OK NOOP completed\r\n")
+        #expect(second.send("i IDLE\r\n") == "+ idling\r\n")
+        #expect(appendMessage(first, "Subject: b\r\n\r\nx\r\n", flags: "($Label2) ")
+            .hasPrefix("* FLAGS (\(system) $Label1 $Label9 $Label2)\r\n"))
+        #expect(second.take().hasPrefix("* FLAGS (\(system) $Label1 $Label9 $Label2)\r\n"))
+    }
+
     @Test func twoSessionsSeeEachOthersChangesInNoopAndIdle() throws {
         let accounts = try TestAccounts()
         let first = try SessionDriver(accounts: accounts)
@@ -387,23 +424,58 @@ import Testing
     }
 
     @Test func expungeIsNotSentDuringFetchStoreSearch() throws {
-        let accounts = try TestAccounts()
-        let first = try SessionDriver(accounts: accounts)
-        first.login()
-        _ = appendMessage(first, "Subject: a\r\n\r\nx\r\n")
-        _ = appendMessage(first, "Subject: b\r\n\r\nx\r\n")
-        _ = first.send("s SELECT INBOX\r\n")
-        let second = SessionDriver(sibling: first)
-        _ = second.take()
-        second.login()
-        _ = second.send("s SELECT INBOX\r\n")
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\nx\r\n"])
         _ = second.send("st STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
         _ = second.send("x EXPUNGE\r\n")
         let fetch = first.send("f FETCH 1:2 FLAGS\r\n")
-        #expect(!fetch.contains("EXPUNGE"))
-        #expect(!first.send("f SEARCH ALL\r\n").contains("EXPUNGE"))
+        #expect(!fetch.contains(" EXPUNGE\r\n"))
+        #expect(!first.send("f SEARCH ALL\r\n").contains(" EXPUNGE\r\n"))
         #expect(first.send("n NOOP\r\n").contains("* 1 EXPUNGE"))
         #expect(first.send("f FETCH 1 UID\r\n").contains("* 1 FETCH (UID 2)"))
+    }
+
+    /// Until it may announce another session's EXPUNGE, a session still numbers the message: a
+    /// SEARCH that cannot match it says EXPUNGEISSUED (RFC 5530), as imaptest expects of a result
+    /// that lacks a number the client still has.
+    @Test func searchSaysExpungeIssuedWhileTheViewHoldsAMessageExpungedElsewhere() throws {
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\ny\r\n"])
+        #expect(first.send("s SEARCH 1:2\r\n") == "* SEARCH 1 2\r\ns OK SEARCH completed\r\n")
+        _ = second.send("st STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        _ = second.send("x EXPUNGE\r\n")
+        #expect(first.send("s SEARCH 1:2\r\n") == "* SEARCH 2\r\ns OK [EXPUNGEISSUED] SEARCH completed\r\n")
+        #expect(first.send("n NOOP\r\n") == "* 1 EXPUNGE\r\nn OK NOOP completed\r\n")
+        #expect(first.send("s SEARCH 1\r\n") == "* SEARCH 1\r\ns OK SEARCH completed\r\n")
+    }
+
+    /// A STORE naming a message another session expunged (its EXPUNGE not sent yet) sets the
+    /// others' flags and answers NO [EXPUNGEISSUED] (RFC 2180 4.2.3), so a client checking that
+    /// every message it named came back with FLAGS knows why one did not; .SILENT answers OK
+    /// (RFC 2180 4.2.1).
+    @Test func storeOnAMessageExpungedElsewhereSaysSo() throws {
+        let (first, second) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\ny\r\n"])
+        _ = second.send("st STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        _ = second.send("x EXPUNGE\r\n")
+        #expect(first.send("a STORE 1:2 +FLAGS (\\Seen)\r\n")
+            == "* 2 FETCH (FLAGS (\\Seen \\Recent))\r\na NO [EXPUNGEISSUED] Some of the messages have been deleted\r\n")
+        #expect(first.send("b STORE 1:2 +FLAGS.SILENT (\\Flagged)\r\n") == "b OK STORE completed\r\n")
+        #expect(first.send("c FETCH 2 FLAGS\r\n") == "* 2 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\nc OK FETCH completed\r\n")
+    }
+
+    /// A message whose file is gone when its body is read (expunged while a long FETCH waited on a
+    /// slow client) answers NIL, not an empty string a client would take for the body.
+    @Test func bodyOfAMessageWhoseFileVanishedIsNil() throws {
+        let (first, _) = try twoSessionsOnInbox(holding: ["Subject: a\r\n\r\nx\r\n"])
+        let cur = first.accounts.dataDirectory + "/users/alice/cur"
+        let directory = try #require(opendir(cur))
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        closedir(directory)
+        #expect(names.count == 1)
+        for name in names { #expect(unlink(cur + "/" + name) == 0) }
+        #expect(first.send("f FETCH 1 (BODY.PEEK[TEXT])\r\n") == "* 1 FETCH (BODY[TEXT] NIL)\r\nf OK FETCH completed\r\n")
     }
 
     @Test func enableIMAP4rev2ChangesResponses() throws {
