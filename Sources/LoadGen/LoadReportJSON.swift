@@ -66,7 +66,7 @@ enum LoadReportJSON {
     private static func commandObject(_ command: LoadCommandTotals, elapsed: Double) -> String {
         let latency = command.latency
         var object = "{\"count\": \(command.count), \"ok\": \(command.ok), "
-        object += "\"no\": \(command.no), \"bad\": \(command.bad), "
+        object += "\"no\": \(command.no), \"expunge_issued\": \(command.expungeIssued), \"bad\": \(command.bad), "
         object += "\"per_s\": \(fixed(elapsed > 0 ? Double(command.count) / elapsed : 0, 1)), "
         object += "\"mean_ms\": \(fixed(latency.mean / 1e6, 3)), "
         object += "\"p50_ms\": \(LoadReportText.milliseconds(latency.percentile(0.5))), "

@@ -52,6 +52,11 @@ enum LoadReportText {
             text += " kB per session)\n"
         }
         if let peak = report.generatorPeakKB { text += "generator memory peak \(peak / 1024) MB\n" }
+        let raced = totals.allCommands.expungeIssued
+        if raced > 0 {
+            text += "NO [EXPUNGEISSUED]: \(raced) (commands that named a message another session had expunged;"
+            text += " not counted as NO)\n"
+        }
         let failures = LoadFailureKind.allCases.filter { totals.failures[$0.rawValue] > 0 }
         if !failures.isEmpty {
             text += "failures: "

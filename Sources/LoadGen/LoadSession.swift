@@ -230,7 +230,9 @@ final class LoadSession: ConnectionHandler {
         if startsWithWord(afterTag, "OK") {
             status = .ok
         } else if startsWithWord(afterTag, "NO") {
-            status = .no
+            // "NO" alone (no text) is a plain NO.
+            let text = UnsafeRawBufferPointer(rebasing: afterTag[min(3, afterTag.count)...])
+            status = LoadSession.isExpungeIssued(text) ? .expungeIssued : .no
         } else if startsWithWord(afterTag, "BAD") {
             status = .bad
         } else {
@@ -256,6 +258,14 @@ final class LoadSession: ConnectionHandler {
         let command = inFlight.remove(at: position)
         completed(command, status: status)
         return true
+    }
+
+    // resp-text = ["[" resp-text-code "]" SP] [text];  resp-text-code =/ "EXPUNGEISSUED" (RFC 5530)
+    /// Whether a NO's text (after "NO ") starts with the EXPUNGEISSUED code.
+    static func isExpungeIssued(_ text: UnsafeRawBufferPointer) -> Bool {
+        let code: StaticString = "[EXPUNGEISSUED]"
+        guard text.count >= code.utf8CodeUnitCount else { return false }
+        return IMAPBytes(UnsafeRawBufferPointer(rebasing: text[0..<code.utf8CodeUnitCount])).equalsCaseInsensitive(code)
     }
 
     private func matches(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
@@ -310,7 +320,12 @@ final class LoadSession: ConnectionHandler {
                 return
             }
             let command = inFlight.remove(at: position)
-            let kind: IMAPStatusKind = status.kind == .ok ? .ok : status.kind == .no ? .no : .bad
+            let kind: IMAPStatusKind =
+                switch status.kind {
+                case .ok: .ok
+                case .no: status.code == .expungeIssued ? .expungeIssued : .no
+                default: .bad
+                }
             completed(command, status: kind)
         case .untagged(let untagged):
             untaggedResponse(untagged)

@@ -10,18 +10,23 @@ public struct LoadCommandTotals: Sendable, Equatable {
     public var ok = 0
     /// Tagged NO (or a failed connect for `connect`).
     public var no = 0
+    /// Tagged NO [EXPUNGEISSUED] (RFC 5530): the command named a message another session had
+    /// expunged. An expected race on a shared mailbox, counted apart from refusals (as imaptest
+    /// does too).
+    public var expungeIssued = 0
     public var bad = 0
     /// From sending the command to its tagged answer.
     public var latency = LatencyHistogram()
 
     /// Completions of every status.
-    public var count: Int { ok + no + bad }
+    public var count: Int { ok + no + expungeIssued + bad }
 
     public init() {}
 
     mutating func merge(_ other: LoadCommandTotals) {
         ok += other.ok
         no += other.no
+        expungeIssued += other.expungeIssued
         bad += other.bad
         latency.merge(other.latency)
     }
@@ -134,6 +139,7 @@ public struct LoadTotals: Sendable {
             let command = commands[kind.rawValue]
             all.ok += command.ok
             all.no += command.no
+            all.expungeIssued += command.expungeIssued
             all.bad += command.bad
             if kind.latencyIsTheServers { all.latency.merge(command.latency) }
         }
@@ -154,12 +160,13 @@ final class LoopStatistics {
         switch status {
         case .ok: totals.commands[kind.rawValue].ok += 1
         case .no: totals.commands[kind.rawValue].no += 1
+        case .expungeIssued: totals.commands[kind.rawValue].expungeIssued += 1
         case .bad: totals.commands[kind.rawValue].bad += 1
         }
         totals.commands[kind.rawValue].latency.record(nanoseconds)
         interval.completed[kind.rawValue] += 1
         if kind.latencyIsTheServers { interval.latency.record(nanoseconds) }
-        if status != .ok { interval.errors += 1 }
+        if status == .no || status == .bad { interval.errors += 1 }
     }
 
     func failed(_ kind: LoadFailureKind) {
@@ -195,7 +202,9 @@ final class LoopStatistics {
 }
 
 /// Tagged status of a completed command.
-enum IMAPStatusKind { case ok, no, bad }
+/// How a command was answered. `expungeIssued` is a NO with that code: a race with another
+/// session's expunge, not a refusal.
+enum IMAPStatusKind { case ok, no, expungeIssued, bad }
 
 /// Where loops hand their seconds, violations and totals, and the run's stop switch: the one
 /// object every thread touches.

@@ -30,6 +30,9 @@ enum Misbehaviour: Sendable, CaseIterable {
     case existsShrank
     /// Turns every client away with `* BYE` as its greeting.
     case byeGreeting
+    /// Not a misbehaviour: STOREs alternately answered `NO [EXPUNGEISSUED]` (as when another
+    /// session expunged a message named) and a plain `NO`.
+    case storesRaceExpunges
 }
 
 /// A fake IMAP4 server: three messages (UIDs 1-3), answers LOGIN, SELECT, FETCH, STORE, NOOP and
@@ -38,6 +41,7 @@ final class FakeIMAPSession: ConnectionHandler {
     let misbehaviour: Misbehaviour
     private var fetches = 0
     private var selects = 0
+    private var stores = 0
     private var flags: [Int: Set<String>] = [1: [], 2: [], 3: []]
 
     init(_ misbehaviour: Misbehaviour) { self.misbehaviour = misbehaviour }
@@ -94,7 +98,13 @@ final class FakeIMAPSession: ConnectionHandler {
             var shown = flags[uid, default: []]
             if misbehaviour == .flagsMismatch { if adding { shown.remove(flag) } else { shown.insert(flag) } }
             reply = "* \(uid) FETCH (UID \(uid) FLAGS (\(shown.sorted().joined(separator: " "))))\r\n"
-            reply += "\(tag) OK stored\r\n"
+            if misbehaviour == .storesRaceExpunges {
+                stores += 1
+                reply = stores % 2 == 0 ? "\(tag) NO [EXPUNGEISSUED] Some of the messages have been deleted\r\n"
+                    : "\(tag) NO refused\r\n"
+            } else {
+                reply += "\(tag) OK stored\r\n"
+            }
         case "NOOP":
             switch misbehaviour {
             case .expungeUnknownSequence: reply = "* 7 EXPUNGE\r\n"

@@ -21,6 +21,24 @@ import Testing
         #expect(report.totals.commands[LoadCommandKind.store.rawValue].bad == 0)
     }
 
+    /// A STORE that raced another session's expunge (NO [EXPUNGEISSUED], RFC 5530) is expected on a
+    /// shared mailbox: counted apart from refusals, in the totals, the JSON and the text report.
+    @Test func expungeRacesAreCountedApartFromRefusals() throws {
+        let server = try FakeIMAPServer(.storesRaceExpunges)
+        defer { server.shutdown() }
+        var configuration = testConfiguration(port: server.port, clients: 1)
+        configuration.commandLimit = 200
+        // FETCH FLAGS first teaches the session UIDs, which its STOREs then name (UID STORE).
+        configuration.mix = try LoadCommandMix(parsing: "fetch-flags=1,store=1")
+        let report = try LoadRunner.run(configuration)
+        let stores = report.totals.commands[LoadCommandKind.store.rawValue]
+        #expect(stores.expungeIssued > 0 && stores.no > 0)
+        #expect(stores.count == stores.ok + stores.no + stores.expungeIssued + stores.bad)
+        #expect(report.totals.allCommands.expungeIssued == stores.expungeIssued)
+        #expect(LoadReportJSON.render(report).contains("\"expunge_issued\": \(stores.expungeIssued)"))
+        #expect(LoadReportText.summary(report).contains("NO [EXPUNGEISSUED]: \(stores.expungeIssued) "))
+    }
+
     @Test func churnSessionsLogInSelectFetchAndLogOut() throws {
         let server = try FakeIMAPServer(.correct)
         defer { server.shutdown() }
