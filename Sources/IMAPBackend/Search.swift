@@ -62,8 +62,10 @@ extension IMAPSession {
             out.write("\r\n")
         }
         // A message expunged elsewhere keeps its number here until EXPUNGE may be sent, but no
-        // longer matches anything: say so (RFC 5530) rather than let the result look complete.
-        finish(tag, .ok, code: selected.holdsExpungedMessages ? .expungeIssued : nil, "SEARCH completed")
+        // longer matches anything: say so (RFC 5530) rather than let the result look complete. A
+        // UID SEARCH may send the EXPUNGE itself (it follows at once), so it needs no code.
+        let incomplete = !uid && selected.holdsExpungedMessages
+        finish(tag, .ok, code: incomplete ? .expungeIssued : nil, "SEARCH completed")
     }
 
     /// The store's key for a wire key; sequence sets become UID ranges of this session's view.

@@ -324,10 +324,11 @@ extension IMAPSession: MailboxObserver {
         mailbox.addObserver(self)
         user?.maildir.noteSelected(mailbox)
         state = .selected
-        writeFlagsResponse(view)
+        let keywords = mailbox.keywords
+        writeFlagsResponse(view, keywords: keywords)
         out.writeUntagged(number: view.count, "EXISTS")
         if !isRev2 { out.writeUntagged(number: UInt32(view.recent.count), "RECENT") }
-        writePermanentFlags(view)
+        writePermanentFlags(view, keywords: keywords)
         out.write("* OK [UIDVALIDITY ")
         out.write(number: mailbox.uidValidity)
         out.write("] UIDs valid\r\n* OK [UIDNEXT ")
@@ -350,10 +351,11 @@ extension IMAPSession: MailboxObserver {
         }
     }
 
-    /// `* FLAGS (...)`: the flags and keywords a client may see on this mailbox's messages.
-    private func writeFlagsResponse(_ selected: SelectedMailbox) {
+    /// `* FLAGS (...)`: the flags and keywords (`keywords`, the mailbox's) a client may see on this
+    /// mailbox's messages.
+    private func writeFlagsResponse(_ selected: SelectedMailbox, keywords: [String]) {
         out.write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
-        for keyword in selected.mailbox.keywords {
+        for keyword in keywords {
             out.write(byte: 0x20)
             out.write(contentsOf: keyword.utf8)
         }
@@ -362,27 +364,29 @@ extension IMAPSession: MailboxObserver {
     }
 
     /// `* OK [PERMANENTFLAGS (...)]`, with `\*` while keywords can still be created.
-    private func writePermanentFlags(_ selected: SelectedMailbox) {
+    private func writePermanentFlags(_ selected: SelectedMailbox, keywords: [String]) {
         if selected.readOnly {
             out.write("* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
             return
         }
         out.write("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
-        for keyword in selected.mailbox.keywords {
+        for keyword in keywords {
             out.write(byte: 0x20)
             out.write(contentsOf: keyword.utf8)
         }
         out.write(selected.mailbox.canCreateKeywords ? " \\*)] Limited\r\n" : ")] Limited\r\n")
     }
 
-    /// FLAGS and PERMANENTFLAGS again when keywords were created since the session last said them
-    /// (by its own STORE or APPEND or by another session): a client learns keywords from FLAGS
-    /// (RFC 9051 7.3.5) and may reject a FETCH FLAGS naming one it was not told of. Called before
-    /// any FETCH that may show flags; costs one comparison when nothing changed.
+    /// FLAGS (and, read-write, PERMANENTFLAGS) again when keywords were created since the session
+    /// last said them (by its own STORE or APPEND or by another session): a client learns keywords
+    /// from FLAGS (RFC 9051 7.3.5) and may reject a FETCH FLAGS naming one it was not told of.
+    /// Called before any FETCH that may show flags; costs one comparison when nothing changed.
     func announceNewKeywords(_ selected: SelectedMailbox) {
         guard selected.announcedKeywordsVersion != selected.mailbox.keywordsVersion else { return }
-        writeFlagsResponse(selected)
-        writePermanentFlags(selected)
+        let keywords = selected.mailbox.keywords
+        writeFlagsResponse(selected, keywords: keywords)
+        // Read-only, PERMANENTFLAGS stays "()": said once at EXAMINE.
+        if !selected.readOnly { writePermanentFlags(selected, keywords: keywords) }
     }
 
     private func firstUnseenSequenceNumber(_ view: SelectedMailbox) -> UInt32? {

@@ -84,15 +84,19 @@ extension IMAPSession {
                     out.endFetch()
                 }
             }
-            if expungedElsewhere {
-                // RFC 2180 4.2.3: the others' flags are set and returned, with a tagged NO that says
-                // why a message named came back without FLAGS.
-                finish(tagCopy, .no, code: .expungeIssued, "Some of the messages have been deleted")
-            } else if modified.isEmpty {
-                finish(tagCopy, .ok, "STORE completed")
+            let modifiedSet = modified.isEmpty ? nil
+                : IMAPSession.sequenceSetText(modified.compactMap { uid ? $0 : selected.sequenceNumber(of: $0) })
+            // A UID STORE ignores UIDs that no longer exist (RFC 3501 6.4.8) and may send their
+            // EXPUNGE now; a STORE by number cannot, so it says why a message named came back
+            // without FLAGS (RFC 2180 4.2.3), the others' flags set. MODIFIED, when some failed
+            // UNCHANGEDSINCE, rides on that NO (RFC 7162 3.1.3, example 11).
+            if expungedElsewhere && !uid {
+                finish(tagCopy, .no, code: modifiedSet.map { .modified($0) } ?? .expungeIssued,
+                       "Some of the messages have been deleted")
+            } else if let modifiedSet {
+                finish(tagCopy, .ok, code: .modified(modifiedSet), "Conditional STORE failed")
             } else {
-                let set = IMAPSession.sequenceSetText(modified.compactMap { uid ? $0 : selected.sequenceNumber(of: $0) })
-                finish(tagCopy, .ok, code: .modified(set), "Conditional STORE failed")
+                finish(tagCopy, .ok, "STORE completed")
             }
         }
         guard let commit = result.commit else {

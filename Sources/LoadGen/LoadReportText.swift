@@ -55,7 +55,7 @@ enum LoadReportText {
         let raced = totals.allCommands.expungeIssued
         if raced > 0 {
             text += "NO [EXPUNGEISSUED]: \(raced) (commands that named a message another session had expunged;"
-            text += " not counted as NO)\n"
+            text += " the +N of the NO column, not refusals)\n"
         }
         let failures = LoadFailureKind.allCases.filter { totals.failures[$0.rawValue] > 0 }
         if !failures.isEmpty {
@@ -77,7 +77,10 @@ enum LoadReportText {
         let latency = command.latency
         var line = pad(name, 14) + pad(String(command.count), 10)
         line += pad(fixed(elapsed > 0 ? Double(command.count) / elapsed : 0, 1), 11)
-        line += pad(String(command.no), 7) + pad(String(command.bad), 7)
+        // A NO [EXPUNGEISSUED] (a race with another session's expunge) shows as "+N" beside the
+        // NOs, so a row still adds up: count = OK + NO + that + BAD.
+        let no = command.expungeIssued > 0 ? "\(command.no)+\(command.expungeIssued)" : String(command.no)
+        line += pad(no, 7) + pad(String(command.bad), 7)
         for quantile in [0.5, 0.9, 0.99, 0.999] { line += pad(milliseconds(latency.percentile(quantile)), 10) }
         line += pad(milliseconds(latency.maximum), 10)
         return line + "\n"

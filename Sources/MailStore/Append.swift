@@ -161,7 +161,7 @@ extension Mailbox {
         try index.ensureUIDsAvailable(requests.count)
         let addedSize = requests.reduce(Int64(0)) { $0 + $1.message.size }
         try user.checkQuota(addingMessages: Int64(requests.count), bytes: addedSize)
-        let oldTable = keywordTable
+        let (oldTable, oldVersion) = (keywordTable, keywordsVersion)
         var keywordSets: [KeywordSet] = []
         var tableChanged = false
         for request in requests {
@@ -170,7 +170,7 @@ extension Mailbox {
                 keywordSets.append(set)
                 tableChanged = tableChanged || changed
             } catch {
-                keywordTable = oldTable
+                (keywordTable, keywordsVersion) = (oldTable, oldVersion)
                 throw error
             }
         }

@@ -35,7 +35,7 @@ extension Mailbox {
             try user.checkQuota(addingMessages: Int64(sourceUIDs.count), bytes: addedSize)
         }
         // Map keyword bits through names: each mailbox has its own table.
-        let oldTable = destination.keywordTable
+        let (oldTable, oldVersion) = (destination.keywordTable, destination.keywordsVersion)
         var mappedKeywords: [KeywordSet] = []
         var tableChanged = false
         for uid in sourceUIDs {
@@ -45,7 +45,7 @@ extension Mailbox {
                 mappedKeywords.append(set)
                 tableChanged = tableChanged || changed
             } catch {
-                destination.keywordTable = oldTable
+                (destination.keywordTable, destination.keywordsVersion) = (oldTable, oldVersion)
                 throw error
             }
         }
@@ -135,17 +135,17 @@ extension Mailbox {
     public func prepareStore(uids: [UInt32], change: FlagChange, flags: SystemFlags, keywords: [String] = [],
                              unchangedSince: UInt64? = nil) throws(StoreError) -> StoreFlagsResult
     {
-        var keywordSet = KeywordSet()
+        let keywordSet: KeywordSet
         var tableChanged = false
-        do {
-            // A removal defines the keywords it names too, as Dovecot does: a client that named one
-            // then finds it in FLAGS (imaptest's own_flags mode checks that every keyword a STORE
-            // named exists afterwards).
+        if change == .remove {
+            // A removal only names keywords: one the table does not hold is on no message, and
+            // defining it would spend one of the mailbox's 26 keyword letters (and a durable write
+            // of the table) on a name clients often clear without ever setting ($NotJunk, say).
+            var set = KeywordSet()
+            for name in keywords { if let position = keywordTable.index(of: name) { set.insert(position) } }
+            keywordSet = set
+        } else {
             (keywordSet, tableChanged) = try resolveKeywords(keywords)
-        } catch {
-            // A removal still succeeds when the table is full: it removes the keywords that exist.
-            guard change == .remove else { throw error }
-            for name in keywords { if let position = keywordTable.index(of: name) { keywordSet.insert(position) } }
         }
         var commit = makeCommit()
         if tableChanged { addKeywordTableWrite(to: &commit) }

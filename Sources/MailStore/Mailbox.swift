@@ -127,12 +127,11 @@ public final class Mailbox {
     var uidListFile: FileHandle
     var cache: MessageCache
     var index: MessageIndex
-    var keywordTable: KeywordTable {
-        didSet { if keywordTable != oldValue { keywordsVersion &+= 1 } }
-    }
-    /// Counts changes to the keyword table, so a session can tell cheaply (without building the list)
-    /// that it must announce FLAGS again.
-    public private(set) var keywordsVersion = 0
+    var keywordTable: KeywordTable
+    /// Counts keywords added to the table (``resolveKeywords(_:)``; a rolled-back addition restores
+    /// it), so a session can tell with one comparison, without building the list, that it must
+    /// announce FLAGS again.
+    public internal(set) var keywordsVersion = 0
     private var observers: [WeakObserver] = []
     var isClosed = false
     /// True while the index file on disk is a clean snapshot of what is in memory and on disk.
@@ -525,7 +524,10 @@ public final class Mailbox {
         var set = KeywordSet()
         for name in names { set.insert(try table.indexAdding(name)) }
         let changed = table != keywordTable
-        keywordTable = table
+        if changed {
+            keywordTable = table
+            keywordsVersion &+= 1
+        }
         return (set, changed)
     }
 
