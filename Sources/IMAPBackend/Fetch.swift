@@ -57,6 +57,11 @@ final class FetchJob {
     /// The structure of the last message written, whose arrays the next message's structure is
     /// decoded into: one structure for the whole FETCH, not five arrays and a pool per message.
     var spareStructure: MessageStructure?
+    /// A FETCH by sequence number that skipped a message another session expunged (its EXPUNGE not
+    /// yet sent here): the tagged OK says EXPUNGEISSUED. A UID FETCH ignores such UIDs (RFC 3501
+    /// 6.4.8) and may send the EXPUNGE itself.
+    var isUIDCommand = false
+    var skippedExpunged = false
 
     /// Empties the job for the next FETCH, keeping the arrays' capacity.
     func reset(tag newTag: IMAPBytes) {
@@ -70,6 +75,7 @@ final class FetchJob {
         analysing = false
         analysedThrough = 0
         needsStructure = false
+        skippedExpunged = false
     }
 
     /// Most targets whose array a session keeps between FETCHes (32 KiB); a FETCH over a larger
@@ -150,6 +156,7 @@ extension IMAPSession {
         let job = spareFetchJob ?? FetchJob()
         spareFetchJob = nil
         job.reset(tag: tag)
+        job.isUIDCommand = uid
         if uid { job.items.append(.uid) }
         for attribute in attributes {
             guard let item = IMAPSession.fetchItem(attribute) else {
@@ -199,7 +206,10 @@ extension IMAPSession {
             }
             job.next += 1
             let mailbox = selected.mailbox
-            guard let position = mailbox.position(of: target.uid) else { continue }  // expunged meanwhile
+            guard let position = mailbox.position(of: target.uid) else {
+                job.skippedExpunged = true  // expunged meanwhile, by another session
+                continue
+            }
             var info = mailbox.message(at: position)
             if job.seenChanged.contains(target.uid) { info.flags.insert(.seen) }
             announceNewKeywords(selected)
@@ -215,18 +225,20 @@ extension IMAPSession {
         fetchJob = nil
         job.finished()
         spareFetchJob = job
+        // RFC 5530: a message the client still numbers was left out because it is gone.
+        let code: IMAPResponseCode? = job.skippedExpunged && !job.isUIDCommand ? .expungeIssued : nil
         guard let transport, !job.seenChanged.isEmpty, let user,
               let commit = try? selected.mailbox.prepareStore(uids: job.seenChanged.sorted(), change: .add,
                                                               flags: .seen).commit
         else {
-            finish(job.tag, .ok, "FETCH completed")
+            finish(job.tag, .ok, code: code, "FETCH completed")
             resume()
             return
         }
         selected.ignoreFlagChanges = true
         user.commit(commit, in: selected.mailbox, transport: transport) { [self] error in
             selected.ignoreFlagChanges = false
-            if let error { fail(job.tag, error) } else { finish(job.tag, .ok, "FETCH completed") }
+            if let error { fail(job.tag, error) } else { finish(job.tag, .ok, code: code, "FETCH completed") }
             resume()
         }
     }

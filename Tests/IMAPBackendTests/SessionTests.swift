@@ -477,6 +477,17 @@ import Testing
         #expect(first.send("c FETCH 2 FLAGS\r\n") == "* 2 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\nc OK FETCH completed\r\n")
     }
 
+    /// A FETCH by number that cannot return a message another session expunged (its EXPUNGE not
+    /// sent yet) says so with OK [EXPUNGEISSUED] (RFC 5530); a UID FETCH ignores the UID and sends
+    /// the EXPUNGE.
+    @Test func fetchSaysExpungeIssuedForAMessageExpungedElsewhere() throws {
+        let first = try firstSessionAfterTheOtherExpungedMessageOne()
+        #expect(first.send("f FETCH 1:2 FLAGS\r\n") == "* 2 FETCH (FLAGS (\\Recent))\r\nf OK [EXPUNGEISSUED] FETCH completed\r\n")
+        #expect(first.send("g FETCH 2 FLAGS\r\n") == "* 2 FETCH (FLAGS (\\Recent))\r\ng OK FETCH completed\r\n")
+        let byUID = first.send("u UID FETCH 1:2 FLAGS\r\n")
+        #expect(byUID.contains("* 1 EXPUNGE\r\n") && byUID.hasSuffix("u OK FETCH completed\r\n"), "\(byUID)")
+    }
+
     /// An APPEND refused for naming more keywords than the mailbox can hold adds none, so the other
     /// sessions are not sent FLAGS again for nothing.
     @Test func aRefusedAppendAnnouncesNoKeywords() throws {
