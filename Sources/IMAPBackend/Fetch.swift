@@ -311,7 +311,15 @@ extension IMAPSession {
                     out.write("BODYSTRUCTURE ")
                     structure?.writeIMAPBody(0, extensions: true, into: &out.bytes)
                 }
-                if structure == nil { out.write("NIL") }
+                // The file is gone (expunged while this FETCH waited): NIL is not a valid envelope
+                // or body structure, so a client's parser gets the emptiest valid ones instead.
+                if structure == nil {
+                    if case .envelope = item {
+                        out.write("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)")
+                    } else {
+                        out.write("(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)")
+                    }
+                }
             case .section(let label, let section, let partial, _):
                 writeItemName(label, partial: partial)
                 writeSection(section, partial: partial, mailbox: mailbox, message: &message, job: job)
