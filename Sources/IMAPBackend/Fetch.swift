@@ -60,11 +60,12 @@ final class FetchJob {
     /// A FETCH by sequence number that skipped a message another session expunged (its EXPUNGE not
     /// yet sent here): the tagged OK says EXPUNGEISSUED. A UID FETCH ignores such UIDs (RFC 3501
     /// 6.4.8) and may send the EXPUNGE itself.
-    var isUIDCommand = false
+    private(set) var isUIDCommand = false
     var skippedExpunged = false
 
-    /// Empties the job for the next FETCH, keeping the arrays' capacity.
-    func reset(tag newTag: IMAPBytes) {
+    /// Empties the job for the next FETCH (a UID FETCH when `isUIDCommand`), keeping the arrays'
+    /// capacity.
+    func reset(tag newTag: IMAPBytes, isUIDCommand uid: Bool) {
         tag.removeAll(keepingCapacity: true)
         for index in 0..<newTag.count { tag.append(newTag[index]) }
         targets.removeAll(keepingCapacity: true)
@@ -75,6 +76,7 @@ final class FetchJob {
         analysing = false
         analysedThrough = 0
         needsStructure = false
+        isUIDCommand = uid
         skippedExpunged = false
     }
 
@@ -155,8 +157,7 @@ extension IMAPSession {
         }
         let job = spareFetchJob ?? FetchJob()
         spareFetchJob = nil
-        job.reset(tag: tag)
-        job.isUIDCommand = uid
+        job.reset(tag: tag, isUIDCommand: uid)
         if uid { job.items.append(.uid) }
         for attribute in attributes {
             guard let item = IMAPSession.fetchItem(attribute) else {

@@ -354,11 +354,8 @@ extension IMAPSession: MailboxObserver {
     /// `* FLAGS (...)`: the flags and keywords (`keywords`, the mailbox's) a client may see on this
     /// mailbox's messages.
     private func writeFlagsResponse(_ selected: SelectedMailbox, keywords: [String]) {
-        out.write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
-        for keyword in keywords {
-            out.write(byte: 0x20)
-            out.write(contentsOf: keyword.utf8)
-        }
+        out.write("* FLAGS (")
+        writeSystemFlagsAndKeywords(keywords)
         out.write(")\r\n")
         selected.announcedKeywordsVersion = selected.mailbox.keywordsVersion
     }
@@ -369,12 +366,19 @@ extension IMAPSession: MailboxObserver {
             out.write("* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
             return
         }
-        out.write("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft")
+        out.write("* OK [PERMANENTFLAGS (")
+        writeSystemFlagsAndKeywords(keywords)
+        out.write(selected.mailbox.canCreateKeywords ? " \\*)] Limited\r\n" : ")] Limited\r\n")
+    }
+
+    /// The five system flags a client may set, then `keywords`, space-separated (FLAGS and
+    /// PERMANENTFLAGS list the same ones).
+    private func writeSystemFlagsAndKeywords(_ keywords: [String]) {
+        out.write("\\Answered \\Flagged \\Deleted \\Seen \\Draft")
         for keyword in keywords {
             out.write(byte: 0x20)
             out.write(contentsOf: keyword.utf8)
         }
-        out.write(selected.mailbox.canCreateKeywords ? " \\*)] Limited\r\n" : ")] Limited\r\n")
     }
 
     /// FLAGS (and, read-write, PERMANENTFLAGS) again when keywords were created since the session

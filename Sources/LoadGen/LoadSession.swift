@@ -232,7 +232,7 @@ final class LoadSession: ConnectionHandler {
         } else if startsWithWord(afterTag, "NO") {
             // "NO" alone (no text) is a plain NO.
             let text = UnsafeRawBufferPointer(rebasing: afterTag[min(3, afterTag.count)...])
-            status = LoadSession.isExpungeIssued(text) ? .expungeIssued : .no
+            status = isExpungeIssued(text) ? .expungeIssued : .no
         } else if startsWithWord(afterTag, "BAD") {
             status = .bad
         } else {
@@ -262,10 +262,9 @@ final class LoadSession: ConnectionHandler {
 
     // resp-text = ["[" resp-text-code "]" SP] [text];  resp-text-code =/ "EXPUNGEISSUED" (RFC 5530)
     /// Whether a NO's text (after "NO ") starts with the EXPUNGEISSUED code.
-    static func isExpungeIssued(_ text: UnsafeRawBufferPointer) -> Bool {
+    private func isExpungeIssued(_ text: UnsafeRawBufferPointer) -> Bool {
         let code: StaticString = "[EXPUNGEISSUED]"
-        guard text.count >= code.utf8CodeUnitCount else { return false }
-        return IMAPBytes(UnsafeRawBufferPointer(rebasing: text[0..<code.utf8CodeUnitCount])).equalsCaseInsensitive(code)
+        return matches(UnsafeRawBufferPointer(rebasing: text.prefix(code.utf8CodeUnitCount)), code)
     }
 
     private func matches(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {

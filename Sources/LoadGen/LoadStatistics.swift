@@ -201,9 +201,8 @@ final class LoopStatistics {
     }
 }
 
-/// Tagged status of a completed command.
-/// How a command was answered. `expungeIssued` is a NO with that code: a race with another
-/// session's expunge, not a refusal.
+/// How a completed command was answered (its tagged status). `expungeIssued` is a NO with that
+/// code: a race with another session's expunge, not a refusal.
 enum IMAPStatusKind { case ok, no, expungeIssued, bad }
 
 /// Where loops hand their seconds, violations and totals, and the run's stop switch: the one
